@@ -1,0 +1,375 @@
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "host.h"
+#include "log.h"
+#include "plugin_loader.h"
+#include "proxy.h"
+#include "session.h"
+#include "stream.h"
+
+#define SESSION_STABLE_AFTER 60.0 /* s; a session this old resets the backoff */
+
+struct mgrok_client {
+	const struct mgrok_client_conf *conf;
+	struct mgrok_registry reg;
+	struct mgrok_auth_method auth;
+	struct mgrok_proxy *proxies;
+	struct mgrok_session *sess;
+	ev_timer retry;
+	double backoff;
+	double opened_at;
+	bool ever_registered; /* a proxy has been up once: refusals no longer end the client */
+	unsigned acks_pending;
+	unsigned acks_ok;
+	bool stopping;
+	int exit_code;
+	char client_id[33];
+};
+
+static void connect_now(struct mgrok_client *cl);
+
+static void stop(struct mgrok_client *cl, int code)
+{
+	cl->stopping = true;
+	cl->exit_code = code;
+	ev_timer_stop(mgrok_loop, &cl->retry);
+	ev_break(mgrok_loop, EVBREAK_ALL);
+}
+
+static void schedule_reconnect(struct mgrok_client *cl)
+{
+	/* Jitter keeps a fleet of clients from reconnecting in lockstep. */
+	uint32_t r = 0;
+	mgrok_host_table.random(&r, sizeof(r));
+	double delay = cl->backoff * (0.75 + 0.5 * (r / 4294967295.0));
+	MGROK_INFO("reconnecting in %.1f s", delay);
+	ev_timer_set(&cl->retry, delay, 0.);
+	ev_timer_start(mgrok_loop, &cl->retry);
+	cl->backoff *= 2;
+	if (cl->backoff > cl->conf->reconnect_max)
+		cl->backoff = cl->conf->reconnect_max;
+}
+
+static struct mgrok_proxy *find_proxy(struct mgrok_client *cl, const uint8_t *name, size_t len)
+{
+	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next)
+		if (strlen(px->name) == len && memcmp(px->name, name, len) == 0)
+			return px;
+	return NULL;
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+static void send_register(struct mgrok_session *s, struct mgrok_proxy *px)
+{
+	char *opts = json_dumps(px->options, JSON_COMPACT);
+	struct mgrok_frame f = {.type = MGROK_FRAME_REGISTER};
+	f.u.reg.proxy_type = px->spec.type;
+	f.u.reg.remote_port = px->spec.remote_port;
+	f.u.reg.local_port = px->spec.local_port;
+	f.u.reg.name.p = (const uint8_t *)px->name;
+	f.u.reg.name.len = strlen(px->name);
+	/* "{}" is the default: send it as empty. */
+	if (opts && strcmp(opts, "{}") != 0) {
+		f.u.reg.options.p = (const uint8_t *)opts;
+		f.u.reg.options.len = strlen(opts);
+	}
+	mgrok_session_send(s, &f);
+	free(opts);
+}
+
+static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
+{
+	struct mgrok_proxy *px = find_proxy(cl, f->u.ack.name.p, f->u.ack.name.len);
+	int mlen = (int)f->u.ack.message.len;
+	const char *msg = (const char *)f->u.ack.message.p;
+	if (!px) {
+		MGROK_WARN("REGISTER_ACK for unknown proxy '%.*s'", (int)f->u.ack.name.len,
+		           (const char *)f->u.ack.name.p);
+		return;
+	}
+	if (cl->acks_pending)
+		cl->acks_pending--;
+	if (f->u.ack.status == MGROK_ACK_OK) {
+		px->bound = true;
+		cl->acks_ok++;
+		cl->ever_registered = true;
+		snprintf(px->public_addr, sizeof(px->public_addr), "%.*s", mlen, msg);
+		/* The one line a user waits for, on stdout for scripts. */
+		printf("%s -> %s\n", px->public_addr, px->local);
+		fflush(stdout);
+		MGROK_INFO("proxy %s: up at %s -> %s", px->name, px->public_addr, px->local);
+	} else {
+		fprintf(stderr, "mgrok: proxy %s: registration refused (status %u): %.*s\n", px->name,
+		        f->u.ack.status, mlen, msg);
+		MGROK_ERROR("proxy %s: registration refused (status %u): %.*s", px->name,
+		            f->u.ack.status, mlen, msg);
+	}
+	/* On the first session a refusal of every proxy leaves nothing to do. */
+	if (!cl->acks_pending && !cl->acks_ok && !cl->ever_registered) {
+		fprintf(stderr, "mgrok: no proxy could be registered, giving up\n");
+		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
+		                    "no proxy registered");
+		stop(cl, 1);
+	}
+}
+
+static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
+                         const struct mgrok_frame *f)
+{
+	if (mgrok_mux_check_new(&s->mux, f->stream_id) < 0) {
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: %s", s->mux.err);
+		return -1;
+	}
+	struct mgrok_proxy *px =
+	    find_proxy(cl, f->u.new_stream.name.p, f->u.new_stream.name.len);
+	struct mgrok_stream *st = mgrok_stream_accept(s, f->stream_id, px);
+	if (!px || !px->bound) {
+		MGROK_WARN("session %u stream %u: NEW_STREAM for unknown proxy '%.*s'", s->id,
+		           f->stream_id, (int)f->u.new_stream.name.len,
+		           (const char *)f->u.new_stream.name.p);
+		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
+		return 0;
+	}
+	if (mgrok_log_level >= MGROK_LOG_DEBUG) {
+		struct sockaddr_storage ss;
+		char src[MGROK_ADDRSTRLEN] = "-";
+		if (mgrok_wire_addr_to_sockaddr(&f->u.new_stream.source, &ss))
+			mgrok_addr_format((struct sockaddr *)&ss, src, sizeof(src));
+		MGROK_DEBUG("session %u proxy %s stream %u: visitor %s", s->id, px->name,
+		            f->stream_id, src);
+	}
+	px->plugin->desc->proxy->client_open(px->plugin->inst, &px->spec, st);
+	return 0;
+}
+
+/* ---- session callbacks ----------------------------------------------------- */
+
+static void cl_on_open(struct mgrok_session *s)
+{
+	struct mgrok_client *cl = s->owner;
+	cl->opened_at = ev_now(mgrok_loop);
+	MGROK_INFO("session %u: connected to %s", s->id, cl->conf->server);
+
+	struct mgrok_frame hello = {.type = MGROK_FRAME_HELLO};
+	char info[128];
+	snprintf(info, sizeof(info), "{\"version\":\"%s\"}", PACKAGE_VERSION);
+	hello.u.hello.client_id.p = (const uint8_t *)cl->client_id;
+	hello.u.hello.client_id.len = strlen(cl->client_id);
+	hello.u.hello.info.p = (const uint8_t *)info;
+	hello.u.hello.info.len = strlen(info);
+	mgrok_session_send(s, &hello);
+
+	cl->acks_pending = 0;
+	cl->acks_ok = 0;
+	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next) {
+		px->sess = s;
+		px->bound = false;
+		send_register(s, px);
+		cl->acks_pending++;
+	}
+}
+
+static int cl_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
+{
+	struct mgrok_client *cl = s->owner;
+	switch (f->type) {
+	case MGROK_FRAME_REGISTER_ACK:
+		on_ack(cl, f);
+		return 0;
+	case MGROK_FRAME_NEW_STREAM:
+		return on_new_stream(cl, s, f);
+	default:
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: unexpected %s", mgrok_frame_type_name(f->type));
+		return -1;
+	}
+}
+
+static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const char *reason)
+{
+	struct mgrok_client *cl = s->owner;
+	cl->sess = NULL;
+	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next) {
+		px->sess = NULL;
+		px->bound = false;
+	}
+	if (cl->stopping)
+		return;
+	if (why == MGROK_CLOSE_DENIED) {
+		fprintf(stderr, "mgrok: %s: %s\n",
+		        strstr(reason, "authentication failed") ? "authentication failed"
+		                                                : "the server refused the connection",
+		        reason);
+		MGROK_ERROR("session %u: refused by the server: %s", s->id, reason);
+		if (!cl->conf->retry_on_deny) {
+			stop(cl, 1);
+			return;
+		}
+	} else if (why == MGROK_CLOSE_GOAWAY && s->peer_goaway == MGROK_GOAWAY_REPLACED) {
+		fprintf(stderr, "mgrok: another client with the same identity took over: %s\n",
+		        reason);
+		MGROK_ERROR("session %u: replaced by another session of this client", s->id);
+		stop(cl, 1);
+		return;
+	} else {
+		MGROK_WARN("session %u: %s", s->id, reason);
+	}
+	if (s->open && ev_now(mgrok_loop) - cl->opened_at > SESSION_STABLE_AFTER)
+		cl->backoff = cl->conf->reconnect_initial;
+	schedule_reconnect(cl);
+}
+
+static const struct mgrok_session_ops cl_ops = {
+    .on_open = cl_on_open,
+    .on_frame = cl_on_frame,
+    .on_close = cl_on_close,
+};
+
+/* ---- connecting ------------------------------------------------------------ */
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_client *cl = (struct mgrok_client *)((char *)w - offsetof(struct mgrok_client, retry));
+	connect_now(cl);
+}
+
+static void connect_now(struct mgrok_client *cl)
+{
+	char err[256];
+	struct mgrok_sockaddr sa;
+	/* Resolved at each attempt: the server may have moved. */
+	if (mgrok_addr_resolve(cl->conf->server, NULL, &sa, err, sizeof(err)) < 0) {
+		MGROK_WARN("%s", err);
+		schedule_reconnect(cl);
+		return;
+	}
+	int fd = socket(sa.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		MGROK_ERROR("socket: %s", strerror(errno));
+		schedule_reconnect(cl);
+		return;
+	}
+	mgrok_socket_tune(fd);
+	if (connect(fd, (struct sockaddr *)&sa.ss, sa.len) < 0 && errno != EINPROGRESS) {
+		MGROK_WARN("cannot connect to %s: %s", cl->conf->server, strerror(errno));
+		close(fd);
+		schedule_reconnect(cl);
+		return;
+	}
+	/* A failed connect shows up as the session's first read or write error. */
+	cl->sess = mgrok_session_new(fd, MGROK_ROLE_CLIENT, &cl_ops, cl);
+	mgrok_addr_format((struct sockaddr *)&sa.ss, cl->sess->peer, sizeof(cl->sess->peer));
+	cl->sess->hb_interval = cl->conf->heartbeat_interval;
+	cl->sess->hb_timeout = cl->conf->heartbeat_timeout;
+	mgrok_session_start_client(cl->sess, &cl->auth);
+}
+
+static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
+{
+	const struct mgrok_client_conf *c = cl->conf;
+	struct mgrok_proxy **tail = &cl->proxies;
+	for (size_t i = 0; i < c->n_proxies; i++) {
+		const struct mgrok_proxy_conf *pc = &c->proxies[i];
+		struct mgrok_plugin *p = mgrok_registry_find(&cl->reg, MGROK_PLUGIN_PROXY, pc->type);
+		if (!p) {
+			snprintf(err, errlen, "proxy %s: unknown type '%s' (no such plugin)", pc->name,
+			         pc->type);
+			return -1;
+		}
+		if (mgrok_plugin_init(p, NULL, err, errlen) < 0)
+			return -1;
+		struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
+		*tail = px;
+		tail = &px->next;
+		px->plugin = p;
+		snprintf(px->name, sizeof(px->name), "%s", pc->name);
+		snprintf(px->local, sizeof(px->local), "%s", pc->local);
+		px->options = json_incref(pc->options);
+		char perr[256];
+		if (p->desc->proxy->check_options &&
+		    p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0) {
+			snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
+			return -1;
+		}
+		/* Resolved once here, never on the data path. */
+		if (mgrok_addr_resolve(pc->local, "127.0.0.1", &px->addr, perr, sizeof(perr)) < 0) {
+			snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
+			return -1;
+		}
+		px->spec.name = px->name;
+		px->spec.type = p->desc->wire_id;
+		px->spec.remote_port = pc->remote_port;
+		px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
+		px->spec.options = px->options;
+		px->spec.addr = (struct sockaddr *)&px->addr.ss;
+		px->spec.addr_len = px->addr.len;
+	}
+	return 0;
+}
+
+struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, char *err, size_t errlen)
+{
+	struct mgrok_client *cl = mgrok_xcalloc(1, sizeof(*cl));
+	cl->conf = c;
+	cl->backoff = c->reconnect_initial;
+	ev_timer_init(&cl->retry, on_retry, 0., 0.);
+	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
+	if (mgrok_registry_load_dir(&cl->reg, dir, c->plugins, c->n_plugins, err, errlen) < 0)
+		goto fail;
+	struct mgrok_plugin *ap = mgrok_registry_find(&cl->reg, MGROK_PLUGIN_AUTH, c->auth.method);
+	if (!ap) {
+		snprintf(err, errlen, "auth method '%s': no such plugin in %s", c->auth.method, dir);
+		goto fail;
+	}
+	if (mgrok_plugin_init(ap, c->auth.options, err, errlen) < 0)
+		goto fail;
+	cl->auth = (struct mgrok_auth_method){
+	    .name = ap->desc->name, .id = ap->desc->wire_id, .ops = ap->desc->auth, .inst = ap->inst};
+	if (setup_proxies(cl, err, errlen) < 0)
+		goto fail;
+	/* Kept across reconnects so that the server can tell a stale session
+	 * of this very process from another client (PROTOCOL.md 3.5). */
+	uint8_t id[16];
+	mgrok_host_table.random(id, sizeof(id));
+	for (int i = 0; i < 16; i++)
+		snprintf(cl->client_id + 2 * i, 3, "%02x", id[i]);
+	connect_now(cl);
+	return cl;
+fail:
+	mgrok_client_free(cl);
+	return NULL;
+}
+
+void mgrok_client_shutdown(struct mgrok_client *cl)
+{
+	cl->stopping = true;
+	ev_timer_stop(mgrok_loop, &cl->retry);
+	if (cl->sess)
+		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL, "client shutting down");
+}
+
+int mgrok_client_exit_code(const struct mgrok_client *cl) { return cl->exit_code; }
+
+void mgrok_client_free(struct mgrok_client *cl)
+{
+	if (!cl)
+		return;
+	mgrok_client_shutdown(cl);
+	while (cl->proxies) {
+		struct mgrok_proxy *px = cl->proxies;
+		cl->proxies = px->next;
+		json_decref(px->options);
+		free(px);
+	}
+	mgrok_registry_free(&cl->reg);
+	free(cl);
+}

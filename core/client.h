@@ -1,0 +1,17 @@
+/* The client role: connect, authenticate, register proxies, reconnect. */
+#ifndef MGROK_CLIENT_H
+#define MGROK_CLIENT_H
+
+#include "config.h"
+
+struct mgrok_client;
+
+/* Loads plugins, resolves the proxies' local targets, starts connecting. */
+struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *conf, char *err, size_t errlen);
+/* GO_AWAY(NORMAL) and stop: the loop then ends. */
+void mgrok_client_shutdown(struct mgrok_client *cl);
+/* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */
+int mgrok_client_exit_code(const struct mgrok_client *cl);
+void mgrok_client_free(struct mgrok_client *cl);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * Configuration: JSON (jansson) into typed structs, strictly validated.
+ * Every error names the file, line, column and key. Defaults are filled in
+ * by the *_defaults functions; command-line flags are applied by the mains
+ * on top of a loaded (or default) config.
+ */
+#ifndef MGROK_CONFIG_H
+#define MGROK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct mgrok_conf_error {
+	char file[256];
+	int line;   /* 0 when not known (e.g. a command-line value) */
+	int column;
+	char key[128]; /* path of the offending key: "proxies[1].remote_port" */
+	char msg[256];
+};
+
+/* "FILE:LINE:COL: KEY: MSG" (parts that are unknown are left out). */
+const char *mgrok_conf_error_format(const struct mgrok_conf_error *e, char *buf, size_t len);
+
+struct mgrok_port_range {
+	uint16_t lo, hi; /* inclusive */
+};
+
+/* One auth method: its name and its own options (the auth object without "method"). */
+struct mgrok_auth_conf {
+	char *method;
+	json_t *options; /* owned reference, a JSON object */
+};
+
+struct mgrok_server_conf {
+	char *listen;      /* "host:port"; default "0.0.0.0:7000" */
+	char *proxy_bind;  /* host to bind public ports on; NULL: the listen host */
+	char *public_host; /* host shown in public addresses; NULL: the session's local address */
+	char *plugin_dir;  /* NULL: the installed plugin directory */
+	char **plugins;    /* file names to load; NULL: every *.so in plugin_dir */
+	size_t n_plugins;
+	struct mgrok_auth_conf *auth; /* allowed methods; none configured: "none" is allowed */
+	size_t n_auth;
+	struct mgrok_port_range *allow_ports; /* default 1024-65535 */
+	size_t n_allow_ports;
+	double heartbeat_interval; /* s, default 10 */
+	double heartbeat_timeout;  /* s, default 30 */
+	double handshake_timeout;  /* s, default 10 */
+	unsigned max_proxies;      /* per session, default 64 */
+	unsigned max_streams;      /* per session, default 4096 */
+	unsigned max_pending;      /* unauthenticated connections, default 256 */
+	int log_level;             /* enum mgrok_log_level, default INFO */
+};
+
+struct mgrok_proxy_conf {
+	char *name;
+	char *type;  /* proxy plugin name: "tcp" */
+	char *local; /* "host:port" of the local service */
+	uint16_t remote_port; /* 0: the server picks */
+	json_t *options; /* owned reference, a JSON object (empty when absent) */
+};
+
+struct mgrok_client_conf {
+	char *server; /* "host:port" of mgrokd; default "127.0.0.1:7000" */
+	struct mgrok_auth_conf auth; /* default method "none" */
+	char *plugin_dir;
+	char **plugins;
+	size_t n_plugins;
+	double heartbeat_interval; /* default 10 */
+	double heartbeat_timeout;  /* default 30 */
+	double reconnect_initial;  /* s, default 0.5 */
+	double reconnect_max;      /* s, default 30 */
+	bool retry_on_deny;        /* default false: a wrong token stops the client */
+	struct mgrok_proxy_conf *proxies;
+	size_t n_proxies;
+	int log_level;
+};
+
+void mgrok_server_conf_defaults(struct mgrok_server_conf *c);
+void mgrok_client_conf_defaults(struct mgrok_client_conf *c);
+
+/* Load FILE over the defaults already in c. Returns 0, or -1 with err filled in. */
+int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path, struct mgrok_conf_error *err);
+int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path, struct mgrok_conf_error *err);
+
+/* Checks that need the whole config (after flags): e.g. a client with no proxy. */
+int mgrok_server_conf_check(const struct mgrok_server_conf *c, struct mgrok_conf_error *err);
+int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf_error *err);
+
+void mgrok_server_conf_free(struct mgrok_server_conf *c);
+void mgrok_client_conf_free(struct mgrok_client_conf *c);
+
+/* "20000-20100,30000" (flags) into ranges. Returns 0 or -1 with msg. */
+int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
+                            size_t msglen);
+bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port);
+/* "error" "warn" "info" "debug" -> level, or -1. */
+int mgrok_log_level_parse(const char *s);
+/* Proxy names: 1-64 bytes of [A-Za-z0-9._-] (PROTOCOL.md 3.1). */
+bool mgrok_name_valid(const char *s, size_t len);
+
+/*
+ * Finds where a key path ("proxies", 1, "remote_port" as ".proxies[1].remote_port")
+ * stands in JSON text: line and column (1-based) of the key, or of the
+ * array element. Returns 0, or -1 when not found. Exposed for tests.
+ */
+int mgrok_json_locate(const char *text, size_t len, const char *path, int *line, int *column);
+
+#endif

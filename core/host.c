@@ -1,0 +1,132 @@
+#include "host.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "log.h"
+#include "plugin_loader.h"
+#include "stream.h"
+
+struct ev_loop *mgrok_loop;
+
+struct mgrok_watch {
+	ev_io io;
+	mgrok_watch_cb cb;
+	void *arg;
+};
+
+struct mgrok_timer {
+	ev_timer t;
+	mgrok_timer_cb cb;
+	void *arg;
+};
+
+static void host_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
+{
+	char prefix[80];
+	va_list ap;
+	snprintf(prefix, sizeof(prefix), "plugin %s", self ? self->desc->name : "?");
+	va_start(ap, fmt);
+	mgrok_vlog(level, prefix, fmt, ap);
+	va_end(ap);
+}
+
+static void *host_alloc(size_t n) { return mgrok_xmalloc(n); }
+static void host_free(void *p) { free(p); }
+static void host_wipe(void *p, size_t n) { OPENSSL_cleanse(p, n); }
+static int host_random(void *buf, size_t n) { return RAND_bytes(buf, (int)n) == 1 ? 0 : -1; }
+
+static void watch_fire(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct mgrok_watch *w = (struct mgrok_watch *)io;
+	int ev = (revents & EV_READ ? MGROK_EV_READ : 0) | (revents & EV_WRITE ? MGROK_EV_WRITE : 0);
+	w->cb(w->arg, io->fd, ev);
+}
+
+static struct mgrok_watch *watch_new(int fd, mgrok_watch_cb cb, void *arg)
+{
+	struct mgrok_watch *w = mgrok_xcalloc(1, sizeof(*w));
+	ev_io_init(&w->io, watch_fire, fd, EV_READ);
+	w->cb = cb;
+	w->arg = arg;
+	return w;
+}
+
+static void watch_set(struct mgrok_watch *w, int events)
+{
+	int ev = (events & MGROK_EV_READ ? EV_READ : 0) | (events & MGROK_EV_WRITE ? EV_WRITE : 0);
+	ev_io_stop(mgrok_loop, &w->io);
+	if (!ev)
+		return;
+	ev_io_set(&w->io, w->io.fd, ev);
+	ev_io_start(mgrok_loop, &w->io);
+}
+
+static void watch_free(struct mgrok_watch *w)
+{
+	if (!w)
+		return;
+	ev_io_stop(mgrok_loop, &w->io);
+	free(w);
+}
+
+static void timer_fire(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct mgrok_timer *tm = (struct mgrok_timer *)t;
+	tm->cb(tm->arg);
+}
+
+static struct mgrok_timer *timer_new(mgrok_timer_cb cb, void *arg)
+{
+	struct mgrok_timer *t = mgrok_xcalloc(1, sizeof(*t));
+	ev_timer_init(&t->t, timer_fire, 0., 0.);
+	t->cb = cb;
+	t->arg = arg;
+	return t;
+}
+
+static void timer_set(struct mgrok_timer *t, double after)
+{
+	ev_timer_stop(mgrok_loop, &t->t);
+	if (after <= 0)
+		return;
+	ev_timer_set(&t->t, after, 0.);
+	ev_timer_start(mgrok_loop, &t->t);
+}
+
+static void timer_free(struct mgrok_timer *t)
+{
+	if (!t)
+		return;
+	ev_timer_stop(mgrok_loop, &t->t);
+	free(t);
+}
+
+static double host_now(void) { return ev_now(mgrok_loop); }
+
+const struct mgrok_host mgrok_host_table = {
+    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+    .size = sizeof(struct mgrok_host),
+    .log = host_log,
+    .alloc = host_alloc,
+    .free = host_free,
+    .wipe = host_wipe,
+    .random = host_random,
+    .watch_new = watch_new,
+    .watch_set = watch_set,
+    .watch_free = watch_free,
+    .timer_new = timer_new,
+    .timer_set = timer_set,
+    .timer_free = timer_free,
+    .now = host_now,
+    .stream_open = mgrok_stream_open_visitor,
+    .stream_attach_fd = mgrok_stream_attach_fd,
+    .stream_reset = mgrok_stream_reset,
+    .addr_format = mgrok_addr_format,
+};

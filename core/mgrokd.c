@@ -1,0 +1,175 @@
+/* mgrokd: the tunnel server. Parses arguments and wires the parts. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "host.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *to)
+{
+	fputs("usage: mgrokd [-c FILE] [--check] [options]\n"
+	      "  -c, --config FILE      JSON config (see mgrokd.json in the docs)\n"
+	      "      --check            validate the configuration and exit\n"
+	      "      --listen ADDR      control address, host:port (default 0.0.0.0:7000)\n"
+	      "      --token TOKEN      require the token auth method with this secret\n"
+	      "                         (or set MGROK_TOKEN; prefer a token_file in the config)\n"
+	      "      --allow-ports LIST public ports clients may ask for, e.g. 20000-20100,8080\n"
+	      "      --proxy-bind HOST  address public ports are bound on (default: the listen host)\n"
+	      "      --public-host HOST host name shown in public addresses\n"
+	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR ")\n"
+	      "  -v, --verbose          log debug messages\n"
+	      "  -q, --quiet            log errors only\n"
+	      "      --version          print the version\n"
+	      "  -h, --help             this text\n",
+	      to);
+}
+
+enum { OPT_CHECK = 256, OPT_LISTEN, OPT_TOKEN, OPT_PORTS, OPT_BIND, OPT_PUBLIC, OPT_PLUGINS, OPT_VERSION };
+
+static const struct option options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"allow-ports", required_argument, NULL, OPT_PORTS},
+    {"proxy-bind", required_argument, NULL, OPT_BIND},
+    {"public-host", required_argument, NULL, OPT_PUBLIC},
+    {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void replace(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = strdup(value);
+}
+
+static void use_token(struct mgrok_server_conf *c, const char *token)
+{
+	for (size_t i = 0; i < c->n_auth; i++) {
+		free(c->auth[i].method);
+		json_decref(c->auth[i].options);
+	}
+	free(c->auth);
+	c->auth = calloc(1, sizeof(*c->auth));
+	c->n_auth = 1;
+	c->auth[0].method = strdup("token");
+	c->auth[0].options = json_pack("{ss}", "token", token);
+}
+
+static struct mgrok_server *server;
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	MGROK_INFO("signal %d: shutting down", w->signum);
+	mgrok_server_shutdown(server);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int main(int argc, char **argv)
+{
+	struct mgrok_server_conf conf;
+	struct mgrok_conf_error cerr;
+	char err[512];
+	const char *path = NULL, *listen = NULL, *token = NULL, *ports = NULL, *bind = NULL,
+	           *public_host = NULL, *plugin_dir = NULL;
+	int check = 0, verbosity = 0, opt;
+
+	while ((opt = getopt_long(argc, argv, "c:vqh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case OPT_CHECK: check = 1; break;
+		case OPT_LISTEN: listen = optarg; break;
+		case OPT_TOKEN: token = optarg; break;
+		case OPT_PORTS: ports = optarg; break;
+		case OPT_BIND: bind = optarg; break;
+		case OPT_PUBLIC: public_host = optarg; break;
+		case OPT_PLUGINS: plugin_dir = optarg; break;
+		case 'v': verbosity++; break;
+		case 'q': verbosity--; break;
+		case OPT_VERSION: printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
+		                         MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mgrokd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	mgrok_server_conf_defaults(&conf);
+	if (path && mgrok_server_conf_load(&conf, path, &cerr) < 0) {
+		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
+		mgrok_server_conf_free(&conf);
+		return 2;
+	}
+	if (!token)
+		token = getenv("MGROK_TOKEN");
+	if (token && *token)
+		use_token(&conf, token);
+	if (listen)
+		replace(&conf.listen, listen);
+	if (bind)
+		replace(&conf.proxy_bind, bind);
+	if (public_host)
+		replace(&conf.public_host, public_host);
+	if (plugin_dir)
+		replace(&conf.plugin_dir, plugin_dir);
+	if (ports) {
+		struct mgrok_port_range *r;
+		size_t n;
+		if (mgrok_port_ranges_parse(ports, &r, &n, err, sizeof(err)) < 0) {
+			fprintf(stderr, "mgrokd: --allow-ports: %s\n", err);
+			mgrok_server_conf_free(&conf);
+			return 2;
+		}
+		free(conf.allow_ports);
+		conf.allow_ports = r;
+		conf.n_allow_ports = n;
+	}
+	if (mgrok_server_conf_check(&conf, &cerr) < 0) {
+		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
+		mgrok_server_conf_free(&conf);
+		return 2;
+	}
+	mgrok_log_level = conf.log_level + verbosity;
+	if (mgrok_log_level < MGROK_LOG_ERROR)
+		mgrok_log_level = MGROK_LOG_ERROR;
+	if (check) {
+		printf("%s: configuration is valid\n", path ? path : "(command line)");
+		mgrok_server_conf_free(&conf);
+		return 0;
+	}
+	if (!path && !listen)
+		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
+
+	signal(SIGPIPE, SIG_IGN);
+	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
+	server = mgrok_server_new(&conf, err, sizeof(err));
+	if (!server) {
+		fprintf(stderr, "mgrokd: %s\n", err);
+		mgrok_server_conf_free(&conf);
+		return 1;
+	}
+	ev_signal sigterm, sigint;
+	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
+	ev_signal_init(&sigint, on_stop_signal, SIGINT);
+	ev_signal_start(mgrok_loop, &sigterm);
+	ev_signal_start(mgrok_loop, &sigint);
+	ev_run(mgrok_loop, 0);
+	mgrok_server_free(server);
+	mgrok_server_conf_free(&conf);
+	ev_loop_destroy(mgrok_loop);
+	return 0;
+}

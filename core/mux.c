@@ -1,0 +1,172 @@
+#include "mux.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "buf.h"
+
+static size_t bucket_of(const struct mgrok_mux *m, uint32_t id)
+{
+	/* Fibonacci hashing: IDs are sequential, this spreads them. */
+	return (size_t)((id * 2654435769u) >> 7) & (m->nbuckets - 1);
+}
+
+void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role)
+{
+	m->role = role;
+	m->nbuckets = 64;
+	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
+	m->count = 0;
+	m->last_id = 0;
+	m->err[0] = '\0';
+}
+
+void mgrok_mux_free(struct mgrok_mux *m)
+{
+	free(m->buckets);
+	m->buckets = NULL;
+	m->nbuckets = 0;
+	m->count = 0;
+}
+
+struct mgrok_mux_stream *mgrok_mux_find(const struct mgrok_mux *m, uint32_t id)
+{
+	struct mgrok_mux_stream *s = m->buckets[bucket_of(m, id)];
+	while (s && s->id != id)
+		s = s->hnext;
+	return s;
+}
+
+static void grow(struct mgrok_mux *m)
+{
+	size_t old_n = m->nbuckets;
+	struct mgrok_mux_stream **old = m->buckets;
+	m->nbuckets = old_n * 2;
+	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
+	for (size_t i = 0; i < old_n; i++) {
+		struct mgrok_mux_stream *s = old[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			size_t b = bucket_of(m, s->id);
+			s->hnext = m->buckets[b];
+			m->buckets[b] = s;
+		}
+	}
+	free(old);
+}
+
+uint32_t mgrok_mux_next_id(struct mgrok_mux *m)
+{
+	uint32_t id = m->last_id < 2 ? 2 : (m->last_id + 2) & ~1u;
+	if (id <= m->last_id) /* wrapped: the session has used up its IDs */
+		return 0;
+	return id;
+}
+
+int mgrok_mux_check_new(struct mgrok_mux *m, uint32_t id)
+{
+	if (id == 0 || (id & 1)) {
+		snprintf(m->err, sizeof(m->err), "NEW_STREAM with %s stream ID %u",
+		         id ? "odd" : "zero", id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	if (id <= m->last_id) {
+		snprintf(m->err, sizeof(m->err), "NEW_STREAM ID %u not above %u", id, m->last_id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	return MGROK_MUX_OK;
+}
+
+void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t id)
+{
+	if (m->count >= m->nbuckets)
+		grow(m);
+	s->id = id;
+	s->state = 0;
+	s->send_window = MGROK_WINDOW_INITIAL;
+	s->recv_window = MGROK_WINDOW_INITIAL;
+	s->recv_size = MGROK_WINDOW_INITIAL;
+	s->recv_unacked = 0;
+	size_t b = bucket_of(m, id);
+	s->hnext = m->buckets[b];
+	m->buckets[b] = s;
+	m->count++;
+	if (id > m->last_id)
+		m->last_id = id;
+}
+
+void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s)
+{
+	struct mgrok_mux_stream **pp = &m->buckets[bucket_of(m, s->id)];
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = s->hnext;
+		m->count--;
+	}
+	s->hnext = NULL;
+}
+
+int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len)
+{
+	if (s->state & MGROK_MUX_GOT_CLOSE) {
+		snprintf(m->err, sizeof(m->err), "DATA on stream %u after its CLOSE", s->id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	if (len > s->recv_window) {
+		snprintf(m->err, sizeof(m->err), "stream %u: %zu bytes of DATA with %u of window",
+		         s->id, len, s->recv_window);
+		return MGROK_MUX_RESET_FLOW;
+	}
+	s->recv_window -= (uint32_t)len;
+	return MGROK_MUX_OK;
+}
+
+int mgrok_mux_recv_close(struct mgrok_mux *m, struct mgrok_mux_stream *s)
+{
+	if (s->state & MGROK_MUX_GOT_CLOSE) {
+		snprintf(m->err, sizeof(m->err), "second CLOSE on stream %u", s->id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	s->state |= MGROK_MUX_GOT_CLOSE;
+	return MGROK_MUX_OK;
+}
+
+int mgrok_mux_recv_window(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t increment)
+{
+	if (increment == 0) {
+		snprintf(m->err, sizeof(m->err), "WINDOW_UPDATE of 0 on stream %u", s->id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	if ((uint64_t)s->send_window + increment > MGROK_WINDOW_MAX) {
+		snprintf(m->err, sizeof(m->err), "WINDOW_UPDATE takes stream %u's window over 16 MiB",
+		         s->id);
+		return MGROK_MUX_PROTOCOL;
+	}
+	s->send_window += increment;
+	return MGROK_MUX_OK;
+}
+
+void mgrok_mux_sent_data(struct mgrok_mux_stream *s, size_t len)
+{
+	s->send_window -= (uint32_t)len;
+}
+
+void mgrok_mux_sent_close(struct mgrok_mux_stream *s)
+{
+	s->state |= MGROK_MUX_SENT_CLOSE;
+}
+
+uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
+{
+	s->recv_unacked += (uint32_t)len;
+	/* After the peer's CLOSE no more DATA comes: credit would be wasted. */
+	if (s->state & MGROK_MUX_GOT_CLOSE)
+		return 0;
+	if (s->recv_unacked < s->recv_size / 2)
+		return 0;
+	uint32_t inc = s->recv_unacked;
+	s->recv_window += inc;
+	s->recv_unacked = 0;
+	return inc;
+}

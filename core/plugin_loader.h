@@ -1,0 +1,45 @@
+/*
+ * The plugin registry: dlopen, ABI checks, init/fini. The core looks
+ * plugins up by kind and name or wire id and never names one itself.
+ */
+#ifndef MGROK_PLUGIN_LOADER_H
+#define MGROK_PLUGIN_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mgrok/plugin.h"
+
+struct mgrok_plugin {
+	char *path;
+	void *dl;
+	const struct mgrok_plugin_desc *desc;
+	void *inst;       /* set by desc->init */
+	bool initialized; /* desc->fini is owed */
+};
+
+struct mgrok_registry {
+	struct mgrok_plugin **v;
+	size_t n;
+};
+
+/*
+ * Loads one .so. Refuses (with the file named in err) a missing entry
+ * symbol, another ABI major version, a newer minor version, a descriptor
+ * that is too small, an unknown kind, or a kind and name already loaded.
+ */
+int mgrok_registry_load_file(struct mgrok_registry *r, const char *path, char *err, size_t errlen);
+/* Loads names (file names in dir), or every *.so in dir when names is NULL. */
+int mgrok_registry_load_dir(struct mgrok_registry *r, const char *dir, char *const *names,
+                            size_t n_names, char *err, size_t errlen);
+struct mgrok_plugin *mgrok_registry_find(const struct mgrok_registry *r, int kind, const char *name);
+struct mgrok_plugin *mgrok_registry_find_id(const struct mgrok_registry *r, int kind, uint8_t id);
+/* Calls the plugin's init once with its config (an empty object when conf is NULL). */
+int mgrok_plugin_init(struct mgrok_plugin *p, const json_t *conf, char *err, size_t errlen);
+/* fini for every initialized plugin, then dlclose all. */
+void mgrok_registry_free(struct mgrok_registry *r);
+
+/* The plugin directory: $MGROK_PLUGIN_DIR, else the installed one. */
+const char *mgrok_default_plugin_dir(void);
+
+#endif

@@ -1,0 +1,29 @@
+/* One proxy: a registered public port (server) or a configured local target (client). */
+#ifndef MGROK_PROXY_H
+#define MGROK_PROXY_H
+
+#include <stdbool.h>
+
+#include "addr.h"
+#include "codec.h"
+#include "mgrok/plugin.h"
+#include "plugin_loader.h"
+
+struct mgrok_session;
+
+struct mgrok_proxy {
+	struct mgrok_session *sess; /* the session it belongs to now; NULL while offline */
+	struct mgrok_plugin *plugin;
+	struct mgrok_proxy_spec spec; /* points into the members below */
+	char name[MGROK_NAME_MAX + 1];
+	json_t *options;
+	struct mgrok_sockaddr addr; /* server: bound address; client: local target */
+	void *state;                /* server: the plugin's per-proxy state */
+	bool bound;                 /* server: state is valid; client: registered */
+	unsigned nstreams;
+	char public_addr[320];
+	char local[128];            /* client: the local target as configured */
+	struct mgrok_proxy *next;
+};
+
+#endif

@@ -1,0 +1,490 @@
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "host.h"
+#include "log.h"
+#include "plugin_loader.h"
+#include "proxy.h"
+#include "session.h"
+#include "stream.h"
+
+struct srv_session;
+
+struct mgrok_server {
+	const struct mgrok_server_conf *conf;
+	struct mgrok_registry reg;
+	struct mgrok_auth_method *methods;
+	size_t n_methods;
+	struct mgrok_sockaddr listen_addr;
+	struct mgrok_sockaddr bind_addr; /* where public ports are bound (port 0) */
+	int lfd;
+	ev_io lio;
+	struct srv_session *sessions;
+	unsigned pending; /* sessions still in the handshake */
+};
+
+/* The server's side of one session. */
+struct srv_session {
+	struct mgrok_server *srv;
+	struct mgrok_session *sess;
+	struct srv_session *prev, *next;
+	bool authenticated;
+	bool hello_seen;
+	bool frame_seen; /* HELLO is allowed only as the first frame */
+	char identity[MGROK_IDENTITY_MAX + 1];
+	char client_id[MGROK_NAME_MAX + 1];
+	struct mgrok_proxy *proxies;
+	unsigned nproxies;
+};
+
+static const struct mgrok_auth_method *find_auth(void *arg, uint8_t id)
+{
+	struct mgrok_server *srv = arg;
+	for (size_t i = 0; i < srv->n_methods; i++)
+		if (srv->methods[i].id == id)
+			return &srv->methods[i];
+	return NULL;
+}
+
+/* ---- registration ---------------------------------------------------------- */
+
+static void send_ack(struct srv_session *ss, const struct mgrok_frame *reg, uint8_t status,
+                     uint16_t port, const char *message)
+{
+	struct mgrok_frame f = {.type = MGROK_FRAME_REGISTER_ACK};
+	f.u.ack.status = status;
+	f.u.ack.proxy_type = reg->u.reg.proxy_type;
+	f.u.ack.remote_port = port;
+	f.u.ack.name = reg->u.reg.name;
+	if (f.u.ack.name.len > 255)
+		f.u.ack.name.len = 255;
+	f.u.ack.message.p = (const uint8_t *)message;
+	f.u.ack.message.len = strnlen(message, MGROK_MESSAGE_MAX);
+	mgrok_session_send(ss->sess, &f);
+	if (status != MGROK_ACK_OK)
+		MGROK_INFO("session %u: REGISTER '%.*s' refused: %s", ss->sess->id,
+		           (int)f.u.ack.name.len, (const char *)f.u.ack.name.p, message);
+}
+
+static struct mgrok_proxy *find_proxy(struct srv_session *ss, const uint8_t *name, size_t len)
+{
+	for (struct mgrok_proxy *px = ss->proxies; px; px = px->next)
+		if (strlen(px->name) == len && memcmp(px->name, name, len) == 0)
+			return px;
+	return NULL;
+}
+
+static void proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
+{
+	if (ss->sess)
+		mgrok_stream_reset_proxy(ss->sess, px, MGROK_RESET_CANCEL);
+	if (px->bound)
+		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
+	json_decref(px->options);
+	free(px);
+}
+
+/* The host part of a public address: configured, the bind address, or the
+ * address the client reached us on. */
+static void public_host(struct srv_session *ss, char *buf, size_t len)
+{
+	const struct mgrok_server_conf *c = ss->srv->conf;
+	struct mgrok_sockaddr local = ss->srv->bind_addr;
+	if (c->public_host) {
+		snprintf(buf, len, "%s", c->public_host);
+		return;
+	}
+	bool wildcard = (local.ss.ss_family == AF_INET &&
+	                 ((struct sockaddr_in *)&local.ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+	                (local.ss.ss_family == AF_INET6 &&
+	                 !memcmp(&((struct sockaddr_in6 *)&local.ss)->sin6_addr, &in6addr_any,
+	                         sizeof(in6addr_any)));
+	if (wildcard) {
+		local.len = sizeof(local.ss);
+		getsockname(ss->sess->fd, (struct sockaddr *)&local.ss, &local.len);
+	}
+	char text[MGROK_ADDRSTRLEN];
+	mgrok_addr_format((struct sockaddr *)&local.ss, text, sizeof(text));
+	*strrchr(text, ':') = '\0'; /* drop the port */
+	snprintf(buf, len, "%s", text);
+}
+
+/* Binds px on port, or on a free allowed port when port is 0. */
+static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port, char *err,
+                     size_t errlen)
+{
+	const struct mgrok_server_conf *c = ss->srv->conf;
+	const struct mgrok_proxy_ops *ops = px->plugin->desc->proxy;
+	uint16_t control = mgrok_addr_port((struct sockaddr *)&ss->srv->listen_addr.ss);
+
+	uint32_t span = 0;
+	for (size_t i = 0; i < c->n_allow_ports; i++)
+		span += (uint32_t)(c->allow_ports[i].hi - c->allow_ports[i].lo) + 1;
+	/* Port 0: walk the allowed ranges from a random point so that
+	 * sessions do not all collide on the first port. */
+	uint32_t start = 0;
+	if (!port && span) {
+		mgrok_host_table.random(&start, sizeof(start));
+		start %= span;
+	}
+	uint32_t tries = port ? 1 : (span < 4096 ? span : 4096);
+	for (uint32_t t = 0; t < tries; t++) {
+		uint16_t p = port;
+		if (!port) {
+			uint32_t k = (start + t) % span;
+			for (size_t i = 0; i < c->n_allow_ports; i++) {
+				uint32_t n = (uint32_t)(c->allow_ports[i].hi - c->allow_ports[i].lo) + 1;
+				if (k < n) {
+					p = (uint16_t)(c->allow_ports[i].lo + k);
+					break;
+				}
+				k -= n;
+			}
+			if (p == control)
+				continue;
+		}
+		px->addr = ss->srv->bind_addr;
+		mgrok_addr_set_port((struct sockaddr *)&px->addr.ss, p);
+		px->spec.remote_port = p;
+		px->spec.addr = (struct sockaddr *)&px->addr.ss;
+		px->spec.addr_len = px->addr.len;
+		err[0] = '\0';
+		int rc = ops->server_bind(px->plugin->inst, px, &px->spec, &px->state, err, errlen);
+		if (rc == 0)
+			return 0;
+		if (rc != -EADDRINUSE)
+			return rc;
+	}
+	snprintf(err, errlen, port ? "port %u is in use" : "no free port in the allowed ranges", port);
+	return -EADDRINUSE;
+}
+
+static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
+{
+	struct mgrok_server *srv = ss->srv;
+	const struct mgrok_server_conf *c = srv->conf;
+	char msg[MGROK_MESSAGE_MAX];
+	const struct mgrok_bytes *name = &f->u.reg.name;
+
+	/* One fault per REGISTER, in the order of PROTOCOL.md 3.1. */
+	if (!mgrok_name_valid((const char *)name->p, name->len)) {
+		send_ack(ss, f, MGROK_ACK_INVALID, 0, "invalid name: 1-64 of [A-Za-z0-9._-]");
+		return;
+	}
+	json_t *options = json_object();
+	if (f->u.reg.options.len) {
+		json_error_t jerr;
+		json_decref(options);
+		options = f->u.reg.options.len <= MGROK_OPTIONS_MAX
+		              ? json_loadb((const char *)f->u.reg.options.p, f->u.reg.options.len,
+		                           JSON_REJECT_DUPLICATES, &jerr)
+		              : NULL;
+		if (!json_is_object(options)) {
+			json_decref(options);
+			send_ack(ss, f, MGROK_ACK_INVALID, 0,
+			         "options must be a JSON object of at most 4096 bytes");
+			return;
+		}
+	}
+	struct mgrok_plugin *plugin =
+	    mgrok_registry_find_id(&srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
+	if (plugin && plugin->desc->proxy->check_options &&
+	    plugin->desc->proxy->check_options(plugin->inst, options, msg, sizeof(msg)) < 0) {
+		json_decref(options);
+		send_ack(ss, f, MGROK_ACK_INVALID, 0, msg);
+		return;
+	}
+	if (!plugin) {
+		json_decref(options);
+		snprintf(msg, sizeof(msg), "proxy type 0x%02x is not supported by this server",
+		         f->u.reg.proxy_type);
+		send_ack(ss, f, MGROK_ACK_UNKNOWN_PROXY_TYPE, 0, msg);
+		return;
+	}
+	if (find_proxy(ss, name->p, name->len)) {
+		json_decref(options);
+		send_ack(ss, f, MGROK_ACK_NAME_IN_USE, 0, "a proxy of that name is already registered");
+		return;
+	}
+	if (ss->nproxies >= c->max_proxies) {
+		json_decref(options);
+		snprintf(msg, sizeof(msg), "at most %u proxies per session", c->max_proxies);
+		send_ack(ss, f, MGROK_ACK_LIMIT, 0, msg);
+		return;
+	}
+	uint16_t port = f->u.reg.remote_port;
+	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
+	if (port && (port == control || !mgrok_port_allowed(c->allow_ports, c->n_allow_ports, port))) {
+		json_decref(options);
+		snprintf(msg, sizeof(msg), "port %u is not allowed on this server", port);
+		send_ack(ss, f, MGROK_ACK_PORT_NOT_ALLOWED, 0, msg);
+		return;
+	}
+
+	struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
+	px->sess = ss->sess;
+	px->plugin = plugin;
+	memcpy(px->name, name->p, name->len);
+	px->options = options;
+	px->spec.name = px->name;
+	px->spec.type = f->u.reg.proxy_type;
+	px->spec.local_port = f->u.reg.local_port;
+	px->spec.options = options;
+	char err[256];
+	int rc = bind_port(ss, px, port, err, sizeof(err));
+	if (rc < 0) {
+		proxy_free(ss, px);
+		send_ack(ss, f, rc == -EADDRINUSE ? MGROK_ACK_PORT_IN_USE : MGROK_ACK_INVALID, 0, err);
+		return;
+	}
+	px->bound = true;
+	px->next = ss->proxies;
+	ss->proxies = px;
+	ss->nproxies++;
+	char host[256];
+	public_host(ss, host, sizeof(host));
+	snprintf(px->public_addr, sizeof(px->public_addr), "%s://%s:%u", plugin->desc->name, host,
+	         px->spec.remote_port);
+	send_ack(ss, f, MGROK_ACK_OK, px->spec.remote_port, px->public_addr);
+	MGROK_INFO("session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
+	           px->public_addr, px->spec.local_port);
+}
+
+static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
+{
+	struct mgrok_proxy **pp = &ss->proxies;
+	while (*pp && !(strlen((*pp)->name) == f->u.unreg_name.len &&
+	                memcmp((*pp)->name, f->u.unreg_name.p, f->u.unreg_name.len) == 0))
+		pp = &(*pp)->next;
+	if (!*pp) {
+		MGROK_INFO("session %u: UNREGISTER of unknown proxy '%.*s'", ss->sess->id,
+		           (int)f->u.unreg_name.len, (const char *)f->u.unreg_name.p);
+		return;
+	}
+	struct mgrok_proxy *px = *pp;
+	*pp = px->next;
+	ss->nproxies--;
+	MGROK_INFO("session %u proxy %s: unregistered", ss->sess->id, px->name);
+	proxy_free(ss, px);
+}
+
+/* PROTOCOL.md 3.5: the same identity and clientId replaces a stale session. */
+static void on_hello(struct srv_session *ss, const struct mgrok_frame *f)
+{
+	memcpy(ss->client_id, f->u.hello.client_id.p, f->u.hello.client_id.len);
+	ss->client_id[f->u.hello.client_id.len] = '\0';
+	ss->hello_seen = true;
+	MGROK_INFO("session %u: client %s, %.*s", ss->sess->id, ss->client_id,
+	           (int)f->u.hello.info.len, (const char *)f->u.hello.info.p);
+	for (struct srv_session *o = ss->srv->sessions; o; o = o->next) {
+		if (o == ss || !o->hello_seen || strcmp(o->identity, ss->identity) != 0 ||
+		    strcmp(o->client_id, ss->client_id) != 0)
+			continue;
+		MGROK_INFO("session %u replaces session %u of client %s", ss->sess->id, o->sess->id,
+		           ss->client_id);
+		/* Closing it frees its ports before this session's REGISTERs. */
+		mgrok_session_close(o->sess, MGROK_GOAWAY_REPLACED, MGROK_CLOSE_LOCAL,
+		                    "replaced by a newer session of the same client");
+		break;
+	}
+}
+
+/* ---- session callbacks ----------------------------------------------------- */
+
+static void srv_on_open(struct mgrok_session *s)
+{
+	struct srv_session *ss = s->owner;
+	ss->authenticated = true;
+	ss->srv->pending--;
+	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
+	MGROK_INFO("session %u: %s authenticated as '%s'", s->id, s->peer, ss->identity);
+}
+
+static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
+{
+	struct srv_session *ss = s->owner;
+	bool first = !ss->frame_seen;
+	ss->frame_seen = true;
+	switch (f->type) {
+	case MGROK_FRAME_HELLO:
+		if (!first) {
+			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+			                    "protocol error: HELLO %s", ss->hello_seen ? "twice" : "not first");
+			return -1;
+		}
+		on_hello(ss, f);
+		return 0;
+	case MGROK_FRAME_REGISTER:
+		on_register(ss, f);
+		return 0;
+	case MGROK_FRAME_UNREGISTER:
+		on_unregister(ss, f);
+		return 0;
+	default:
+		/* The decoder already refused frames of the wrong direction. */
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: unexpected %s", mgrok_frame_type_name(f->type));
+		return -1;
+	}
+}
+
+static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, const char *reason)
+{
+	struct srv_session *ss = s->owner;
+	struct mgrok_server *srv = ss->srv;
+	if (!ss->authenticated)
+		srv->pending--;
+	if (ss->authenticated || why != MGROK_CLOSE_LOST)
+		MGROK_INFO("session %u: closed: %s", s->id, reason);
+	else
+		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer, reason);
+	/* Streams are gone already; close the listeners now so the ports are free at once. */
+	while (ss->proxies) {
+		struct mgrok_proxy *px = ss->proxies;
+		ss->proxies = px->next;
+		proxy_free(ss, px);
+	}
+	if (ss->prev)
+		ss->prev->next = ss->next;
+	else
+		srv->sessions = ss->next;
+	if (ss->next)
+		ss->next->prev = ss->prev;
+	free(ss);
+}
+
+static const struct mgrok_session_ops srv_ops = {
+    .on_open = srv_on_open,
+    .on_frame = srv_on_frame,
+    .on_close = srv_on_close,
+};
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mgrok_server *srv = (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, lio));
+	for (int i = 0; i < 64; i++) {
+		struct mgrok_sockaddr peer = {.len = sizeof(peer.ss)};
+		int fd = accept4(srv->lfd, (struct sockaddr *)&peer.ss, &peer.len,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				MGROK_WARN("accept: %s", strerror(errno));
+			return;
+		}
+		if (srv->pending >= srv->conf->max_pending) {
+			/* The newest pending connection is the one to drop (PROTOCOL.md 4). */
+			MGROK_WARN("%u connections still in the handshake: refusing a new one",
+			           srv->pending);
+			close(fd);
+			continue;
+		}
+		mgrok_socket_tune(fd);
+		struct srv_session *ss = mgrok_xcalloc(1, sizeof(*ss));
+		ss->srv = srv;
+		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, &srv_ops, ss);
+		mgrok_addr_format((struct sockaddr *)&peer.ss, ss->sess->peer, sizeof(ss->sess->peer));
+		ss->sess->hb_interval = srv->conf->heartbeat_interval;
+		ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
+		ss->sess->max_streams = srv->conf->max_streams;
+		ss->next = srv->sessions;
+		if (srv->sessions)
+			srv->sessions->prev = ss;
+		srv->sessions = ss;
+		srv->pending++;
+		MGROK_DEBUG("session %u: connection from %s", ss->sess->id, ss->sess->peer);
+		mgrok_session_start_server(ss->sess, srv->conf->handshake_timeout, find_auth, srv);
+	}
+}
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
+{
+	const struct mgrok_server_conf *c = srv->conf;
+	size_t n = c->n_auth ? c->n_auth : 1;
+	srv->methods = mgrok_xcalloc(n, sizeof(*srv->methods));
+	for (size_t i = 0; i < n; i++) {
+		const char *name = c->n_auth ? c->auth[i].method : "none";
+		struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, name);
+		if (!p) {
+			snprintf(err, errlen, "auth method '%s': no such plugin in %s", name,
+			         c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir());
+			return -1;
+		}
+		if (mgrok_plugin_init(p, c->n_auth ? c->auth[i].options : NULL, err, errlen) < 0)
+			return -1;
+		srv->methods[srv->n_methods++] = (struct mgrok_auth_method){
+		    .name = p->desc->name, .id = p->desc->wire_id, .ops = p->desc->auth, .inst = p->inst};
+	}
+	if (!c->n_auth)
+		MGROK_WARN("no auth configured: anyone who reaches this server may use it "
+		           "(set \"auth\" or --token)");
+	return 0;
+}
+
+struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *err, size_t errlen)
+{
+	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
+	srv->conf = c;
+	srv->lfd = -1;
+	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
+	if (mgrok_registry_load_dir(&srv->reg, dir, c->plugins, c->n_plugins, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < srv->reg.n; i++)
+		if (srv->reg.v[i]->desc->kind == MGROK_PLUGIN_PROXY &&
+		    mgrok_plugin_init(srv->reg.v[i], NULL, err, errlen) < 0)
+			goto fail;
+	if (setup_auth(srv, err, errlen) < 0)
+		goto fail;
+	if (mgrok_addr_resolve(c->listen, NULL, &srv->listen_addr, err, errlen) < 0)
+		goto fail;
+	char host[256];
+	uint16_t port;
+	mgrok_addr_split(c->listen, NULL, host, sizeof(host), &port, err, errlen);
+	if (mgrok_addr_resolve_host(c->proxy_bind ? c->proxy_bind : host, 0, &srv->bind_addr, err,
+	                            errlen) < 0)
+		goto fail;
+	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
+	if (srv->lfd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", c->listen, strerror(-srv->lfd));
+		goto fail;
+	}
+	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
+	ev_io_start(mgrok_loop, &srv->lio);
+	char text[MGROK_ADDRSTRLEN];
+	MGROK_INFO("listening on %s", mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text,
+	                                                 sizeof(text)));
+	return srv;
+fail:
+	mgrok_server_free(srv);
+	return NULL;
+}
+
+void mgrok_server_shutdown(struct mgrok_server *srv)
+{
+	if (srv->lfd >= 0) {
+		ev_io_stop(mgrok_loop, &srv->lio);
+		close(srv->lfd);
+		srv->lfd = -1;
+	}
+	while (srv->sessions)
+		mgrok_session_close(srv->sessions->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
+		                    "server shutting down");
+}
+
+void mgrok_server_free(struct mgrok_server *srv)
+{
+	if (!srv)
+		return;
+	mgrok_server_shutdown(srv);
+	mgrok_registry_free(&srv->reg);
+	free(srv->methods);
+	free(srv);
+}

@@ -1,0 +1,379 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host.h"
+#include "log.h"
+#include "stream.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* Output beyond HIGH stops streams from reading; they resume below LOW. */
+#define OUT_HIGH_WATER (1024 * 1024)
+#define OUT_LOW_WATER (256 * 1024)
+/* One read's worth; frames inside are handed on without copying. */
+#define READ_CHUNK (256 * 1024)
+
+static uint32_t next_session_id = 1;
+
+static void finalize(struct mgrok_session *s);
+
+bool mgrok_session_congested(const struct mgrok_session *s)
+{
+	return s->out.len >= OUT_HIGH_WATER || s->closing;
+}
+
+static void schedule_flush(struct mgrok_session *s)
+{
+	if (!ev_is_active(&s->flush) && !ev_is_active(&s->wio))
+		ev_prepare_start(mgrok_loop, &s->flush);
+}
+
+void mgrok_session_send(struct mgrok_session *s, const struct mgrok_frame *f)
+{
+	if (s->closing)
+		return;
+	if (mgrok_frame_encode(f, &s->out) < 0) {
+		MGROK_ERROR("session %u: cannot encode %s frame", s->id, mgrok_frame_type_name(f->type));
+		return;
+	}
+	s->last_send = ev_now(mgrok_loop);
+	schedule_flush(s);
+}
+
+uint8_t *mgrok_session_reserve(struct mgrok_session *s, size_t len)
+{
+	mgrok_buf_reserve(&s->out, MGROK_DATA_HEADER + len);
+	return mgrok_buf_tail(&s->out);
+}
+
+void mgrok_session_commit(struct mgrok_session *s, size_t len)
+{
+	s->out.len += len;
+	s->last_send = ev_now(mgrok_loop);
+	schedule_flush(s);
+}
+
+/* Writes queued output. Returns -1 if the connection failed (session closed). */
+static int flush_out(struct mgrok_session *s)
+{
+	while (s->out.len) {
+		ssize_t n = write(s->fd, mgrok_buf_head(&s->out), s->out.len);
+		if (n > 0) {
+			mgrok_buf_consume(&s->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ev_io_start(mgrok_loop, &s->wio);
+			return 0;
+		}
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "write failed: %s",
+		                    n < 0 ? strerror(errno) : "closed");
+		return -1;
+	}
+	ev_io_stop(mgrok_loop, &s->wio);
+	/* A burst can grow the buffer large; an idle session should not keep it. */
+	if (s->out.cap > 4 * OUT_HIGH_WATER)
+		mgrok_buf_free(&s->out);
+	return 0;
+}
+
+static void after_flush(struct mgrok_session *s)
+{
+	if (s->stalled && s->out.len < OUT_LOW_WATER)
+		mgrok_stream_resume_stalled(s);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct mgrok_session *s = container_of(w, struct mgrok_session, flush);
+	ev_prepare_stop(loop, w);
+	s->in_cb++;
+	if (flush_out(s) == 0)
+		after_flush(s);
+	mgrok_session_leave(s);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mgrok_session *s = container_of(w, struct mgrok_session, wio);
+	s->in_cb++;
+	if (flush_out(s) == 0)
+		after_flush(s);
+	mgrok_session_leave(s);
+}
+
+/* ---- frames in ------------------------------------------------------------ */
+
+static int stream_frame(struct mgrok_session *s, const struct mgrok_frame *f)
+{
+	struct mgrok_stream *st = (struct mgrok_stream *)mgrok_mux_find(&s->mux, f->stream_id);
+	if (!st) /* it may have crossed a RESET (PROTOCOL.md 3.2) */
+		return 0;
+	switch (f->type) {
+	case MGROK_FRAME_DATA:
+		return mgrok_stream_on_data(st, f->u.data.p, f->u.data.len);
+	case MGROK_FRAME_CLOSE:
+		return mgrok_stream_on_close(st);
+	case MGROK_FRAME_WINDOW_UPDATE:
+		return mgrok_stream_on_window(st, f->u.increment);
+	default:
+		mgrok_stream_on_reset(st, f->u.reset_code);
+		return 0;
+	}
+}
+
+static int on_frame(void *arg, const struct mgrok_frame *f)
+{
+	struct mgrok_session *s = arg;
+	int rc = 0;
+
+	switch (f->type) {
+	case MGROK_FRAME_DATA:
+	case MGROK_FRAME_CLOSE:
+	case MGROK_FRAME_WINDOW_UPDATE:
+	case MGROK_FRAME_RESET:
+		if (stream_frame(s, f) < 0)
+			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+			                    "protocol error: %s", s->mux.err);
+		break;
+	case MGROK_FRAME_HEARTBEAT:
+		break;
+	case MGROK_FRAME_GO_AWAY:
+		s->peer_goaway = f->u.go_away.code;
+		mgrok_session_close(s, -1, MGROK_CLOSE_GOAWAY, "peer sent GO_AWAY code %u: %.*s",
+		                    f->u.go_away.code, (int)f->u.go_away.message.len,
+		                    (const char *)f->u.go_away.message.p);
+		break;
+	default:
+		rc = s->ops->on_frame(s, f);
+		break;
+	}
+	return s->closing ? 1 : rc < 0 ? 1 : 0;
+}
+
+static void handshake_done(struct mgrok_session *s)
+{
+	s->open = true;
+	ev_timer_stop(mgrok_loop, &s->hs_timer);
+	mgrok_hs_end(&s->hs);
+	s->ops->on_open(s);
+}
+
+/* Handshake bytes; what follows the handshake goes to the frame decoder. */
+static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len)
+{
+	mgrok_buf_append(&s->hs_in, p, len);
+	size_t used = 0;
+	int rc = s->role == MGROK_ROLE_SERVER
+	             ? mgrok_hs_server_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len, &used,
+	                                    &s->out, s->find_auth, s->find_arg)
+	             : mgrok_hs_client_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len, &used,
+	                                    &s->out);
+	mgrok_buf_consume(&s->hs_in, used);
+	if (s->out.len)
+		schedule_flush(s);
+	switch (rc) {
+	case MGROK_HS_MORE:
+		if (s->hs_in.len > 2 * MGROK_HS_PAYLOAD_MAX)
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake too large");
+		return;
+	case MGROK_HS_DONE:
+		handshake_done(s);
+		if (!s->closing && s->hs_in.len) {
+			struct mgrok_buf rest = s->hs_in;
+			memset(&s->hs_in, 0, sizeof(s->hs_in));
+			if (mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len, on_frame, s) < 0)
+				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+				                    "protocol error: %s", s->dec.err);
+			mgrok_buf_free(&rest);
+		}
+		mgrok_buf_free(&s->hs_in);
+		return;
+	case MGROK_HS_DENIED:
+		/* The server's DENIED reply is in out: push it before closing. */
+		if (s->role == MGROK_ROLE_SERVER)
+			flush_out(s);
+		if (!s->closing)
+			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->hs.reason);
+		return;
+	default:
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s", s->hs.reason);
+		return;
+	}
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	static uint8_t rbuf[READ_CHUNK];
+	struct mgrok_session *s = container_of(w, struct mgrok_session, rio);
+
+	s->in_cb++;
+	/* A few reads per wakeup drain a busy connection without starving
+	 * the other watchers of this loop iteration. */
+	for (int i = 0; i < 4 && !s->closing; i++) {
+		ssize_t n = read(s->fd, rbuf, sizeof(rbuf));
+		if (n > 0) {
+			s->last_recv = ev_now(loop);
+			if (!s->open)
+				feed_handshake(s, rbuf, (size_t)n);
+			else if (mgrok_decoder_feed(&s->dec, rbuf, (size_t)n, on_frame, s) < 0)
+				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+				                    "protocol error: %s", s->dec.err);
+			if ((size_t)n < sizeof(rbuf))
+				break;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s",
+		                    n == 0 ? "connection closed by peer" : strerror(errno));
+	}
+	mgrok_session_leave(s);
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_session *s = container_of(w, struct mgrok_session, beat);
+	double now = ev_now(loop);
+	s->in_cb++;
+	if (now - s->last_recv >= s->hb_timeout) {
+		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
+		                    "nothing received for %.0f s", now - s->last_recv);
+	} else if (s->open && now - s->last_send >= s->hb_interval) {
+		struct mgrok_frame f = {.type = MGROK_FRAME_HEARTBEAT};
+		mgrok_session_send(s, &f);
+	}
+	mgrok_session_leave(s);
+}
+
+static void on_hs_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_session *s = container_of(w, struct mgrok_session, hs_timer);
+	s->in_cb++;
+	mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake not finished in time");
+	mgrok_session_leave(s);
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role,
+                                        const struct mgrok_session_ops *ops, void *owner)
+{
+	struct mgrok_session *s = mgrok_xcalloc(1, sizeof(*s));
+	s->id = next_session_id++;
+	s->role = role;
+	s->fd = fd;
+	s->ops = ops;
+	s->owner = owner;
+	s->peer_goaway = -1;
+	s->hb_interval = 10;
+	s->hb_timeout = 30;
+	s->max_streams = 4096;
+	s->last_recv = s->last_send = ev_now(mgrok_loop);
+	strcpy(s->peer, "-");
+	/* Frames arriving here were sent by the other role. */
+	mgrok_decoder_init(&s->dec, role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER);
+	mgrok_mux_init(&s->mux, role);
+	ev_io_init(&s->rio, on_readable, fd, EV_READ);
+	ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+	ev_prepare_init(&s->flush, on_prepare);
+	ev_timer_init(&s->beat, on_beat, 1., 1.);
+	ev_timer_init(&s->hs_timer, on_hs_timeout, 10., 0.);
+	return s;
+}
+
+static void start_io(struct mgrok_session *s)
+{
+	/* Checking at a quarter of the interval keeps a late heartbeat late by
+	 * at most that much. */
+	double tick = s->hb_interval < s->hb_timeout ? s->hb_interval : s->hb_timeout;
+	ev_timer_set(&s->beat, tick / 4, tick / 4);
+	ev_timer_start(mgrok_loop, &s->beat);
+	ev_io_start(mgrok_loop, &s->rio);
+}
+
+void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeout,
+                                mgrok_auth_find_fn find, void *find_arg)
+{
+	s->find_auth = find;
+	s->find_arg = find_arg;
+	mgrok_hs_server_init(&s->hs);
+	ev_timer_set(&s->hs_timer, handshake_timeout, 0.);
+	ev_timer_start(mgrok_loop, &s->hs_timer);
+	start_io(s);
+}
+
+void mgrok_session_start_client(struct mgrok_session *s, const struct mgrok_auth_method *m)
+{
+	start_io(s);
+	if (mgrok_hs_client_start(&s->hs, m, &s->out) != MGROK_HS_MORE) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "auth method '%s': %s", m->name,
+		                    s->hs.reason);
+		return;
+	}
+	schedule_flush(s);
+}
+
+void mgrok_session_close(struct mgrok_session *s, int goaway, enum mgrok_close_why why,
+                         const char *fmt, ...)
+{
+	if (s->closing)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	va_end(ap);
+	s->why = why;
+	if (goaway >= 0 && s->open) {
+		struct mgrok_frame f = {.type = MGROK_FRAME_GO_AWAY};
+		f.u.go_away.code = (uint8_t)goaway;
+		f.u.go_away.message.p = (const uint8_t *)s->reason;
+		f.u.go_away.message.len = strnlen(s->reason, MGROK_MESSAGE_MAX);
+		mgrok_session_send(s, &f);
+		/* One non-blocking attempt: a peer that does not read gets no more. */
+		flush_out(s);
+	}
+	s->closing = true;
+	if (!s->in_cb)
+		finalize(s);
+}
+
+void mgrok_session_leave(struct mgrok_session *s)
+{
+	if (--s->in_cb == 0 && s->closing)
+		finalize(s);
+}
+
+static void finalize(struct mgrok_session *s)
+{
+	ev_io_stop(mgrok_loop, &s->rio);
+	ev_io_stop(mgrok_loop, &s->wio);
+	ev_prepare_stop(mgrok_loop, &s->flush);
+	ev_timer_stop(mgrok_loop, &s->beat);
+	ev_timer_stop(mgrok_loop, &s->hs_timer);
+	while (s->streams)
+		mgrok_stream_destroy(s->streams, true);
+	mgrok_hs_end(&s->hs);
+	close(s->fd);
+	s->fd = -1;
+	/* The owner still sees a whole session (proxies, ids) in on_close. */
+	s->in_cb++;
+	s->ops->on_close(s, s->why, s->reason);
+	mgrok_decoder_free(&s->dec);
+	mgrok_mux_free(&s->mux);
+	mgrok_buf_free(&s->out);
+	mgrok_buf_free(&s->hs_in);
+	free(s);
+}

@@ -1,0 +1,96 @@
+/*
+ * A session: one client connection with libev I/O around the handshake,
+ * the frame codec and the mux. Role-specific behaviour (server, client)
+ * comes in through struct mgrok_session_ops.
+ */
+#ifndef MGROK_SESSION_H
+#define MGROK_SESSION_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "codec.h"
+#include "handshake.h"
+#include "mux.h"
+
+struct mgrok_session;
+struct mgrok_stream;
+
+/* Why a session ended, as its owner needs to know. */
+enum mgrok_close_why {
+	MGROK_CLOSE_LOST = 0,     /* connection failed or lost, timeout, protocol error */
+	MGROK_CLOSE_DENIED = 1,   /* the handshake was refused */
+	MGROK_CLOSE_GOAWAY = 2,   /* the peer sent GO_AWAY (code in s->peer_goaway) */
+	MGROK_CLOSE_LOCAL = 3,    /* we closed it (shutdown, takeover) */
+};
+
+struct mgrok_session_ops {
+	/* Handshake done: the session speaks frames now. */
+	void (*on_open)(struct mgrok_session *s);
+	/*
+	 * A frame the session does not handle itself (REGISTER, REGISTER_ACK,
+	 * UNREGISTER, HELLO, NEW_STREAM). Returns 0, or -1 after having
+	 * closed the session.
+	 */
+	int (*on_frame)(struct mgrok_session *s, const struct mgrok_frame *f);
+	/* Last call: s is freed when this returns. */
+	void (*on_close)(struct mgrok_session *s, enum mgrok_close_why why, const char *reason);
+};
+
+struct mgrok_session {
+	uint32_t id; /* for logs */
+	enum mgrok_role role;
+	int fd;
+	ev_io rio, wio;
+	ev_prepare flush;     /* writes everything queued in one loop iteration at once */
+	ev_timer beat;        /* heartbeat send and timeout check */
+	ev_timer hs_timer;    /* server: handshake deadline */
+	struct mgrok_hs hs;
+	struct mgrok_buf hs_in; /* handshake bytes not yet taken */
+	bool open;            /* handshake done */
+	bool closing;
+	unsigned in_cb;       /* callbacks on the stack: free is deferred while > 0 */
+	struct mgrok_decoder dec;
+	struct mgrok_buf out;
+	struct mgrok_mux mux;
+	struct mgrok_stream *streams; /* every open stream */
+	struct mgrok_stream *stalled; /* streams waiting for out to drain */
+	double last_recv, last_send;
+	double hb_interval, hb_timeout;
+	unsigned max_streams;
+	int peer_goaway; /* code of a GO_AWAY received, or -1 */
+	enum mgrok_close_why why;
+	char reason[256];
+	char peer[MGROK_ADDRSTRLEN];
+	const struct mgrok_session_ops *ops;
+	void *owner; /* the server's or client's state for this session */
+	/* server: how to find auth methods */
+	mgrok_auth_find_fn find_auth;
+	void *find_arg;
+};
+
+/* Takes ownership of fd (connected or connecting, non-blocking). */
+struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role,
+                                        const struct mgrok_session_ops *ops, void *owner);
+void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeout,
+                                mgrok_auth_find_fn find, void *find_arg);
+void mgrok_session_start_client(struct mgrok_session *s, const struct mgrok_auth_method *m);
+/* Queues a frame; it goes out with the others of this loop iteration. */
+void mgrok_session_send(struct mgrok_session *s, const struct mgrok_frame *f);
+/* Room for a DATA frame of up to len payload bytes, written in place. */
+uint8_t *mgrok_session_reserve(struct mgrok_session *s, size_t len);
+void mgrok_session_commit(struct mgrok_session *s, size_t len);
+/* Output is above its high-water mark: streams should stop reading. */
+bool mgrok_session_congested(const struct mgrok_session *s);
+/*
+ * Ends the session: sends GO_AWAY(goaway) first when goaway >= 0 and the
+ * session is open, closes every stream, closes the fd, calls on_close.
+ */
+void mgrok_session_close(struct mgrok_session *s, int goaway, enum mgrok_close_why why,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Call at the end of a callback that did s->in_cb++ first. */
+void mgrok_session_leave(struct mgrok_session *s);
+
+#endif

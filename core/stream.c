@@ -1,0 +1,386 @@
+#include "stream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "host.h"
+#include "log.h"
+#include "proxy.h"
+#include "session.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+
+static const char *proxy_name(const struct mgrok_stream *st)
+{
+	return st->proxy ? st->proxy->name : "-";
+}
+
+static struct mgrok_stream *stream_new(struct mgrok_session *s, uint32_t id, struct mgrok_proxy *px)
+{
+	struct mgrok_stream *st = mgrok_xcalloc(1, sizeof(*st));
+	st->sess = s;
+	st->proxy = px;
+	st->fd = -1;
+	mgrok_mux_insert(&s->mux, &st->ms, id);
+	st->next = s->streams;
+	if (s->streams)
+		s->streams->prev = st;
+	s->streams = st;
+	if (px)
+		px->nstreams++;
+	return st;
+}
+
+static void unstall(struct mgrok_stream *st)
+{
+	struct mgrok_stream **pp = &st->sess->stalled;
+	while (*pp && *pp != st)
+		pp = &(*pp)->stall_next;
+	if (*pp)
+		*pp = st->stall_next;
+	st->stall_next = NULL;
+	st->stalled = false;
+}
+
+void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
+{
+	struct mgrok_session *s = st->sess;
+	if (st->stalled)
+		unstall(st);
+	ev_io_stop(mgrok_loop, &st->rio);
+	ev_io_stop(mgrok_loop, &st->wio);
+	mgrok_mux_remove(&s->mux, &st->ms);
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		s->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	if (st->fd >= 0) {
+		if (abortive) {
+			/* An RST tells the visitor or service the stream failed,
+			 * where a FIN would look like a clean end. */
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		close(st->fd);
+	}
+	if (st->proxy)
+		st->proxy->nstreams--;
+	MGROK_DEBUG("session %u proxy %s stream %u: closed%s", s->id, proxy_name(st), st->ms.id,
+	            abortive ? " (reset)" : "");
+	mgrok_buf_free(&st->pending);
+	free(st);
+}
+
+void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code)
+{
+	struct mgrok_frame f = {.type = MGROK_FRAME_RESET, .stream_id = st->ms.id};
+	f.u.reset_code = code;
+	mgrok_session_send(st->sess, &f);
+	mgrok_stream_destroy(st, true);
+}
+
+static bool can_read(const struct mgrok_stream *st)
+{
+	return st->fd >= 0 && !st->connecting && !st->stalled &&
+	       !(st->ms.state & MGROK_MUX_SENT_CLOSE) && st->ms.send_window > 0;
+}
+
+static void update_read(struct mgrok_stream *st)
+{
+	if (can_read(st))
+		ev_io_start(mgrok_loop, &st->rio);
+	else
+		ev_io_stop(mgrok_loop, &st->rio);
+}
+
+/* Both directions closed and everything delivered: the stream is over. */
+static bool finish_if_done(struct mgrok_stream *st)
+{
+	if (!mgrok_mux_done(&st->ms) || st->pending.len || st->connecting)
+		return false;
+	mgrok_stream_destroy(st, false);
+	return true;
+}
+
+static void send_credit(struct mgrok_stream *st, size_t written)
+{
+	uint32_t inc = mgrok_mux_consumed(&st->ms, written);
+	if (!inc)
+		return;
+	struct mgrok_frame f = {.type = MGROK_FRAME_WINDOW_UPDATE, .stream_id = st->ms.id};
+	f.u.increment = inc;
+	mgrok_session_send(st->sess, &f);
+}
+
+/* After the peer's CLOSE and once its bytes are out, pass the FIN on. */
+static void maybe_shut_wr(struct mgrok_stream *st)
+{
+	if ((st->ms.state & MGROK_MUX_GOT_CLOSE) && !st->pending.len && !st->shut_wr && st->fd >= 0 &&
+	    !st->connecting) {
+		shutdown(st->fd, SHUT_WR);
+		st->shut_wr = true;
+	}
+}
+
+/*
+ * Writes pending bytes to the fd. Returns -1 if the stream was destroyed.
+ */
+static int drain_pending(struct mgrok_stream *st)
+{
+	size_t written = 0;
+	while (st->pending.len) {
+		ssize_t n = write(st->fd, mgrok_buf_head(&st->pending), st->pending.len);
+		if (n > 0) {
+			mgrok_buf_consume(&st->pending, (size_t)n);
+			written += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id, proxy_name(st),
+		            st->ms.id, strerror(errno));
+		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
+		return -1;
+	}
+	if (written)
+		send_credit(st, written);
+	if (st->pending.len) {
+		ev_io_start(mgrok_loop, &st->wio);
+		return 0;
+	}
+	ev_io_stop(mgrok_loop, &st->wio);
+	/* Idle streams hold no buffer. */
+	mgrok_buf_free(&st->pending);
+	maybe_shut_wr(st);
+	return finish_if_done(st) ? -1 : 0;
+}
+
+int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
+{
+	struct mgrok_session *s = st->sess;
+	int v = mgrok_mux_recv_data(&s->mux, &st->ms, len);
+	if (v == MGROK_MUX_PROTOCOL)
+		return -1;
+	if (v == MGROK_MUX_RESET_FLOW) {
+		MGROK_WARN("session %u proxy %s: %s", s->id, proxy_name(st), s->mux.err);
+		mgrok_stream_reset(st, MGROK_RESET_FLOW_CONTROL);
+		return 0;
+	}
+	if (!len)
+		return 0;
+	if (st->fd >= 0 && !st->connecting && !st->pending.len) {
+		/* The common case: straight from the session's read buffer to the socket. */
+		ssize_t n = write(st->fd, p, len);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			MGROK_DEBUG("session %u proxy %s stream %u: write: %s", s->id, proxy_name(st),
+			            st->ms.id, strerror(errno));
+			mgrok_stream_reset(st, MGROK_RESET_CANCEL);
+			return 0;
+		}
+		if (n < 0)
+			n = 0;
+		if ((size_t)n == len) {
+			send_credit(st, len);
+			return 0;
+		}
+		if (n)
+			send_credit(st, (size_t)n);
+		p += n;
+		len -= (size_t)n;
+		ev_io_start(mgrok_loop, &st->wio);
+	}
+	/* Bounded by the window we granted. */
+	mgrok_buf_append(&st->pending, p, len);
+	return 0;
+}
+
+int mgrok_stream_on_close(struct mgrok_stream *st)
+{
+	if (mgrok_mux_recv_close(&st->sess->mux, &st->ms) < 0)
+		return -1;
+	maybe_shut_wr(st);
+	finish_if_done(st);
+	return 0;
+}
+
+int mgrok_stream_on_window(struct mgrok_stream *st, uint32_t increment)
+{
+	if (mgrok_mux_recv_window(&st->sess->mux, &st->ms, increment) < 0)
+		return -1;
+	update_read(st);
+	return 0;
+}
+
+void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code)
+{
+	MGROK_DEBUG("session %u proxy %s stream %u: peer reset (code %u)", st->sess->id,
+	            proxy_name(st), st->ms.id, code);
+	mgrok_stream_destroy(st, true);
+}
+
+static void stall(struct mgrok_stream *st)
+{
+	ev_io_stop(mgrok_loop, &st->rio);
+	st->stalled = true;
+	st->stall_next = st->sess->stalled;
+	st->sess->stalled = st;
+}
+
+void mgrok_stream_resume_stalled(struct mgrok_session *s)
+{
+	struct mgrok_stream *st = s->stalled;
+	s->stalled = NULL;
+	while (st) {
+		struct mgrok_stream *next = st->stall_next;
+		st->stall_next = NULL;
+		st->stalled = false;
+		update_read(st);
+		st = next;
+	}
+}
+
+static void read_eof(struct mgrok_stream *st)
+{
+	struct mgrok_frame f = {.type = MGROK_FRAME_CLOSE, .stream_id = st->ms.id};
+	mgrok_session_send(st->sess, &f);
+	mgrok_mux_sent_close(&st->ms);
+	ev_io_stop(mgrok_loop, &st->rio);
+	finish_if_done(st);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mgrok_stream *st = container_of(w, struct mgrok_stream, rio);
+	struct mgrok_session *s = st->sess;
+
+	if (mgrok_session_congested(s)) {
+		stall(st);
+		return;
+	}
+	size_t want = st->ms.send_window < MGROK_DATA_MAX ? st->ms.send_window : MGROK_DATA_MAX;
+	if (!want) {
+		ev_io_stop(loop, w);
+		return;
+	}
+	s->in_cb++;
+	uint8_t *frame = mgrok_session_reserve(s, want);
+	ssize_t n = read(st->fd, frame + MGROK_DATA_HEADER, want);
+	if (n > 0) {
+		/* The payload was read in place: only the header is written here. */
+		mgrok_frame_data_header(frame, st->ms.id, (uint16_t)n);
+		mgrok_session_commit(s, MGROK_DATA_HEADER + (size_t)n);
+		mgrok_mux_sent_data(&st->ms, (size_t)n);
+		if (!st->ms.send_window)
+			ev_io_stop(loop, w);
+	} else if (n == 0) {
+		read_eof(st);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		MGROK_DEBUG("session %u proxy %s stream %u: read: %s", s->id, proxy_name(st), st->ms.id,
+		            strerror(errno));
+		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
+	}
+	mgrok_session_leave(s);
+}
+
+static void connect_done(struct mgrok_stream *st)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(st->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		MGROK_INFO("session %u proxy %s stream %u: cannot connect to %s: %s", st->sess->id,
+		           proxy_name(st), st->ms.id, st->proxy ? st->proxy->local : "-",
+		           strerror(err));
+		mgrok_stream_reset(st, MGROK_RESET_CONNECT_FAILED);
+		return;
+	}
+	st->connecting = false;
+	update_read(st);
+	if (drain_pending(st) == 0)
+		maybe_shut_wr(st);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mgrok_stream *st = container_of(w, struct mgrok_stream, wio);
+	struct mgrok_session *s = st->sess;
+	s->in_cb++;
+	if (st->connecting)
+		connect_done(st);
+	else
+		drain_pending(st);
+	mgrok_session_leave(s);
+}
+
+void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
+{
+	mgrok_socket_tune(fd);
+	st->fd = fd;
+	st->connecting = connecting != 0;
+	ev_io_init(&st->rio, on_readable, fd, EV_READ);
+	ev_io_init(&st->wio, on_writable, fd, EV_WRITE);
+	if (st->connecting) {
+		ev_io_start(mgrok_loop, &st->wio);
+		return;
+	}
+	update_read(st);
+	if (st->pending.len)
+		ev_io_start(mgrok_loop, &st->wio);
+}
+
+struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const struct sockaddr *source,
+                                               socklen_t source_len)
+{
+	struct mgrok_session *s = px->sess;
+	char src[MGROK_ADDRSTRLEN];
+	if (!s || s->closing)
+		return NULL;
+	mgrok_addr_format(source, src, sizeof(src));
+	if (s->mux.count >= s->max_streams) {
+		MGROK_WARN("session %u proxy %s: %u streams open, refusing visitor %s", s->id,
+		           px->name, s->max_streams, src);
+		return NULL;
+	}
+	uint32_t id = mgrok_mux_next_id(&s->mux);
+	if (!id) {
+		MGROK_WARN("session %u: stream IDs used up", s->id);
+		return NULL;
+	}
+	struct mgrok_stream *st = stream_new(s, id, px);
+	struct mgrok_frame f = {.type = MGROK_FRAME_NEW_STREAM, .stream_id = id};
+	f.u.new_stream.name.p = (const uint8_t *)px->name;
+	f.u.new_stream.name.len = strlen(px->name);
+	mgrok_wire_addr_from_sockaddr(&f.u.new_stream.source, source);
+	mgrok_session_send(s, &f);
+	MGROK_DEBUG("session %u proxy %s stream %u: visitor %s", s->id, px->name, id, src);
+	return st;
+}
+
+struct mgrok_stream *mgrok_stream_accept(struct mgrok_session *s, uint32_t id,
+                                         struct mgrok_proxy *px)
+{
+	return stream_new(s, id, px);
+}
+
+void mgrok_stream_reset_proxy(struct mgrok_session *s, struct mgrok_proxy *px, uint8_t code)
+{
+	struct mgrok_stream *st = s->streams;
+	while (st) {
+		struct mgrok_stream *next = st->next;
+		if (st->proxy == px)
+			mgrok_stream_reset(st, code);
+		st = next;
+	}
+}

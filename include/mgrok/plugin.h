@@ -1,0 +1,248 @@
+/*
+ * mgrok plugin ABI, version 1.
+ *
+ * A plugin is a shared object that exports exactly one symbol,
+ * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
+ * checks the descriptor's ABI version and size before it touches anything
+ * else, then calls init() with a table of host functions. Plugins reach the
+ * host only through that table: they need not link against mgrok, and the
+ * programs export nothing.
+ *
+ * Compatibility: the major version changes when a struct member moves or a
+ * signature changes; the minor version grows when members are appended to the
+ * end of a struct. A host accepts a plugin of the same major version whose
+ * minor version is not newer than its own; a plugin may check host->abi_minor
+ * before calling a host function appended later.
+ *
+ * Ownership: a pointer passed into a call is borrowed for that call only.
+ * Buffers handed across the boundary to be freed by the other side use
+ * host->alloc / host->free.
+ */
+#ifndef MGROK_PLUGIN_H
+#define MGROK_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MGROK_PLUGIN_ABI_MAJOR 1
+#define MGROK_PLUGIN_ABI_MINOR 0
+#define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
+
+enum mgrok_plugin_kind {
+	MGROK_PLUGIN_PROXY = 1, /* a proxy type: tcp, udp, ... (REGISTER proxyType) */
+	MGROK_PLUGIN_AUTH = 2,  /* an auth method: none, token, ... (handshake method) */
+};
+
+enum mgrok_log_level {
+	MGROK_LOG_ERROR = 0,
+	MGROK_LOG_WARN = 1,
+	MGROK_LOG_INFO = 2,
+	MGROK_LOG_DEBUG = 3,
+};
+
+/* fd watching: events for watch_set(); 0 stops the watcher. */
+#define MGROK_EV_READ 0x01
+#define MGROK_EV_WRITE 0x02
+
+/* Opaque host objects. */
+struct mgrok_plugin; /* the host's record of one loaded plugin */
+struct mgrok_proxy;  /* one registered proxy (a REGISTER that succeeded) */
+struct mgrok_stream; /* one multiplexed stream */
+struct mgrok_watch;  /* an fd watcher on the host's event loop */
+struct mgrok_timer;  /* a one-shot timer on the host's event loop */
+
+typedef void (*mgrok_watch_cb)(void *arg, int fd, int events);
+typedef void (*mgrok_timer_cb)(void *arg);
+
+/*
+ * Functions the host offers. Appended to only at the end (minor version).
+ */
+struct mgrok_host {
+	uint16_t abi_major;
+	uint16_t abi_minor;
+	uint32_t size; /* sizeof(struct mgrok_host) of the host */
+
+	/* One log line, prefixed with the plugin's name. */
+	void (*log)(const struct mgrok_plugin *self, int level, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+	void *(*alloc)(size_t len); /* never returns NULL: the host aborts on OOM */
+	void (*free)(void *p);
+	void (*wipe)(void *p, size_t len); /* erase secrets; not optimised away */
+	int (*random)(void *buf, size_t len); /* CSPRNG; 0 or -1 */
+
+	/* fd watching on the host's loop. The watcher does not own the fd. */
+	struct mgrok_watch *(*watch_new)(int fd, mgrok_watch_cb cb, void *arg);
+	void (*watch_set)(struct mgrok_watch *w, int events);
+	void (*watch_free)(struct mgrok_watch *w); /* stops it first */
+
+	/* One-shot timers; timer_set(t, 0) stops one that is pending. */
+	struct mgrok_timer *(*timer_new)(mgrok_timer_cb cb, void *arg);
+	void (*timer_set)(struct mgrok_timer *t, double after_seconds);
+	void (*timer_free)(struct mgrok_timer *t);
+	double (*now)(void); /* the loop's clock, seconds */
+
+	/*
+	 * Server side: a visitor arrived on a proxy. Opens a stream to the
+	 * client (NEW_STREAM with this source address). Returns NULL when the
+	 * session is over its stream limit; the caller then closes the visitor.
+	 */
+	struct mgrok_stream *(*stream_open)(struct mgrok_proxy *px, const struct sockaddr *source,
+	                                    socklen_t source_len);
+	/*
+	 * Hand a connected (or, with connecting != 0, connecting) non-blocking
+	 * socket to the host, which from then on owns it and relays its bytes
+	 * over the stream with flow control and half-close. A connect that
+	 * fails becomes RESET(CONNECT_FAILED).
+	 */
+	void (*stream_attach_fd)(struct mgrok_stream *st, int fd, int connecting);
+	/* RESET a stream (PROTOCOL.md 3.2 codes) and release it. */
+	void (*stream_reset)(struct mgrok_stream *st, uint8_t code);
+
+	/* Formats "1.2.3.4:80" or "[::1]:80". Returns buf. */
+	const char *(*addr_format)(const struct sockaddr *sa, char *buf, size_t len);
+};
+
+/* ---- proxy plugins ----------------------------------------------------- */
+
+/* What one proxy is: from a REGISTER (server) or the client's config. */
+struct mgrok_proxy_spec {
+	const char *name;
+	uint8_t type;
+	uint16_t remote_port; /* server: the concrete port to bind */
+	uint16_t local_port;
+	const json_t *options; /* a JSON object, never NULL */
+	/* server: where to bind (port already set); client: the local target */
+	const struct sockaddr *addr;
+	socklen_t addr_len;
+};
+
+struct mgrok_proxy_ops {
+	/*
+	 * Server: bind the public port for a registration. Returns 0, or
+	 * -EADDRINUSE (the host then tries another port or answers
+	 * PORT_IN_USE), or another negative errno with err filled in.
+	 * *state is the plugin's per-proxy state, handed back to unbind.
+	 */
+	int (*server_bind)(void *inst, struct mgrok_proxy *px, const struct mgrok_proxy_spec *spec,
+	                   void **state, char *err, size_t errlen);
+	/* Server: close the listener. Streams already open are the host's. */
+	void (*server_unbind)(void *inst, void *state);
+	/*
+	 * Client: a NEW_STREAM arrived for this proxy. Open the local end and
+	 * hand it over with host->stream_attach_fd(), or call
+	 * host->stream_reset(st, 1 CONNECT_FAILED). Called once per stream.
+	 */
+	void (*client_open)(void *inst, const struct mgrok_proxy_spec *spec, struct mgrok_stream *st);
+	/*
+	 * Optional: check a REGISTER's options object. Returns 0, or -1 with
+	 * err filled in (REGISTER_ACK INVALID).
+	 */
+	int (*check_options)(void *inst, const json_t *options, char *err, size_t errlen);
+};
+
+/* ---- auth plugins ------------------------------------------------------ */
+
+enum mgrok_auth_result {
+	MGROK_AUTH_OK = 0,       /* done: server accepts / client verified the server */
+	MGROK_AUTH_CONTINUE = 1, /* out holds the next message to send */
+	MGROK_AUTH_DENIED = 2,   /* text holds the reason */
+};
+
+/*
+ * One round of the handshake (PROTOCOL.md 2). in/in_len is what the peer
+ * sent (the first client payload, a CHALLENGE, a client answer, the final OK
+ * payload); out is where the plugin writes what is sent next (at most
+ * out_cap bytes, 4096). text is a reason on DENIED, and on the server's OK
+ * the authenticated identity (at most 64 bytes) used for authorization.
+ */
+struct mgrok_auth_msg {
+	const uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_cap;
+	size_t out_len;
+	char *text;
+	size_t text_cap;
+};
+
+struct mgrok_auth_ops {
+	/* Client: the first payload, in out. Returns CONTINUE or DENIED. */
+	int (*client_start)(void *inst, void **state, struct mgrok_auth_msg *m);
+	/*
+	 * Client: the server answered CHALLENGE (status 1) or OK (status 0).
+	 * For CHALLENGE return CONTINUE with the answer in out; for OK check
+	 * the server's final payload and return OK or DENIED.
+	 */
+	int (*client_step)(void *inst, void *state, int status, struct mgrok_auth_msg *m);
+	/*
+	 * Server: round 0 is the client's first payload, round n its n-th
+	 * answer. Returns OK (final payload in out, identity in text),
+	 * CONTINUE (challenge in out) or DENIED (reason in text).
+	 */
+	int (*server_step)(void *inst, void **state, unsigned round, struct mgrok_auth_msg *m);
+	/* Either side: release *state. Called once per handshake, always. */
+	void (*end)(void *inst, void *state);
+};
+
+/* ---- the descriptor ---------------------------------------------------- */
+
+struct mgrok_plugin_desc {
+	uint16_t abi_major;
+	uint16_t abi_minor;
+	uint32_t size; /* sizeof(struct mgrok_plugin_desc) of the plugin */
+	uint32_t kind; /* enum mgrok_plugin_kind */
+	const char *name; /* proxy type or auth method name: "tcp", "token" */
+	uint8_t wire_id;  /* REGISTER proxyType or handshake method id */
+	/*
+	 * conf is the plugin's own JSON subtree (never NULL); the plugin
+	 * rejects unknown keys with a clear message in err. *inst is its
+	 * instance state, handed to every op and to fini.
+	 */
+	int (*init)(const struct mgrok_host *host, const struct mgrok_plugin *self, const json_t *conf,
+	            void **inst, char *err, size_t errlen);
+	void (*fini)(void *inst);
+	const struct mgrok_proxy_ops *proxy; /* kind PROXY */
+	const struct mgrok_auth_ops *auth;   /* kind AUTH */
+	void *reserved[8];
+};
+
+typedef const struct mgrok_plugin_desc *(*mgrok_plugin_entry_fn)(void);
+
+#if defined(__GNUC__)
+#define MGROK_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define MGROK_PLUGIN_EXPORT
+#endif
+
+/*
+ * Defines the entry symbol; the ABI fields are filled in here so that no
+ * plugin writes them by hand:
+ *
+ *   MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "token",
+ *                       .wire_id = 0x01, .init = init, .auth = &ops)
+ */
+#define MGROK_PLUGIN_DEFINE(...)                                                                   \
+	MGROK_PLUGIN_EXPORT const struct mgrok_plugin_desc *mgrok_plugin_entry(void);              \
+	const struct mgrok_plugin_desc *mgrok_plugin_entry(void)                                   \
+	{                                                                                          \
+		static const struct mgrok_plugin_desc desc = {                                     \
+		    .abi_major = MGROK_PLUGIN_ABI_MAJOR,                                           \
+		    .abi_minor = MGROK_PLUGIN_ABI_MINOR,                                           \
+		    .size = sizeof(struct mgrok_plugin_desc),                                      \
+		    __VA_ARGS__};                                                                  \
+		return &desc;                                                                      \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
