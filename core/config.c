@@ -1,0 +1,931 @@
+/*
+ * Configuration files: JSON read by jansson, copied into typed structs.
+ *
+ * Each section is a table of its keys, each with the function that takes
+ * that key's value into its field. walk() visits an object's members in
+ * file order, so the first error reported is the first in the file, and a
+ * member no table names is an unknown key. A load writes straight into the
+ * caller's struct, freeing what it replaces: after a failed load the struct
+ * mixes old and new values, but every pointer in it is owned and valid, so
+ * *_free is always safe.
+ *
+ * Errors never quote a value from the file (auth options carry secrets);
+ * they name the key and its place in the file, which json_locate.c finds.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "mgrok/plugin.h" /* enum mgrok_log_level */
+
+/* Protocol 3.1: proxy options travel as a str16 of at most 4096 bytes. */
+#define PROXY_OPTIONS_MAX 4096
+#define KEYLEN sizeof(((struct mgrok_conf_error *)0)->key)
+#define NAME_RULE "must be 1-64 characters of A-Z a-z 0-9 . _ -"
+
+/* One file being loaded. */
+struct ctx {
+	const char *path;
+	const char *text; /* the raw file, for mgrok_json_locate() */
+	size_t len;
+	struct mgrok_conf_error *err;
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* A key that is absent (a missing required key) or that the path syntax
+ * cannot name is placed at its nearest enclosing key instead. */
+static void locate(const struct ctx *x, const char *key)
+{
+	char path[KEYLEN];
+	snprintf(path, sizeof(path), "%s", key);
+	while (mgrok_json_locate(x->text, x->len, path, &x->err->line, &x->err->column)) {
+		char *cut = path + strlen(path);
+		if (cut == path)
+			return;
+		while (cut > path && *cut != '.' && *cut != '[')
+			cut--;
+		*cut = '\0';
+	}
+}
+
+/* Fills x->err and returns -1. Without x->text (whole-config checks) the
+ * error has a key but no place in a file. */
+__attribute__((format(printf, 3, 4))) static int bad(const struct ctx *x, const char *key,
+                                                    const char *fmt, ...)
+{
+	va_list ap;
+	struct mgrok_conf_error *e = x->err;
+	memset(e, 0, sizeof(*e));
+	snprintf(e->file, sizeof(e->file), "%s", x->path ? x->path : "");
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	if (x->text)
+		locate(x, key);
+	return -1;
+}
+
+const char *mgrok_conf_error_format(const struct mgrok_conf_error *e, char *buf, size_t len)
+{
+	char where[300] = "";
+	if (e->file[0] && e->line > 0 && e->column > 0)
+		snprintf(where, sizeof(where), "%s:%d:%d: ", e->file, e->line, e->column);
+	else if (e->file[0] && e->line > 0)
+		snprintf(where, sizeof(where), "%s:%d: ", e->file, e->line);
+	else if (e->file[0])
+		snprintf(where, sizeof(where), "%s: ", e->file);
+	snprintf(buf, len, "%s%s%s%s", where, e->key, e->key[0] ? ": " : "", e->msg);
+	return buf;
+}
+
+static const char *type_name(const json_t *v)
+{
+	/* In the order of jansson's json_type. */
+	static const char *const names[] = {"an object", "an array",      "a string",
+	                                    "an integer", "a real number", "a boolean",
+	                                    "a boolean", "null"};
+	return names[json_typeof(v)];
+}
+
+/* Names the type found, never the value. */
+static int wrong_type(const struct ctx *x, const char *key, const char *want, const json_t *v)
+{
+	return bad(x, key, "expected %s, got %s", want, type_name(v));
+}
+
+/* ---- walking sections -------------------------------------------------- */
+
+/* Takes one member's value into *dst, a field of the section's struct. */
+typedef int take_fn(const struct ctx *x, const char *key, json_t *v, void *dst);
+
+/* A key of a section: its value is taken into the field at off, or it is a
+ * subsection whose own keys (sub) have offsets in the same struct. */
+struct field {
+	const char *name;
+	take_fn *take;
+	size_t off;
+	const struct field *sub;
+};
+#define FIELDS_END {NULL, NULL, 0, NULL}
+
+/* Appends to a key path. A path too long for the key field is cut short:
+ * the error still reads, and locate() places it at the nearest key that the
+ * cut path names. */
+static void key_cat(char *dst, const char *s)
+{
+	size_t n = strlen(dst);
+	while (*s && n + 1 < KEYLEN)
+		dst[n++] = *s++;
+	dst[n] = '\0';
+}
+
+static void key_join(char *dst, const char *parent, const char *name)
+{
+	dst[0] = '\0';
+	key_cat(dst, parent);
+	key_cat(dst, *parent ? "." : "");
+	key_cat(dst, name);
+}
+
+static void key_index(char *dst, const char *parent, size_t i)
+{
+	char index[32];
+	snprintf(index, sizeof(index), "[%zu]", i);
+	dst[0] = '\0';
+	key_cat(dst, parent);
+	key_cat(dst, index);
+}
+
+/* Hands each member of object v to the field of the same name in f (ended
+ * by a NULL name); at is v's own path, "" for the top level. Recursion
+ * follows the tables' nesting, two levels, not the input's. */
+static int walk(const struct ctx *x, const char *at, const json_t *v, const struct field *f,
+                void *base)
+{
+	const char *name;
+	json_t *m;
+	char key[KEYLEN];
+	if (!json_is_object(v))
+		return wrong_type(x, at, *at ? "an object" : "a JSON object at the top level", v);
+	json_object_foreach((json_t *)v, name, m) {
+		const struct field *i = f;
+		while (i->name && strcmp(i->name, name) != 0)
+			i++;
+		key_join(key, at, name);
+		if (!i->name)
+			return bad(x, key, "unknown key");
+		if (i->sub ? walk(x, key, m, i->sub, base) : i->take(x, key, m, (char *)base + i->off))
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static json_t *xobject(void)
+{
+	json_t *o = json_object();
+	if (!o)
+		abort(); /* only out of memory; the x* allocators die the same way */
+	return o;
+}
+
+static void replace_string(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = mgrok_xstrdup(s);
+}
+
+static int take_string(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_string(v))
+		return wrong_type(x, key, "a string", v);
+	if (!json_string_length(v))
+		return bad(x, key, "must not be empty");
+	replace_string(dst, json_string_value(v));
+	return 0;
+}
+
+static int take_seconds(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_number(v))
+		return wrong_type(x, key, "a number of seconds", v);
+	if (!(json_number_value(v) > 0))
+		return bad(x, key, "must be greater than 0");
+	*(double *)dst = json_number_value(v);
+	return 0;
+}
+
+static int take_count(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_integer(v))
+		return wrong_type(x, key, "an integer", v);
+	if (json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)UINT_MAX)
+		return bad(x, key, "out of range 1-%u", UINT_MAX);
+	*(unsigned *)dst = (unsigned)json_integer_value(v);
+	return 0;
+}
+
+static int take_bool(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_boolean(v))
+		return wrong_type(x, key, "true or false", v);
+	*(bool *)dst = json_is_true(v);
+	return 0;
+}
+
+/* Digits only, 1-65535. */
+static int port_parse(const char *s, size_t n, long *port)
+{
+	long v = 0;
+	if (n == 0 || n > 5)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*port = v;
+	return 0;
+}
+
+/* "host:port" or "[v6]:port". An unbracketed IPv6 address is refused:
+ * "::1:80" could be read two ways. */
+static const char *hostport_problem(const char *s)
+{
+	const char *colon;
+	long port;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close == s + 1 || close[1] != ':')
+			return "expected \"[v6 address]:port\"";
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s)
+			return "expected \"host:port\"";
+		if (memchr(s, ':', (size_t)(colon - s)))
+			return "an IPv6 address goes in brackets: \"[::1]:port\"";
+	}
+	if (port_parse(colon + 1, strlen(colon + 1), &port))
+		return "port must be 1-65535";
+	return NULL;
+}
+
+static int take_hostport(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_string(v))
+		return wrong_type(x, key, "a \"host:port\" string", v);
+	const char *why = hostport_problem(json_string_value(v));
+	if (why)
+		return bad(x, key, "%s", why);
+	replace_string(dst, json_string_value(v));
+	return 0;
+}
+
+/* ---- sections shared by both programs ---------------------------------- */
+
+static void plugins_free(char **p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(p[i]);
+	free(p);
+}
+
+static int parse_plugins(const struct ctx *x, const json_t *v, char ***plugins, size_t *n_plugins)
+{
+	char key[KEYLEN];
+	if (!json_is_array(v))
+		return wrong_type(x, "plugins", "an array of file names", v);
+	/* An empty list would load nothing; leaving the key out loads everything. */
+	size_t n = json_array_size(v);
+	if (!n)
+		return bad(x, "plugins", "must not be empty (leave it out to load every plugin)");
+	char **list = mgrok_xcalloc(n, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		key_index(key, "plugins", i);
+		if (take_string(x, key, json_array_get(v, i), &list[i])) {
+			plugins_free(list, i);
+			return -1;
+		}
+	}
+	plugins_free(*plugins, *n_plugins);
+	*plugins = list;
+	*n_plugins = n;
+	return 0;
+}
+
+static int take_level(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_string(v))
+		return wrong_type(x, key, "a string", v);
+	int level = mgrok_log_level_parse(json_string_value(v));
+	if (level < 0)
+		return bad(x, key, "expected one of error, warn, info, debug");
+	*(int *)dst = level;
+	return 0;
+}
+
+static void auth_free(struct mgrok_auth_conf *a)
+{
+	free(a->method);
+	json_decref(a->options);
+	a->method = NULL;
+	a->options = NULL;
+}
+
+/* One auth method: "method" names the plugin, every other member is its
+ * options, passed on unread (the plugin validates them, and they may hold
+ * secrets, so no message here quotes them). Fills a only on success. */
+static int parse_auth_one(const struct ctx *x, const char *at, const json_t *v,
+                          struct mgrok_auth_conf *a)
+{
+	char key[KEYLEN];
+	const char *name;
+	json_t *m;
+	if (!json_is_object(v))
+		return wrong_type(x, at, "an object with a \"method\"", v);
+	key_join(key, at, "method");
+	const json_t *method = json_object_get(v, "method");
+	if (!method)
+		return bad(x, key, "missing required key");
+	if (!json_is_string(method) || !json_string_length(method))
+		return bad(x, key, "expected a non-empty string");
+	a->method = mgrok_xstrdup(json_string_value(method));
+	a->options = xobject();
+	json_object_foreach((json_t *)v, name, m) {
+		if (strcmp(name, "method") != 0)
+			json_object_set(a->options, name, m);
+	}
+	return 0;
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+static void server_auth_free(struct mgrok_auth_conf *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		auth_free(&a[i]);
+	free(a);
+}
+
+/* An object is the one allowed method; an array lists several. */
+static int take_server_auth(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_server_conf *c = base;
+	char at[KEYLEN], mkey[KEYLEN];
+	bool array = json_is_array(v);
+	size_t n = array ? json_array_size(v) : 1;
+	if (!array && !json_is_object(v))
+		return wrong_type(x, key, "an object or an array of objects", v);
+	if (!n)
+		return bad(x, key, "must not be empty (leave it out to allow \"none\")");
+	struct mgrok_auth_conf *list = mgrok_xcalloc(n, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		if (array)
+			key_index(at, key, i);
+		else
+			snprintf(at, sizeof(at), "%s", key);
+		int rc = parse_auth_one(x, at, array ? json_array_get(v, i) : v, &list[i]);
+		for (size_t j = 0; rc == 0 && j < i; j++) {
+			key_join(mkey, at, "method");
+			if (!strcmp(list[j].method, list[i].method))
+				rc = bad(x, mkey, "method \"%s\" is already listed", list[i].method);
+		}
+		if (rc) {
+			server_auth_free(list, n);
+			return -1;
+		}
+	}
+	server_auth_free(c->auth, c->n_auth);
+	c->auth = list;
+	c->n_auth = n;
+	return 0;
+}
+
+/* One element of allow_ports, appended to *r: a port number, or a string
+ * of ranges. */
+static int allow_item(const struct ctx *x, const char *key, const json_t *e,
+                      struct mgrok_port_range **r, size_t *n)
+{
+	char msg[128];
+	struct mgrok_port_range *got, one;
+	size_t n_got = 1;
+	if (json_is_integer(e)) {
+		if (json_integer_value(e) < 1 || json_integer_value(e) > 65535)
+			return bad(x, key, "port out of range 1-65535");
+		one.lo = one.hi = (uint16_t)json_integer_value(e);
+		got = &one;
+	} else if (!json_is_string(e)) {
+		return wrong_type(x, key, "a port or a \"LO-HI\" string", e);
+	} else if (mgrok_port_ranges_parse(json_string_value(e), &got, &n_got, msg, sizeof(msg))) {
+		return bad(x, key, "%s", msg);
+	}
+	*r = mgrok_xrealloc(*r, (*n + n_got) * sizeof(**r));
+	memcpy(*r + *n, got, n_got * sizeof(*got));
+	*n += n_got;
+	if (got != &one)
+		free(got);
+	return 0;
+}
+
+static int take_allow_ports(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_server_conf *c = base;
+	char ikey[KEYLEN];
+	struct mgrok_port_range *r = NULL;
+	size_t n = 0;
+	int rc = 0;
+	if (json_is_string(v))
+		rc = allow_item(x, key, v, &r, &n);
+	else if (!json_is_array(v))
+		return wrong_type(x, key, "an array or a string", v);
+	else if (!json_array_size(v))
+		return bad(x, key, "must not be empty");
+	for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
+		key_index(ikey, key, i);
+		rc = allow_item(x, ikey, json_array_get(v, i), &r, &n);
+	}
+	if (rc) {
+		free(r);
+		return -1;
+	}
+	free(c->allow_ports);
+	c->allow_ports = r;
+	c->n_allow_ports = n;
+	return 0;
+}
+
+static int take_server_plugins(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_server_conf *c = base;
+	(void)key;
+	return parse_plugins(x, v, &c->plugins, &c->n_plugins);
+}
+
+#define S(f) offsetof(struct mgrok_server_conf, f), NULL
+static const struct field server_heartbeat[] = {
+	{"interval", take_seconds, S(heartbeat_interval)},
+	{"timeout", take_seconds, S(heartbeat_timeout)},
+	FIELDS_END,
+};
+
+static const struct field server_limits[] = {
+	{"max_proxies", take_count, S(max_proxies)},
+	{"max_streams", take_count, S(max_streams)},
+	{"max_pending", take_count, S(max_pending)},
+	FIELDS_END,
+};
+
+static const struct field server_log[] = {{"level", take_level, S(log_level)}, FIELDS_END};
+
+/* Lists that need more than one field get the whole struct (offset 0). */
+static const struct field server_fields[] = {
+	{"listen", take_hostport, S(listen)},
+	{"proxy_bind", take_string, S(proxy_bind)},
+	{"public_host", take_string, S(public_host)},
+	{"plugin_dir", take_string, S(plugin_dir)},
+	{"plugins", take_server_plugins, 0, NULL},
+	{"auth", take_server_auth, 0, NULL},
+	{"allow_ports", take_allow_ports, 0, NULL},
+	{"heartbeat", NULL, 0, server_heartbeat},
+	{"handshake_timeout", take_seconds, S(handshake_timeout)},
+	{"limits", NULL, 0, server_limits},
+	{"log", NULL, 0, server_log},
+	FIELDS_END,
+};
+#undef S
+
+/* ---- client ------------------------------------------------------------ */
+
+static int take_client_auth(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	struct mgrok_auth_conf a = {0};
+	if (json_is_array(v))
+		return bad(x, key, "expected an object: a client proves one method");
+	if (parse_auth_one(x, key, v, &a))
+		return -1;
+	auth_free(dst);
+	*(struct mgrok_auth_conf *)dst = a;
+	return 0;
+}
+
+static void proxies_free(struct mgrok_proxy_conf *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].name);
+		free(p[i].type);
+		free(p[i].local);
+		json_decref(p[i].options);
+	}
+	free(p);
+}
+
+static int take_name(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_string(v))
+		return wrong_type(x, key, "a string", v);
+	if (!mgrok_name_valid(json_string_value(v), json_string_length(v)))
+		return bad(x, key, NAME_RULE);
+	replace_string(dst, json_string_value(v));
+	return 0;
+}
+
+/* A bare port (a number or digits) means a service on this host's loopback. */
+static int take_local(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	char buf[32];
+	long port = -1;
+	if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535)
+		port = (long)json_integer_value(v);
+	else if (json_is_string(v) && !json_string_value(v)[strspn(json_string_value(v), "0123456789")])
+		port_parse(json_string_value(v), json_string_length(v), &port);
+	else if (!json_is_integer(v))
+		return take_hostport(x, key, v, dst);
+	if (port < 0)
+		return bad(x, key, "expected a port 1-65535 or \"host:port\"");
+	snprintf(buf, sizeof(buf), "127.0.0.1:%ld", port);
+	replace_string(dst, buf);
+	return 0;
+}
+
+static int take_remote_port(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_integer(v))
+		return wrong_type(x, key, "an integer", v);
+	if (json_integer_value(v) < 0 || json_integer_value(v) > 65535)
+		return bad(x, key, "out of range 0-65535");
+	*(uint16_t *)dst = (uint16_t)json_integer_value(v);
+	return 0;
+}
+
+static int take_options(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_object(v))
+		return wrong_type(x, key, "an object", v);
+	char *s = json_dumps(v, JSON_COMPACT);
+	size_t n = s ? strlen(s) : 0;
+	free(s);
+	if (n > PROXY_OPTIONS_MAX)
+		return bad(x, key, "longer than %d bytes when encoded", PROXY_OPTIONS_MAX);
+	json_decref(*(json_t **)dst);
+	*(json_t **)dst = json_incref(v);
+	return 0;
+}
+
+#define P(f) offsetof(struct mgrok_proxy_conf, f), NULL
+static const struct field proxy_fields[] = {
+	{"name", take_name, P(name)},
+	{"type", take_string, P(type)},
+	{"local", take_local, P(local)},
+	{"remote_port", take_remote_port, P(remote_port)},
+	{"options", take_options, P(options)},
+	FIELDS_END,
+};
+#undef P
+
+/* Fills p, which the caller frees whether this succeeds or not. */
+static int parse_proxy(const struct ctx *x, const char *at, const json_t *v,
+                       struct mgrok_proxy_conf *p)
+{
+	static const char *const required[] = {"name", "type", "local"};
+	char key[KEYLEN];
+	if (walk(x, at, v, proxy_fields, p))
+		return -1;
+	for (size_t i = 0; i < sizeof(required) / sizeof(*required); i++) {
+		key_join(key, at, required[i]);
+		if (!json_object_get(v, required[i]))
+			return bad(x, key, "missing required key");
+	}
+	if (!p->options)
+		p->options = xobject();
+	return 0;
+}
+
+static int take_proxies(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_client_conf *c = base;
+	char at[KEYLEN], nkey[KEYLEN];
+	if (!json_is_array(v))
+		return wrong_type(x, key, "an array", v);
+	size_t n = json_array_size(v);
+	struct mgrok_proxy_conf *list = mgrok_xcalloc(n, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		key_index(at, key, i);
+		int rc = parse_proxy(x, at, json_array_get(v, i), &list[i]);
+		for (size_t j = 0; rc == 0 && j < i; j++) {
+			key_join(nkey, at, "name");
+			if (!strcmp(list[j].name, list[i].name))
+				rc = bad(x, nkey, "duplicate proxy name (also proxies[%zu])", j);
+		}
+		if (rc) {
+			proxies_free(list, n);
+			return -1;
+		}
+	}
+	proxies_free(c->proxies, c->n_proxies);
+	c->proxies = list;
+	c->n_proxies = n;
+	return 0;
+}
+
+static int take_client_plugins(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_client_conf *c = base;
+	(void)key;
+	return parse_plugins(x, v, &c->plugins, &c->n_plugins);
+}
+
+#define C(f) offsetof(struct mgrok_client_conf, f), NULL
+static const struct field client_heartbeat[] = {
+	{"interval", take_seconds, C(heartbeat_interval)},
+	{"timeout", take_seconds, C(heartbeat_timeout)},
+	FIELDS_END,
+};
+
+static const struct field client_reconnect[] = {
+	{"initial", take_seconds, C(reconnect_initial)},
+	{"max", take_seconds, C(reconnect_max)},
+	{"retry_on_deny", take_bool, C(retry_on_deny)},
+	FIELDS_END,
+};
+
+static const struct field client_log[] = {{"level", take_level, C(log_level)}, FIELDS_END};
+
+static const struct field client_fields[] = {
+	{"server", take_hostport, C(server)},
+	{"auth", take_client_auth, C(auth)},
+	{"plugin_dir", take_string, C(plugin_dir)},
+	{"plugins", take_client_plugins, 0, NULL},
+	{"heartbeat", NULL, 0, client_heartbeat},
+	{"reconnect", NULL, 0, client_reconnect},
+	{"log", NULL, 0, client_log},
+	{"proxies", take_proxies, 0, NULL},
+	FIELDS_END,
+};
+#undef C
+
+/* ---- loading ----------------------------------------------------------- */
+
+/* Checks between keys, made once the whole file is read (a value the file
+ * leaves out keeps its default) and again by *_conf_check after flags. */
+static int heartbeat_check(const struct ctx *x, double interval, double timeout)
+{
+	if (!(interval > 0))
+		return bad(x, "heartbeat.interval", "must be greater than 0");
+	if (!(timeout > interval))
+		return bad(x, "heartbeat.timeout", "must be greater than the interval (%g s)", interval);
+	return 0;
+}
+
+static int server_after(const struct ctx *x, const void *conf)
+{
+	const struct mgrok_server_conf *c = conf;
+	return heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout);
+}
+
+static int client_after(const struct ctx *x, const void *conf)
+{
+	const struct mgrok_client_conf *c = conf;
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout))
+		return -1;
+	if (c->reconnect_max < c->reconnect_initial)
+		return bad(x, "reconnect.max", "must not be less than the initial delay (%g s)",
+		           c->reconnect_initial);
+	return 0;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, n = 0, got;
+	char *text = mgrok_xmalloc(cap);
+	while ((got = fread(text + n, 1, cap - n, f)) > 0) {
+		n += got;
+		if (n == cap)
+			text = mgrok_xrealloc(text, cap *= 2);
+	}
+	int failed = ferror(f) ? (errno ? errno : EIO) : 0;
+	fclose(f);
+	if (failed) {
+		free(text);
+		errno = failed;
+		return NULL;
+	}
+	*len = n;
+	return text;
+}
+
+/* jansson quotes the token it stopped at, which can be (part of) a secret:
+ * a string, or a value someone forgot to quote. Only punctuation and a
+ * duplicate key's name are repeated; the line and column still point there. */
+static void syntax_error(const struct ctx *x, const json_error_t *je)
+{
+	const char *near = strstr(je->text, " near '");
+	const char *tok = near ? near + 7 : "";
+	if (!near || strncmp(je->text, "duplicate object key", 20) == 0 ||
+	    (tok[0] && strchr("{}[],:", tok[0]) && tok[1] == '\''))
+		snprintf(x->err->msg, sizeof(x->err->msg), "%s", je->text);
+	else
+		snprintf(x->err->msg, sizeof(x->err->msg), "%.*s near %s", (int)(near - je->text),
+		         je->text, tok[0] == '"' ? "a string" : "a bad value");
+	x->err->line = je->line > 0 ? je->line : 0;
+	x->err->column = je->line > 0 && je->column > 0 ? je->column : 0;
+}
+
+/* Reads the whole file once: jansson parses it, and json_locate scans the
+ * same bytes again to place errors. */
+static int load(const char *path, struct mgrok_conf_error *err, const struct field *f, void *conf,
+                int (*after)(const struct ctx *x, const void *conf))
+{
+	struct ctx x = {.path = path, .err = err};
+	json_error_t je;
+	char *text;
+	int rc = -1;
+	memset(err, 0, sizeof(*err));
+	snprintf(err->file, sizeof(err->file), "%s", path);
+	x.text = text = read_file(path, &x.len);
+	if (!text) {
+		snprintf(err->msg, sizeof(err->msg), "cannot read: %s", strerror(errno));
+		return -1;
+	}
+	json_t *root = json_loadb(text, x.len, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		syntax_error(&x, &je);
+	else
+		rc = walk(&x, "", root, f, conf) ? -1 : after(&x, conf);
+	json_decref(root);
+	free(text);
+	return rc;
+}
+
+int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path,
+                           struct mgrok_conf_error *err)
+{
+	return load(path, err, server_fields, c, server_after);
+}
+
+int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path,
+                           struct mgrok_conf_error *err)
+{
+	return load(path, err, client_fields, c, client_after);
+}
+
+/* ---- defaults, checks, free --------------------------------------------- */
+
+void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen = mgrok_xstrdup("0.0.0.0:7000");
+	c->allow_ports = mgrok_xcalloc(1, sizeof(*c->allow_ports));
+	c->allow_ports[0] = (struct mgrok_port_range){1024, 65535};
+	c->n_allow_ports = 1;
+	c->heartbeat_interval = 10;
+	c->heartbeat_timeout = 30;
+	c->handshake_timeout = 10;
+	c->max_proxies = 64;
+	c->max_streams = 4096;
+	c->max_pending = 256;
+	c->log_level = MGROK_LOG_INFO;
+}
+
+void mgrok_client_conf_defaults(struct mgrok_client_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->server = mgrok_xstrdup("127.0.0.1:7000");
+	c->auth.method = mgrok_xstrdup("none");
+	c->auth.options = xobject();
+	c->heartbeat_interval = 10;
+	c->heartbeat_timeout = 30;
+	c->reconnect_initial = 0.5;
+	c->reconnect_max = 30;
+	c->log_level = MGROK_LOG_INFO;
+}
+
+int mgrok_server_conf_check(const struct mgrok_server_conf *c, struct mgrok_conf_error *err)
+{
+	const struct ctx x = {.err = err};
+	memset(err, 0, sizeof(*err));
+	if (!c->n_allow_ports)
+		return bad(&x, "allow_ports", "no port is allowed");
+	return server_after(&x, c);
+}
+
+/* Flags add proxies and set the server after the file was read, so those
+ * are checked again here. */
+static int proxies_check(const struct ctx *x, const struct mgrok_client_conf *c)
+{
+	char key[KEYLEN];
+	if (!c->n_proxies)
+		return bad(x, "", "no proxies: give one on the command line or in \"proxies\"");
+	for (size_t i = 0; i < c->n_proxies; i++) {
+		const char *name = c->proxies[i].name;
+		key_index(key, "proxies", i);
+		if (!name || !mgrok_name_valid(name, strlen(name)))
+			return bad(x, key, "name " NAME_RULE);
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(c->proxies[j].name, name))
+				return bad(x, key, "duplicate proxy name \"%s\"", name);
+		}
+	}
+	return 0;
+}
+
+int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf_error *err)
+{
+	const struct ctx x = {.err = err};
+	memset(err, 0, sizeof(*err));
+	if (!c->server || hostport_problem(c->server))
+		return bad(&x, "server", "expected \"host:port\"");
+	return client_after(&x, c) ? -1 : proxies_check(&x, c);
+}
+
+void mgrok_server_conf_free(struct mgrok_server_conf *c)
+{
+	free(c->listen);
+	free(c->proxy_bind);
+	free(c->public_host);
+	free(c->plugin_dir);
+	plugins_free(c->plugins, c->n_plugins);
+	server_auth_free(c->auth, c->n_auth);
+	free(c->allow_ports);
+	memset(c, 0, sizeof(*c));
+}
+
+void mgrok_client_conf_free(struct mgrok_client_conf *c)
+{
+	free(c->server);
+	auth_free(&c->auth);
+	free(c->plugin_dir);
+	plugins_free(c->plugins, c->n_plugins);
+	proxies_free(c->proxies, c->n_proxies);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- small parsers the command line uses too ---------------------------- */
+
+/* A port at *p, spaces around it skipped; -1 if there is none in 1-65535. */
+static long port_at(const char **p)
+{
+	const char *s = *p + strspn(*p, " \t");
+	size_t n = strspn(s, "0123456789");
+	long v;
+	if (port_parse(s, n, &v))
+		return -1;
+	*p = s + n + strspn(s + n, " \t");
+	return v;
+}
+
+/* On error *out and *n are left as they were. */
+int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
+                            size_t msglen)
+{
+	struct mgrok_port_range *r = NULL;
+	size_t count = 0;
+	for (const char *p = s;; p++) {
+		const char *item = p;
+		long lo = port_at(&p), hi = lo;
+		if (lo > 0 && *p == '-') {
+			p++;
+			hi = port_at(&p);
+		}
+		if (lo < 0 || hi < 0 || (*p && *p != ',') || lo > hi) {
+			snprintf(msg, msglen, "bad port range \"%.*s\": %s", (int)strcspn(item, ","), item,
+			         lo > hi && hi > 0 ? "start is after end"
+			                           : "expected PORT or LO-HI, ports 1-65535");
+			free(r);
+			return -1;
+		}
+		r = mgrok_xrealloc(r, (count + 1) * sizeof(*r));
+		r[count++] = (struct mgrok_port_range){(uint16_t)lo, (uint16_t)hi};
+		if (!*p)
+			break;
+	}
+	*out = r;
+	*n = count;
+	return 0;
+}
+
+bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (port >= r[i].lo && port <= r[i].hi)
+			return true;
+	}
+	return false;
+}
+
+int mgrok_log_level_parse(const char *s)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	for (int i = 0; s && i < 4; i++) {
+		if (!strcmp(s, names[i]))
+			return i; /* the enum follows the same order */
+	}
+	return -1;
+}
+
+bool mgrok_name_valid(const char *s, size_t len)
+{
+	if (!s || len < 1 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
