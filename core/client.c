@@ -316,7 +316,8 @@ static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 	return 0;
 }
 
-struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, char *err, size_t errlen)
+struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, bool check_only, char *err,
+                                      size_t errlen)
 {
 	struct mgrok_client *cl = mgrok_xcalloc(1, sizeof(*cl));
 	cl->conf = c;
@@ -336,6 +337,8 @@ struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, char *e
 	    .name = ap->desc->name, .id = ap->desc->wire_id, .ops = ap->desc->auth, .inst = ap->inst};
 	if (setup_proxies(cl, err, errlen) < 0)
 		goto fail;
+	if (check_only)
+		return cl;
 	/* Kept across reconnects so that the server can tell a stale session
 	 * of this very process from another client (PROTOCOL.md 3.5). */
 	uint8_t id[16];

@@ -2,12 +2,18 @@
 #ifndef MGROK_CLIENT_H
 #define MGROK_CLIENT_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 struct mgrok_client;
 
-/* Loads plugins, resolves the proxies' local targets, starts connecting. */
-struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *conf, char *err, size_t errlen);
+/*
+ * Loads and initialises the plugins, resolves the proxies' local targets,
+ * then (unless check_only) starts connecting. Returns NULL with err filled in.
+ */
+struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *conf, bool check_only,
+                                      char *err, size_t errlen);
 /* GO_AWAY(NORMAL) and stop: the loop then ends. */
 void mgrok_client_shutdown(struct mgrok_client *cl);
 /* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */

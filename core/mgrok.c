@@ -166,20 +166,21 @@ int main(int argc, char **argv)
 	mgrok_log_level = conf.log_level + verbosity;
 	if (mgrok_log_level < MGROK_LOG_ERROR)
 		mgrok_log_level = MGROK_LOG_ERROR;
+	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
+	client = mgrok_client_new(&conf, check, err, sizeof(err));
+	if (!client) {
+		/* Plugin options are checked by the plugins: name the file they came from. */
+		fprintf(stderr, "mgrok: %s%s%s\n", path ? path : "", path ? ": " : "", err);
+		mgrok_client_conf_free(&conf);
+		return check ? 2 : 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid\n", path ? path : "(command line)");
+		mgrok_client_free(client);
 		mgrok_client_conf_free(&conf);
 		return 0;
 	}
-
 	signal(SIGPIPE, SIG_IGN);
-	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
-	client = mgrok_client_new(&conf, err, sizeof(err));
-	if (!client) {
-		fprintf(stderr, "mgrok: %s\n", err);
-		mgrok_client_conf_free(&conf);
-		return 1;
-	}
 	ev_signal sigterm, sigint;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);

@@ -146,22 +146,23 @@ int main(int argc, char **argv)
 	mgrok_log_level = conf.log_level + verbosity;
 	if (mgrok_log_level < MGROK_LOG_ERROR)
 		mgrok_log_level = MGROK_LOG_ERROR;
+	if (!check && !path && !listen)
+		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
+	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
+	server = mgrok_server_new(&conf, check, err, sizeof(err));
+	if (!server) {
+		/* Plugin options are checked by the plugins: name the file they came from. */
+		fprintf(stderr, "mgrokd: %s%s%s\n", path ? path : "", path ? ": " : "", err);
+		mgrok_server_conf_free(&conf);
+		return check ? 2 : 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid\n", path ? path : "(command line)");
+		mgrok_server_free(server);
 		mgrok_server_conf_free(&conf);
 		return 0;
 	}
-	if (!path && !listen)
-		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
-
 	signal(SIGPIPE, SIG_IGN);
-	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
-	server = mgrok_server_new(&conf, err, sizeof(err));
-	if (!server) {
-		fprintf(stderr, "mgrokd: %s\n", err);
-		mgrok_server_conf_free(&conf);
-		return 1;
-	}
 	ev_signal sigterm, sigint;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);

@@ -37,7 +37,6 @@ struct srv_session {
 	struct srv_session *prev, *next;
 	bool authenticated;
 	bool hello_seen;
-	bool frame_seen; /* HELLO is allowed only as the first frame */
 	char identity[MGROK_IDENTITY_MAX + 1];
 	char client_id[MGROK_NAME_MAX + 1];
 	struct mgrok_proxy *proxies;
@@ -310,11 +309,9 @@ static void srv_on_open(struct mgrok_session *s)
 static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 {
 	struct srv_session *ss = s->owner;
-	bool first = !ss->frame_seen;
-	ss->frame_seen = true;
 	switch (f->type) {
 	case MGROK_FRAME_HELLO:
-		if (!first) {
+		if (s->frames_in != 1) {
 			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 			                    "protocol error: HELLO %s", ss->hello_seen ? "twice" : "not first");
 			return -1;
@@ -429,7 +426,8 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *err, size_t errlen)
+struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool check_only, char *err,
+                                      size_t errlen)
 {
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->conf = c;
@@ -451,6 +449,8 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *e
 	if (mgrok_addr_resolve_host(c->proxy_bind ? c->proxy_bind : host, 0, &srv->bind_addr, err,
 	                            errlen) < 0)
 		goto fail;
+	if (check_only)
+		return srv;
 	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
 	if (srv->lfd < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", c->listen, strerror(-srv->lfd));

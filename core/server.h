@@ -2,12 +2,18 @@
 #ifndef MGROK_SERVER_H
 #define MGROK_SERVER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 struct mgrok_server;
 
-/* Loads plugins, binds the control port. Returns NULL with err filled in. */
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, char *err, size_t errlen);
+/*
+ * Loads and initialises the plugins with their config, then (unless
+ * check_only) binds the control port. Returns NULL with err filled in.
+ */
+struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, bool check_only,
+                                      char *err, size_t errlen);
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);

@@ -135,6 +135,7 @@ static int on_frame(void *arg, const struct mgrok_frame *f)
 	struct mgrok_session *s = arg;
 	int rc = 0;
 
+	s->frames_in++;
 	switch (f->type) {
 	case MGROK_FRAME_DATA:
 	case MGROK_FRAME_CLOSE:
@@ -235,8 +236,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s",
-		                    n == 0 ? "connection closed by peer" : strerror(errno));
+		if (n == 0 && s->dec.partial.len)
+			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+			                    "protocol error: connection closed in the middle of a frame");
+		else
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s",
+			                    n == 0 ? "connection closed by peer" : strerror(errno));
 	}
 	mgrok_session_leave(s);
 }

@@ -57,6 +57,7 @@ struct mgrok_session {
 	struct mgrok_mux mux;
 	struct mgrok_stream *streams; /* every open stream */
 	struct mgrok_stream *stalled; /* streams waiting for out to drain */
+	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
 	unsigned max_streams;

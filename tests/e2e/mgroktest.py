@@ -1,0 +1,993 @@
+"""Shared helpers for mgrok's end-to-end tests (Python 3, stdlib only).
+
+Every test is a script that calls ``run(main)``; ``main`` gets an ``Env``
+that owns a temporary directory, a block of TCP ports reserved for this test
+only, and every process and service the test starts.  Whatever happens, the
+Env kills what it started; when the test fails it prints the tail of every
+program's log so that CI output shows why.
+
+Exit codes follow the automake convention: 0 pass, 1 fail (a missing program
+is a failure too: the tests never skip).
+
+Environment (set by ``make check``; defaults suit a run from the source tree):
+  MGROK_BUILDDIR    the programs are $MGROK_BUILDDIR/core/mgrokd and core/mgrok
+  MGROK_PLUGIN_DIR  plugins ($MGROK_BUILDDIR/plugins/.libs)
+  MGROK_SRCDIR      the source tree (example configs in etc/)
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("MGROK_SRCDIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
+BUILDDIR = os.environ.get("MGROK_BUILDDIR") or SRCDIR
+PLUGIN_DIR = os.environ.get("MGROK_PLUGIN_DIR") or os.path.join(BUILDDIR, "plugins", ".libs")
+MGROKD = os.path.join(BUILDDIR, "core", "mgrokd")
+MGROK = os.path.join(BUILDDIR, "core", "mgrok")
+
+DEADLINE = 60.0  # generous: only there so that nothing hangs forever
+WATCHDOG = 170.0  # the whole test, in case something blocks where no deadline reaches
+
+PUBLIC_LINE = re.compile(r"^(\w+)://(.+):(\d+) -> (\S+)$")
+
+
+# ---- failures ----------------------------------------------------------------
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def log(*args):
+    print("[%s]" % time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def check(cond, msg, **context):
+    """Fails the test with msg and the given context unless cond holds."""
+    if not cond:
+        details = "".join("\n    %s = %s" % (k, _short(v)) for k, v in context.items())
+        raise TestFailure(msg + details)
+
+
+def check_eq(actual, expected, msg, **context):
+    check(actual == expected, "%s: expected %s, got %s" % (msg, _short(expected), _short(actual)),
+          **context)
+
+
+def _short(v, limit=300):
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "... (%d chars)" % len(text)
+
+
+def wait_for(cond, timeout=DEADLINE, what="condition", interval=0.05):
+    """Polls cond() until it returns something true, and returns that.
+    Fails the test after timeout seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise TestFailure("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---- ports -------------------------------------------------------------------
+
+
+def _port_area():
+    """Ports outside the kernel's ephemeral range, so that no outgoing
+    connection of a parallel test lands on a port reserved here."""
+    lo, hi = 32768, 60999
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        pass
+    if lo - 12000 >= 4000:
+        return 12000, lo - 1
+    return hi + 1, 65535
+
+
+def port_free(port, family=socket.AF_INET, host="127.0.0.1"):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class PortBlock:
+    """A block of consecutive TCP ports reserved for this process.
+
+    The reservation is a flock() on a file named after the block in a shared
+    temporary directory, held until the process ends, so parallel tests never
+    get the same block; each port is also checked to be free right now.
+    The starting block is derived from the pid, so tests rarely even try the
+    same block."""
+
+    SIZE = 24
+
+    def __init__(self, size=SIZE):
+        self.size = size
+        lockdir = os.path.join(tempfile.gettempdir(), "mgrok-e2e-ports")
+        os.makedirs(lockdir, exist_ok=True)
+        area_lo, area_hi = _port_area()
+        nblocks = (area_hi - area_lo + 1) // size
+        first = (os.getpid() * 7919) % nblocks
+        for i in range(nblocks):
+            base = area_lo + ((first + i) % nblocks) * size
+            lock = open(os.path.join(lockdir, "%d.lock" % base), "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                continue
+            if all(port_free(p) for p in range(base, base + size)):
+                self.base, self._lock, self._next = base, lock, base
+                return
+            lock.close()
+        raise TestFailure("no free block of %d ports" % size)
+
+    def take(self, n=1):
+        """n consecutive ports of the block; returns the first."""
+        if self._next + n > self.base + self.size:
+            raise TestFailure("port block exhausted (%d ports)" % self.size)
+        p = self._next
+        self._next += n
+        return p
+
+    def take_range(self, n):
+        """(lo, hi) of n consecutive ports, for --allow-ports LO-HI."""
+        lo = self.take(n)
+        return lo, lo + n - 1
+
+    def release(self):
+        if self._lock:
+            self._lock.close()
+            self._lock = None
+
+
+def port_closed(port, host="127.0.0.1"):
+    """True if nothing accepts connections on port."""
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def have_ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# ---- processes ---------------------------------------------------------------
+
+
+class Proc:
+    """A program under test in its own process group.
+
+    stderr goes to NAME.err in the test's directory; stdout to NAME.out, and
+    its lines are also collected in .lines as they come (mgrok prints its
+    public address there)."""
+
+    def __init__(self, name, argv, workdir, env=None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.err_path = os.path.join(workdir, name + ".err")
+        self.out_path = os.path.join(workdir, name + ".out")
+        self.lines = []
+        self._lines_lock = threading.Lock()
+        self._err = open(self.err_path, "wb")
+        self._out = open(self.out_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        log("start %s: %s" % (name, " ".join(self.argv)))
+        self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=self._err, env=full_env, start_new_session=True)
+        self.pid = self.popen.pid
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+
+    def _read_stdout(self):
+        for raw in iter(self.popen.stdout.readline, b""):
+            self._out.write(raw)
+            self._out.flush()
+            with self._lines_lock:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        self.popen.stdout.close()
+
+    def stdout_lines(self):
+        with self._lines_lock:
+            return list(self.lines)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self):
+        return self.popen.poll()
+
+    def stderr_text(self):
+        self._err.flush()
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stdout_text(self):
+        self._reader.join(timeout=5)
+        return "\n".join(self.stdout_lines())
+
+    def wait_exit(self, timeout=DEADLINE):
+        """Waits for the program to exit by itself; returns its exit code."""
+        try:
+            code = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("%s did not exit within %.0f s" % (self.name, timeout))
+        self._reader.join(timeout=5)
+        return code
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Sends sig to the process group, waits up to timeout, then SIGKILLs
+        the group.  Returns the exit code (negative: killed by that signal)."""
+        if self.alive():
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log("%s ignored signal %d for %.0f s: SIGKILL" % (self.name, sig, timeout))
+                self.kill_group()
+        self._reader.join(timeout=5)
+        return self.popen.returncode
+
+    def kill_group(self):
+        # Only while the leader is not reaped: afterwards its pid (the group
+        # id) may belong to somebody else.
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def tail(self, n=60):
+        out = []
+        for label, path in (("stderr", self.err_path), ("stdout", self.out_path)):
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            if lines:
+                out.append("----- %s %s (last %d of %d lines) -----" %
+                           (self.name, label, min(n, len(lines)), len(lines)))
+                out.extend(lines[-n:])
+        status = "running" if self.alive() else "exit code %s" % self.popen.returncode
+        out.insert(0, "===== %s (pid %d, %s): %s" % (self.name, self.pid, status,
+                                                      " ".join(self.argv)))
+        return "\n".join(out)
+
+    def close_files(self):
+        self._err.close()
+        self._out.close()
+
+
+class Server(Proc):
+    """mgrokd; .port is its control port, .ports its allowed (lo, hi)."""
+
+    def wait_ready(self, timeout=DEADLINE):
+        def ready():
+            if not self.alive():
+                raise TestFailure("%s exited with code %s while starting" %
+                                  (self.name, self.popen.returncode))
+            return "listening on" in self.stderr_text()
+        wait_for(ready, timeout, "%s to listen" % self.name)
+
+
+class Client(Proc):
+    """mgrok; .public_ports are the ports of its "tcp://" lines so far."""
+
+    def wait_lines(self, count, timeout=DEADLINE):
+        """Waits until stdout has count public-address lines; returns them
+        parsed as (scheme, host, port, local).  Fails if mgrok exits."""
+        def enough():
+            got = self.public_lines()
+            if len(got) >= count:
+                return got
+            if not self.alive():
+                raise TestFailure("%s exited with code %s before printing %d public address "
+                                  "line(s); stdout so far: %r" %
+                                  (self.name, self.popen.returncode, count, self.stdout_lines()))
+            return None
+        return wait_for(enough, timeout, "%d public address line(s) from %s" % (count, self.name))
+
+    def public_lines(self):
+        out = []
+        for line in self.stdout_lines():
+            m = PUBLIC_LINE.match(line)
+            check(m, "unexpected line on %s's stdout" % self.name, line=line)
+            out.append((m.group(1), m.group(2), int(m.group(3)), m.group(4)))
+        return out
+
+    @property
+    def public_port(self):
+        lines = self.public_lines()
+        check(lines, "%s has printed no public address" % self.name)
+        return lines[-1][2]
+
+
+# ---- services (the "local" side behind the tunnel) ---------------------------
+
+
+CHUNK = 256 * 1024
+
+
+def recv_all(sock, limit=1 << 30):
+    """Reads until EOF; returns the bytes."""
+    parts, n = [], 0
+    while True:
+        b = sock.recv(CHUNK)
+        if not b:
+            return b"".join(parts)
+        parts.append(b)
+        n += len(b)
+        if n > limit:
+            raise TestFailure("more than %d bytes received" % limit)
+
+
+class Service:
+    """A threaded TCP server on 127.0.0.1 (or ::1) that runs handler(conn)
+    for each connection, in its own thread, and closes the connection after.
+    Errors of handlers are collected in .errors; .count counts connections."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, name="service"):
+        self.handler = handler
+        self.name = name
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(512)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.errors = []
+        self.count = 0
+        self._lock = threading.Lock()
+        self._stop = False
+        self._conns = set()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self):
+        while not self._stop:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(DEADLINE)
+            with self._lock:
+                self.count += 1
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            self.handler(conn)
+        except Exception as e:  # reported by the test through .errors
+            with self._lock:
+                self.errors.append(e)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self._thread.join(timeout=5)
+        self.sock.close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def echo_handler(conn):
+    """Echoes until EOF, then closes."""
+    while True:
+        b = conn.recv(CHUNK)
+        if not b:
+            break
+        conn.sendall(b)
+    conn.shutdown(socket.SHUT_WR)
+
+
+def hash_handler(conn):
+    """Reads until EOF, replies with the hex SHA-256 of what it got, closes."""
+    h = hashlib.sha256()
+    while True:
+        b = conn.recv(CHUNK)
+        if not b:
+            break
+        h.update(b)
+    conn.sendall(h.hexdigest().encode())
+
+
+def prefix_handler(prefix):
+    """Reads until EOF, replies prefix + everything it got, closes."""
+    def handler(conn):
+        conn.sendall(prefix + recv_all(conn))
+    return handler
+
+
+def source_handler(total, seed):
+    """Sends total bytes of pattern(seed), then closes."""
+    def handler(conn):
+        for chunk in pattern(seed, total):
+            conn.sendall(chunk)
+    return handler
+
+
+def pattern(seed, total, chunk=CHUNK):
+    """Deterministic pseudo-random bytes, in chunks."""
+    rng = random.Random(seed)
+    left = total
+    while left > 0:
+        n = min(chunk, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def pattern_digest(seed, total):
+    h = hashlib.sha256()
+    for chunk in pattern(seed, total):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def payload(index, size):
+    """A payload that differs for every index (and is not all one byte)."""
+    return random.Random(index * 1000003 + size).randbytes(size)
+
+
+# ---- visitors ------------------------------------------------------------------
+
+
+def connect(port, host="127.0.0.1", timeout=DEADLINE):
+    """A visitor connection, retried for a moment if refused (the port is
+    bound before the client prints its line, so that is only a safety net)."""
+    end = time.monotonic() + 10
+    while True:
+        try:
+            s = socket.create_connection((host, port), timeout=timeout)
+            s.settimeout(timeout)
+            return s
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+def roundtrip(port, data, host="127.0.0.1", timeout=DEADLINE):
+    """Sends data, half-closes, returns everything received until EOF."""
+    s = connect(port, host, timeout)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+def echo_check(port, data=b"hello through the tunnel\n", host="127.0.0.1", what="echo"):
+    got = roundtrip(port, data, host)
+    check_eq(got, data, "%s round trip on port %d" % (what, port))
+
+
+# ---- the wire protocol, by hand (PROTOCOL.md) ---------------------------------
+
+MAGIC = b"GRT1"
+AUTH_NONE, AUTH_TOKEN = 0x00, 0x01
+HS_OK, HS_CHALLENGE, HS_DENIED, HS_UNSUPPORTED = 0, 1, 2, 3
+
+REGISTER, NEW_STREAM, DATA, CLOSE, HEARTBEAT = 0x01, 0x02, 0x03, 0x04, 0x05
+REGISTER_ACK, WINDOW_UPDATE, RESET, GO_AWAY, UNREGISTER, HELLO = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B
+FRAME_NAMES = {REGISTER: "REGISTER", NEW_STREAM: "NEW_STREAM", DATA: "DATA", CLOSE: "CLOSE",
+               HEARTBEAT: "HEARTBEAT", REGISTER_ACK: "REGISTER_ACK",
+               WINDOW_UPDATE: "WINDOW_UPDATE", RESET: "RESET", GO_AWAY: "GO_AWAY",
+               UNREGISTER: "UNREGISTER", HELLO: "HELLO"}
+
+ACK_OK, ACK_PORT_IN_USE, ACK_PORT_NOT_ALLOWED, ACK_NAME_IN_USE = 0, 1, 2, 3
+ACK_UNKNOWN_PROXY_TYPE, ACK_INVALID, ACK_LIMIT, ACK_FORBIDDEN = 4, 5, 6, 7
+GOAWAY_NORMAL, GOAWAY_PROTOCOL_ERROR, GOAWAY_HEARTBEAT_TIMEOUT = 0, 1, 2
+GOAWAY_REPLACED, GOAWAY_INTERNAL = 3, 4
+RESET_CANCEL, RESET_CONNECT_FAILED, RESET_REFUSED, RESET_FLOW_CONTROL = 0, 1, 2, 3
+PROXY_TCP = 0x01
+WINDOW = 262144
+
+
+def u8(v):
+    return struct.pack(">B", v)
+
+
+def u16(v):
+    return struct.pack(">H", v)
+
+
+def u32(v):
+    return struct.pack(">I", v)
+
+
+def str8(b):
+    b = b.encode() if isinstance(b, str) else b
+    return u8(len(b)) + b
+
+
+def str16(b):
+    b = b.encode() if isinstance(b, str) else b
+    return u16(len(b)) + b
+
+
+def f_register(name, remote_port=0, proxy_type=PROXY_TCP, local_port=0, options=b""):
+    return u8(REGISTER) + u8(proxy_type) + u16(remote_port) + u16(local_port) + str8(name) + \
+        str16(options)
+
+
+def f_hello(client_id, info=b""):
+    return u8(HELLO) + str8(client_id) + str16(info)
+
+
+def f_data(sid, data):
+    return u8(DATA) + u32(sid) + str16(data)
+
+
+def f_close(sid):
+    return u8(CLOSE) + u32(sid)
+
+
+def f_window_update(sid, inc):
+    return u8(WINDOW_UPDATE) + u32(sid) + u32(inc)
+
+
+def f_reset(sid, code):
+    return u8(RESET) + u32(sid) + u8(code)
+
+
+def f_unregister(name):
+    return u8(UNREGISTER) + str8(name)
+
+
+def token_proof(token, label, a, b):
+    return hmac.new(token.encode(), label + a + b, hashlib.sha256).digest()
+
+
+class Frame:
+    def __init__(self, type, **fields):
+        self.type = type
+        self.__dict__.update(fields)
+
+    def __repr__(self):
+        fields = ", ".join("%s=%r" % kv for kv in self.__dict__.items() if kv[0] != "type")
+        return "%s(%s)" % (FRAME_NAMES.get(self.type, "0x%02x" % self.type), fields)
+
+
+class RawSession:
+    """A hand-written client: speaks the handshake and frames byte by byte,
+    so tests can send what the real client never would."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=DEADLINE):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, n):
+        """At least n bytes in the buffer, or False at EOF."""
+        while len(self.buf) < n:
+            b = self.sock.recv(65536)
+            if not b:
+                return False
+            self.buf += b
+        return True
+
+    def read_exact(self, n, what="bytes"):
+        if not self._fill(n):
+            raise TestFailure("connection closed while reading %s (have %d of %d bytes: %r)"
+                              % (what, len(self.buf), n, self.buf[:64]))
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _u8(self, what):
+        return self.read_exact(1, what)[0]
+
+    def _u16(self, what):
+        return struct.unpack(">H", self.read_exact(2, what))[0]
+
+    def _u32(self, what):
+        return struct.unpack(">I", self.read_exact(4, what))[0]
+
+    def _str8(self, what):
+        return self.read_exact(self._u8(what + " length"), what)
+
+    def _str16(self, what):
+        return self.read_exact(self._u16(what + " length"), what)
+
+    def read_eof(self, what="the server to close the connection"):
+        """Everything until EOF (a reset counts as EOF)."""
+        try:
+            while self._fill(len(self.buf) + 1):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            raise TestFailure("timed out waiting for %s (received %r)" % (what, self.buf[:64]))
+        out, self.buf = self.buf, b""
+        return out
+
+    # handshake
+
+    def hs_send(self, method, payload):
+        self.send(MAGIC + u8(method) + str16(payload))
+
+    def hs_reply(self):
+        status = self._u8("handshake status")
+        return status, self._str16("handshake payload")
+
+    def handshake(self, token):
+        """The token method (PROTOCOL.md 2.2); checks the server's proof."""
+        cnonce = os.urandom(16)
+        self.hs_send(AUTH_TOKEN, cnonce)
+        status, snonce = self.hs_reply()
+        check_eq(status, HS_CHALLENGE, "handshake reply to the token method", payload=snonce)
+        check_eq(len(snonce), 16, "length of the server nonce")
+        self.send(str16(token_proof(token, b"mgrok-token-v1 client", cnonce, snonce)))
+        status, proof = self.hs_reply()
+        check_eq(status, HS_OK, "handshake reply to the right proof", payload=proof)
+        expected = token_proof(token, b"mgrok-token-v1 server", snonce, cnonce)
+        check(hmac.compare_digest(proof, expected), "wrong server proof", proof=proof.hex(),
+              expected=expected.hex())
+        return self
+
+    # frames
+
+    def read_frame(self):
+        """The next frame from the server, or None at EOF."""
+        try:
+            if not self._fill(1):
+                return None
+        except ConnectionResetError:
+            return None
+        t = self._u8("frame type")
+        if t == REGISTER_ACK:
+            return Frame(t, status=self._u8("status"), proxy_type=self._u8("proxy type"),
+                         port=self._u16("port"), name=self._str8("name"),
+                         message=self._str16("message").decode("utf-8", "replace"))
+        if t == GO_AWAY:
+            return Frame(t, code=self._u8("code"),
+                         message=self._str16("message").decode("utf-8", "replace"))
+        if t == HEARTBEAT:
+            return Frame(t)
+        if t == NEW_STREAM:
+            sid, name = self._u32("stream ID"), self._str8("name")
+            family = self._u8("address family")
+            size = {0: 0, 4: 4, 6: 16}.get(family)
+            check(size is not None, "NEW_STREAM with address family %d" % family)
+            addr = self.read_exact(size, "address") if size else b""
+            port = self._u16("port") if size else 0
+            return Frame(t, sid=sid, name=name, family=family, addr=addr, port=port)
+        if t == DATA:
+            return Frame(t, sid=self._u32("stream ID"), data=self._str16("payload"))
+        if t == CLOSE:
+            return Frame(t, sid=self._u32("stream ID"))
+        if t == WINDOW_UPDATE:
+            return Frame(t, sid=self._u32("stream ID"), increment=self._u32("increment"))
+        if t == RESET:
+            return Frame(t, sid=self._u32("stream ID"), code=self._u8("code"))
+        raise TestFailure("the server sent a frame of unknown type 0x%02x (then %r)"
+                          % (t, self.buf[:32]))
+
+    def next_frame(self, types, what=None, skip=(HEARTBEAT, WINDOW_UPDATE)):
+        """The next frame of one of types, skipping those of the types in skip;
+        fails at EOF or on any other frame."""
+        types = (types,) if isinstance(types, int) else tuple(types)
+        end = time.monotonic() + self.timeout
+        while True:
+            self.sock.settimeout(max(0.1, end - time.monotonic()))
+            try:
+                f = self.read_frame()
+            except socket.timeout:
+                f = "timeout"
+            finally:
+                self.sock.settimeout(self.timeout)
+            check(f is not None and f != "timeout", "%s while waiting for %s" % (
+                "timed out" if f else "connection closed",
+                what or "/".join(FRAME_NAMES.get(x, hex(x)) for x in types)))
+            if f.type in types:
+                return f
+            if f.type in skip:
+                continue
+            raise TestFailure("expected %s, got %r" % (
+                what or "/".join(FRAME_NAMES.get(x, hex(x)) for x in types), f))
+
+    def register(self, name, remote_port=0, **kw):
+        self.send(f_register(name, remote_port, **kw))
+        return self.next_frame(REGISTER_ACK)
+
+    def expect_go_away(self, code, what, skip=(HEARTBEAT, WINDOW_UPDATE)):
+        """The server answers with GO_AWAY(code) and closes the connection."""
+        f = self.next_frame(GO_AWAY, "GO_AWAY after %s" % what, skip)
+        check_eq(f.code, code, "GO_AWAY code after %s" % what, message=f.message)
+        rest = self.read_eof()
+        check_eq(rest, b"", "bytes after GO_AWAY (%s)" % what)
+        return f
+
+
+# ---- the test environment ----------------------------------------------------
+
+
+class Env:
+    def __init__(self, name):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="mgrok-e2e-%s-" % name)
+        self.ports = PortBlock()
+        self.procs = []
+        self.services = []
+        self.failures = []
+        self._names = {}
+
+    # programs
+
+    def _unique(self, base):
+        n = self._names.get(base, 0) + 1
+        self._names[base] = n
+        return base if n == 1 else "%s.%d" % (base, n)
+
+    def spawn(self, name, argv, cls=Proc, env=None):
+        p = cls(self._unique(name), argv, self.dir, env=env)
+        self.procs.append(p)
+        return p
+
+    def server_argv(self, token="server-secret", port=None, allow=None, extra=(),
+                    listen_host="127.0.0.1", config=None):
+        argv = [MGROKD, "--plugin-dir", PLUGIN_DIR]
+        if config:
+            argv += ["-c", config]
+        if port is not None:
+            host = "[%s]" % listen_host if ":" in listen_host else listen_host
+            argv += ["--listen", "%s:%d" % (host, port)]
+        if token is not None:
+            argv += ["--token", token]
+        if allow is not None:
+            argv += ["--allow-ports", "%d-%d" % allow]
+        return argv + list(extra)
+
+    def start_server(self, token="server-secret", nports=4, port=None, allow=None, extra=(),
+                     listen_host="127.0.0.1", config=None, name="mgrokd", wait=True):
+        """Starts mgrokd on a reserved control port with nports reserved
+        public ports (--allow-ports); waits until it listens.
+        With a config, port and allow say what the file has (they are not
+        given on the command line)."""
+        if config:
+            argv = self.server_argv(token, None, None, extra, listen_host, config)
+        else:
+            if port is None:
+                port = self.ports.take()
+            if allow is None and nports:
+                allow = self.ports.take_range(nports)
+            argv = self.server_argv(token, port, allow, extra, listen_host, config)
+        srv = self.spawn(name, argv, Server)
+        srv.port, srv.allow, srv.token = port, allow, token
+        srv.listen_host = listen_host
+        if wait:
+            srv.wait_ready()
+        return srv
+
+    def client_argv(self, local, server, token="server-secret", remote_port=None, name=None,
+                    extra=(), server_host="127.0.0.1", config=None):
+        argv = [MGROK, "--plugin-dir", PLUGIN_DIR]
+        if config:
+            argv += ["-c", config]
+        if server is not None:
+            if isinstance(server, int):
+                host = "[%s]" % server_host if ":" in server_host else server_host
+                server = "%s:%d" % (host, server)
+            argv += ["--server", server]
+        if token is not None:
+            argv += ["--token", token]
+        if remote_port is not None:
+            argv += ["--remote-port", str(remote_port)]
+        if name is not None:
+            argv += ["--name", name]
+        argv += list(extra)
+        if local is not None:
+            argv += ["tcp", str(local)]
+        return argv
+
+    def start_client(self, local, server, token="server-secret", remote_port=None, name=None,
+                     extra=(), server_host="127.0.0.1", config=None, lines=1, cname="mgrok"):
+        """Starts mgrok and waits for `lines` public-address lines.
+        server is mgrokd's port (or a Server, or "host:port")."""
+        if isinstance(server, Server):
+            server_host, server = server.listen_host, server.port
+        argv = self.client_argv(local, server, token, remote_port, name, extra, server_host,
+                                config)
+        cl = self.spawn(cname, argv, Client)
+        if lines:
+            cl.wait_lines(lines)
+        return cl
+
+    def run_program(self, argv, timeout=DEADLINE, env=None):
+        """Runs a program to completion: (exit code, stdout, stderr)."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        log("run: %s" % " ".join(str(a) for a in argv))
+        try:
+            r = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout, env=full_env,
+                               start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("%s did not exit within %.0f s" % (argv[0], timeout))
+        return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8",
+                                                                                  "replace")
+
+    # services
+
+    def service(self, handler, host="127.0.0.1", port=0, name="service"):
+        s = Service(handler, host, port, name)
+        self.services.append(s)
+        return s
+
+    def echo_service(self, **kw):
+        return self.service(echo_handler, name="echo", **kw)
+
+    def write_file(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def check_services(self, allow_resets=0):
+        """Fails if a service's handler raised; allow_resets connection
+        resets are expected (e.g. streams of a session that died)."""
+        for s in self.services:
+            errors = list(s.errors)
+            resets = [e for e in errors if isinstance(e, ConnectionResetError)]
+            others = [e for e in errors if not isinstance(e, ConnectionResetError)]
+            check(not others and len(resets) <= allow_resets,
+                  "service %s had errors" % s.name, errors=[repr(e) for e in errors[:5]],
+                  resets_allowed=allow_resets)
+
+    # sub-cases that fail on their own
+
+    @contextlib.contextmanager
+    def case(self, what):
+        """A sub-case whose failure is recorded (and fails the test at the
+        end) while the test goes on with the next one."""
+        try:
+            yield
+        except TestFailure as e:
+            log("FAILED sub-case %s: %s" % (what, e))
+            self.failures.append("%s: %s" % (what, e))
+
+    def check_cases(self):
+        check(not self.failures, "%d sub-case(s) failed:\n  %s" %
+              (len(self.failures), "\n  ".join(self.failures)))
+
+    # cleanup
+
+    def dump_logs(self):
+        for p in self.procs:
+            print(p.tail(), flush=True)
+
+    def cleanup(self):
+        for s in self.services:
+            s.close()
+        for p in self.procs:
+            p.stop(timeout=5)
+            p.close_files()
+        self.ports.release()
+
+
+def _watchdog(env_box, limit):
+    def fire():
+        print("WATCHDOG: the test is still running after %.0f s: aborting" % limit, flush=True)
+        env = env_box[0]
+        if env:
+            env.dump_logs()
+            for p in env.procs:
+                p.kill_group()
+        os._exit(1)
+    t = threading.Timer(limit, fire)
+    t.daemon = True
+    t.start()
+    return t
+
+
+def run(main, name=None):
+    """Runs main(env) as a test and exits with the test's status."""
+    name = name or os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    for prog in (MGROKD, MGROK):
+        if not os.access(prog, os.X_OK):
+            print("FAIL: %s is missing (build first; MGROK_BUILDDIR=%s)" % (prog, BUILDDIR))
+            sys.exit(1)
+    box = [None]
+    dog = _watchdog(box, WATCHDOG)
+    started = time.monotonic()
+    status = 1
+    env = None
+    try:
+        env = box[0] = Env(name)
+        main(env)
+        env.check_cases()
+        status = 0
+    except Exception:
+        print("FAIL: %s" % name, flush=True)
+        traceback.print_exc()
+        sys.stdout.flush()
+        if env:
+            env.dump_logs()
+    finally:
+        if env:
+            env.cleanup()
+        dog.cancel()
+    if status == 0:
+        if env and os.environ.get("MGROK_KEEP_LOGS") is None:
+            shutil.rmtree(env.dir, ignore_errors=True)
+        print("PASS: %s (%.1f s)" % (name, time.monotonic() - started), flush=True)
+    elif env:
+        print("logs kept in %s" % env.dir, flush=True)
+    sys.exit(status)
