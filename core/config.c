@@ -222,51 +222,11 @@ static int take_bool(const struct ctx *x, const char *key, json_t *v, void *dst)
 	return 0;
 }
 
-/* Digits only, 1-65535. */
-static int port_parse(const char *s, size_t n, long *port)
-{
-	long v = 0;
-	if (n == 0 || n > 5)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return -1;
-	*port = v;
-	return 0;
-}
-
-/* "host:port" or "[v6]:port". An unbracketed IPv6 address is refused:
- * "::1:80" could be read two ways. */
-static const char *hostport_problem(const char *s)
-{
-	const char *colon;
-	long port;
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close == s + 1 || close[1] != ':')
-			return "expected \"[v6 address]:port\"";
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || colon == s)
-			return "expected \"host:port\"";
-		if (memchr(s, ':', (size_t)(colon - s)))
-			return "an IPv6 address goes in brackets: \"[::1]:port\"";
-	}
-	if (port_parse(colon + 1, strlen(colon + 1), &port))
-		return "port must be 1-65535";
-	return NULL;
-}
-
 static int take_hostport(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_string(v))
 		return wrong_type(x, key, "a \"host:port\" string", v);
-	const char *why = hostport_problem(json_string_value(v));
+	const char *why = mgrok_hostport_problem(json_string_value(v));
 	if (why)
 		return bad(x, key, "%s", why);
 	replace_string(dst, json_string_value(v));
@@ -529,7 +489,7 @@ static int take_local(const struct ctx *x, const char *key, json_t *v, void *dst
 	if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535)
 		port = (long)json_integer_value(v);
 	else if (json_is_string(v) && !json_string_value(v)[strspn(json_string_value(v), "0123456789")])
-		port_parse(json_string_value(v), json_string_length(v), &port);
+		mgrok_port_parse(json_string_value(v), json_string_length(v), &port);
 	else if (!json_is_integer(v))
 		return take_hostport(x, key, v, dst);
 	if (port < 0)
@@ -827,7 +787,7 @@ int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf
 {
 	const struct ctx x = {.err = err};
 	memset(err, 0, sizeof(*err));
-	if (!c->server || hostport_problem(c->server))
+	if (!c->server || mgrok_hostport_problem(c->server))
 		return bad(&x, "server", "expected \"host:port\"");
 	return client_after(&x, c) ? -1 : proxies_check(&x, c);
 }
@@ -852,80 +812,4 @@ void mgrok_client_conf_free(struct mgrok_client_conf *c)
 	plugins_free(c->plugins, c->n_plugins);
 	proxies_free(c->proxies, c->n_proxies);
 	memset(c, 0, sizeof(*c));
-}
-
-/* ---- small parsers the command line uses too ---------------------------- */
-
-/* A port at *p, spaces around it skipped; -1 if there is none in 1-65535. */
-static long port_at(const char **p)
-{
-	const char *s = *p + strspn(*p, " \t");
-	size_t n = strspn(s, "0123456789");
-	long v;
-	if (port_parse(s, n, &v))
-		return -1;
-	*p = s + n + strspn(s + n, " \t");
-	return v;
-}
-
-/* On error *out and *n are left as they were. */
-int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
-                            size_t msglen)
-{
-	struct mgrok_port_range *r = NULL;
-	size_t count = 0;
-	for (const char *p = s;; p++) {
-		const char *item = p;
-		long lo = port_at(&p), hi = lo;
-		if (lo > 0 && *p == '-') {
-			p++;
-			hi = port_at(&p);
-		}
-		if (lo < 0 || hi < 0 || (*p && *p != ',') || lo > hi) {
-			snprintf(msg, msglen, "bad port range \"%.*s\": %s", (int)strcspn(item, ","), item,
-			         lo > hi && hi > 0 ? "start is after end"
-			                           : "expected PORT or LO-HI, ports 1-65535");
-			free(r);
-			return -1;
-		}
-		r = mgrok_xrealloc(r, (count + 1) * sizeof(*r));
-		r[count++] = (struct mgrok_port_range){(uint16_t)lo, (uint16_t)hi};
-		if (!*p)
-			break;
-	}
-	*out = r;
-	*n = count;
-	return 0;
-}
-
-bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (port >= r[i].lo && port <= r[i].hi)
-			return true;
-	}
-	return false;
-}
-
-int mgrok_log_level_parse(const char *s)
-{
-	static const char *const names[] = {"error", "warn", "info", "debug"};
-	for (int i = 0; s && i < 4; i++) {
-		if (!strcmp(s, names[i]))
-			return i; /* the enum follows the same order */
-	}
-	return -1;
-}
-
-bool mgrok_name_valid(const char *s, size_t len)
-{
-	if (!s || len < 1 || len > 64)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
 }

@@ -98,6 +98,11 @@ int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t
 bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port);
 /* "error" "warn" "info" "debug" -> level, or -1. */
 int mgrok_log_level_parse(const char *s);
+/* s[0..n) as a port: digits only, 1-65535. Returns 0 or -1. */
+int mgrok_port_parse(const char *s, size_t n, long *port);
+/* Why s is not a "host:port" or "[v6]:port" (NULL if it is one). An
+ * unbracketed IPv6 address is refused: "::1:80" reads two ways. */
+const char *mgrok_hostport_problem(const char *s);
 /* Proxy names: 1-64 bytes of [A-Za-z0-9._-] (PROTOCOL.md 3.1). */
 bool mgrok_name_valid(const char *s, size_t len);
 

@@ -1,0 +1,122 @@
+/* Small value parsers shared by the config loader and the command line. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+/* Digits only, 1-65535. */
+int mgrok_port_parse(const char *s, size_t n, long *port)
+{
+	long v = 0;
+	if (n == 0 || n > 5)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*port = v;
+	return 0;
+}
+
+/* "host:port" or "[v6]:port". An unbracketed IPv6 address is refused:
+ * "::1:80" could be read two ways. */
+const char *mgrok_hostport_problem(const char *s)
+{
+	const char *colon;
+	long port;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close == s + 1 || close[1] != ':')
+			return "expected \"[v6 address]:port\"";
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s)
+			return "expected \"host:port\"";
+		if (memchr(s, ':', (size_t)(colon - s)))
+			return "an IPv6 address goes in brackets: \"[::1]:port\"";
+	}
+	if (mgrok_port_parse(colon + 1, strlen(colon + 1), &port))
+		return "port must be 1-65535";
+	return NULL;
+}
+
+/* A port at *p, spaces around it skipped; -1 if there is none in 1-65535. */
+static long port_at(const char **p)
+{
+	const char *s = *p + strspn(*p, " \t");
+	size_t n = strspn(s, "0123456789");
+	long v;
+	if (mgrok_port_parse(s, n, &v))
+		return -1;
+	*p = s + n + strspn(s + n, " \t");
+	return v;
+}
+
+/* On error *out and *n are left as they were. */
+int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
+                            size_t msglen)
+{
+	struct mgrok_port_range *r = NULL;
+	size_t count = 0;
+	for (const char *p = s;; p++) {
+		const char *item = p;
+		long lo = port_at(&p), hi = lo;
+		if (lo > 0 && *p == '-') {
+			p++;
+			hi = port_at(&p);
+		}
+		if (lo < 0 || hi < 0 || (*p && *p != ',') || lo > hi) {
+			snprintf(msg, msglen, "bad port range \"%.*s\": %s", (int)strcspn(item, ","), item,
+			         lo > hi && hi > 0 ? "start is after end"
+			                           : "expected PORT or LO-HI, ports 1-65535");
+			free(r);
+			return -1;
+		}
+		r = mgrok_xrealloc(r, (count + 1) * sizeof(*r));
+		r[count++] = (struct mgrok_port_range){(uint16_t)lo, (uint16_t)hi};
+		if (!*p)
+			break;
+	}
+	*out = r;
+	*n = count;
+	return 0;
+}
+
+bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (port >= r[i].lo && port <= r[i].hi)
+			return true;
+	}
+	return false;
+}
+
+int mgrok_log_level_parse(const char *s)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	for (int i = 0; s && i < 4; i++) {
+		if (!strcmp(s, names[i]))
+			return i; /* the enum follows the same order */
+	}
+	return -1;
+}
+
+bool mgrok_name_valid(const char *s, size_t len)
+{
+	if (!s || len < 1 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
