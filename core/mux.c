@@ -7,14 +7,17 @@
 
 static size_t bucket_of(const struct mgrok_mux *m, uint32_t id)
 {
-	/* Fibonacci hashing: IDs are sequential, this spreads them. */
-	return (size_t)((id * 2654435769u) >> 7) & (m->nbuckets - 1);
+	/* Fibonacci hashing: the top bits of the product mix every bit of the
+	 * ID, so a peer choosing IDs with many trailing zeros cannot pile them
+	 * into a few buckets. */
+	return (size_t)((id * 2654435769u) >> (32 - m->shift));
 }
 
 void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role)
 {
 	m->role = role;
-	m->nbuckets = 64;
+	m->shift = 6;
+	m->nbuckets = (size_t)1 << m->shift;
 	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
 	m->count = 0;
 	m->last_id = 0;
@@ -41,6 +44,7 @@ static void grow(struct mgrok_mux *m)
 {
 	size_t old_n = m->nbuckets;
 	struct mgrok_mux_stream **old = m->buckets;
+	m->shift++;
 	m->nbuckets = old_n * 2;
 	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
 	for (size_t i = 0; i < old_n; i++) {
@@ -57,10 +61,9 @@ static void grow(struct mgrok_mux *m)
 
 uint32_t mgrok_mux_next_id(struct mgrok_mux *m)
 {
-	uint32_t id = m->last_id < 2 ? 2 : (m->last_id + 2) & ~1u;
-	if (id <= m->last_id) /* wrapped: the session has used up its IDs */
-		return 0;
-	return id;
+	if (m->last_id >= UINT32_MAX - 1)
+		return 0; /* the session has used up its IDs */
+	return m->last_id < 2 ? 2 : (m->last_id + 2) & ~1u;
 }
 
 int mgrok_mux_check_new(struct mgrok_mux *m, uint32_t id)

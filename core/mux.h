@@ -36,7 +36,8 @@ struct mgrok_mux_stream {
 struct mgrok_mux {
 	enum mgrok_role role; /* our role */
 	struct mgrok_mux_stream **buckets;
-	size_t nbuckets; /* power of two */
+	size_t nbuckets; /* 1 << shift */
+	unsigned shift;
 	size_t count;
 	uint32_t last_id; /* highest stream ID opened so far (by us or the peer) */
 	char err[128];
@@ -47,7 +48,8 @@ void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role);
 void mgrok_mux_free(struct mgrok_mux *m);
 
 struct mgrok_mux_stream *mgrok_mux_find(const struct mgrok_mux *m, uint32_t id);
-/* Server: the next stream ID (even, >= 2, strictly increasing); 0 when exhausted. */
+/* Server: the next stream ID (even, >= 2, above every ID inserted so far);
+ * 0 when exhausted. Inserting it is what moves the counter on. */
 uint32_t mgrok_mux_next_id(struct mgrok_mux *m);
 /* Client: may the peer open this ID now? MGROK_MUX_OK or MGROK_MUX_PROTOCOL (reason in err). */
 int mgrok_mux_check_new(struct mgrok_mux *m, uint32_t id);

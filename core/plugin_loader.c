@@ -119,16 +119,16 @@ static int load_all(struct mgrok_registry *r, const char *dir, char *err, size_t
 		names[n++] = mgrok_xstrdup(e->d_name);
 	}
 	closedir(d);
+	if (n == 0) {
+		snprintf(err, errlen, "plugin directory %s: no plugins (*.so) in it", dir);
+		return -1;
+	}
 	/* A stable order makes "already loaded from" messages reproducible. */
 	qsort(names, n, sizeof(*names), cmp_str);
 	int rc = mgrok_registry_load_dir(r, dir, names, n, err, errlen);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	if (rc == 0 && n == 0) {
-		snprintf(err, errlen, "plugin directory %s: no plugins (*.so) in it", dir);
-		return -1;
-	}
 	return rc;
 }
 
