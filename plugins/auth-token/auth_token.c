@@ -11,6 +11,7 @@
  * file holding it; trailing whitespace is dropped), "token_env" (the name of
  * an environment variable holding it). No error text carries the secret.
  */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
 #include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
