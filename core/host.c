@@ -129,4 +129,7 @@ const struct mgrok_host mgrok_host_table = {
     .stream_attach_fd = mgrok_stream_attach_fd,
     .stream_reset = mgrok_stream_reset,
     .addr_format = mgrok_addr_format,
+    .stream_attach_datagram = mgrok_stream_attach_datagram,
+    .stream_send = mgrok_stream_send,
+    .stream_close = mgrok_stream_close,
 };

@@ -49,6 +49,15 @@ static void unstall(struct mgrok_stream *st)
 	st->stalled = false;
 }
 
+/* The datagram hooks exist only in plugins built for ABI 1.1 or later. */
+static const struct mgrok_proxy_ops *datagram_ops(const struct mgrok_stream *st)
+{
+	if (!st->proxy || st->proxy->plugin->desc->abi_minor < 1)
+		return NULL;
+	const struct mgrok_proxy_ops *ops = st->proxy->plugin->desc->proxy;
+	return ops->on_datagram && ops->on_stream_end ? ops : NULL;
+}
+
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 {
 	struct mgrok_session *s = st->sess;
@@ -72,6 +81,8 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 		}
 		close(st->fd);
 	}
+	if (st->datagram)
+		datagram_ops(st)->on_stream_end(st->proxy->plugin->inst, st->dgram_arg);
 	if (st->proxy)
 		st->proxy->nstreams--;
 	MGROK_DEBUG("session %u proxy %s stream %u: closed%s", s->id, proxy_name(st), st->ms.id,
@@ -177,6 +188,13 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 		mgrok_stream_reset(st, MGROK_RESET_FLOW_CONTROL);
 		return 0;
 	}
+	if (st->datagram) {
+		/* Delivered at once: the credit goes back before the plugin,
+		 * which may end the stream, sees the datagram. */
+		send_credit(st, len);
+		datagram_ops(st)->on_datagram(st->proxy->plugin->inst, st->dgram_arg, p, len);
+		return 0;
+	}
 	if (!len)
 		return 0;
 	if (st->fd >= 0 && !st->connecting && !st->pending.len) {
@@ -209,6 +227,11 @@ int mgrok_stream_on_close(struct mgrok_stream *st)
 {
 	if (mgrok_mux_recv_close(&st->sess->mux, &st->ms) < 0)
 		return -1;
+	if (st->datagram) {
+		/* UDP has no half-close: a CLOSE ends the flow, answered in kind (PROTOCOL.md 5). */
+		mgrok_stream_close(st);
+		return 0;
+	}
 	maybe_shut_wr(st);
 	finish_if_done(st);
 	return 0;
@@ -383,4 +406,44 @@ void mgrok_stream_reset_proxy(struct mgrok_session *s, struct mgrok_proxy *px, u
 			mgrok_stream_reset(st, code);
 		st = next;
 	}
+}
+
+void mgrok_stream_attach_datagram(struct mgrok_stream *st, void *arg)
+{
+	if (!datagram_ops(st)) {
+		MGROK_ERROR("session %u proxy %s: plugin has no datagram hooks", st->sess->id,
+		            proxy_name(st));
+		mgrok_stream_reset(st, MGROK_RESET_INTERNAL);
+		return;
+	}
+	st->datagram = true;
+	st->dgram_arg = arg;
+}
+
+int mgrok_stream_send(struct mgrok_stream *st, const void *data, size_t len)
+{
+	struct mgrok_session *s = st->sess;
+	/* A datagram that cannot go now is dropped, never queued: a late
+	 * datagram is worth less than the memory it would hold. */
+	if (len > MGROK_DATA_MAX || len > st->ms.send_window ||
+	    (st->ms.state & MGROK_MUX_SENT_CLOSE) || mgrok_session_congested(s))
+		return -1;
+	uint8_t *frame = mgrok_session_reserve(s, len);
+	mgrok_frame_data_header(frame, st->ms.id, (uint16_t)len);
+	if (len)
+		memcpy(frame + MGROK_DATA_HEADER, data, len);
+	mgrok_session_commit(s, MGROK_DATA_HEADER + len);
+	mgrok_mux_sent_data(&st->ms, len);
+	return 0;
+}
+
+void mgrok_stream_close(struct mgrok_stream *st)
+{
+	if (!(st->ms.state & MGROK_MUX_SENT_CLOSE)) {
+		struct mgrok_frame f = {.type = MGROK_FRAME_CLOSE, .stream_id = st->ms.id};
+		mgrok_session_send(st->sess, &f);
+		mgrok_mux_sent_close(&st->ms);
+	}
+	if (st->ms.state & MGROK_MUX_GOT_CLOSE)
+		mgrok_stream_destroy(st, false);
 }

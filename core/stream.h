@@ -25,6 +25,8 @@ struct mgrok_stream {
 	bool stalled;    /* on the session's stalled list */
 	bool connecting; /* fd's connect() has not finished */
 	bool shut_wr;    /* shutdown(SHUT_WR) done after the peer's CLOSE */
+	bool datagram;   /* DATA goes to the proxy plugin, one datagram each (no fd) */
+	void *dgram_arg; /* the plugin's argument for on_datagram / on_stream_end */
 	int fd;          /* -1 until attached */
 	ev_io rio, wio;
 	struct mgrok_buf pending; /* the peer's bytes not yet written to fd; allocated only while in flight */
@@ -35,6 +37,9 @@ struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const str
                                                socklen_t source_len);
 void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting);
 void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code);
+void mgrok_stream_attach_datagram(struct mgrok_stream *st, void *arg);
+int mgrok_stream_send(struct mgrok_stream *st, const void *data, size_t len);
+void mgrok_stream_close(struct mgrok_stream *st);
 
 /* Client: the peer opened stream id (already checked) for proxy px. */
 struct mgrok_stream *mgrok_stream_accept(struct mgrok_session *s, uint32_t id,

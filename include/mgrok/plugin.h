@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define MGROK_PLUGIN_ABI_MAJOR 1
-#define MGROK_PLUGIN_ABI_MINOR 0
+#define MGROK_PLUGIN_ABI_MINOR 1
 #define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
 
 enum mgrok_plugin_kind {
@@ -108,6 +108,29 @@ struct mgrok_host {
 
 	/* Formats "1.2.3.4:80" or "[::1]:80". Returns buf. */
 	const char *(*addr_format)(const struct sockaddr *sa, char *buf, size_t len);
+
+	/* ---- 1.1: datagram streams (PROTOCOL.md 5) ---- */
+
+	/*
+	 * Makes st a datagram stream: each DATA frame the peer sends is handed
+	 * to ops->on_datagram(inst, arg, ...) as one datagram, and when the
+	 * stream ends for any reason (peer CLOSE or RESET, stream_reset,
+	 * stream_close answered, session end) ops->on_stream_end(inst, arg) is
+	 * called exactly once; the plugin may free arg there and must not
+	 * use st afterwards.
+	 */
+	void (*stream_attach_datagram)(struct mgrok_stream *st, void *arg);
+	/*
+	 * Sends one datagram as one DATA frame. Returns 0, or -1 when it was
+	 * dropped: no window left, the session's output is congested, the
+	 * stream is closing, or len exceeds 65535. Datagrams are never queued.
+	 */
+	int (*stream_send)(struct mgrok_stream *st, const void *data, size_t len);
+	/*
+	 * Ends a datagram stream (idle, evicted): sends CLOSE; on_stream_end
+	 * follows when the peer answers with its CLOSE, or the session ends.
+	 */
+	void (*stream_close)(struct mgrok_stream *st);
 };
 
 /* ---- proxy plugins ----------------------------------------------------- */
@@ -133,7 +156,8 @@ struct mgrok_proxy_ops {
 	 */
 	int (*server_bind)(void *inst, struct mgrok_proxy *px, const struct mgrok_proxy_spec *spec,
 	                   void **state, char *err, size_t errlen);
-	/* Server: close the listener. Streams already open are the host's. */
+	/* Server: close the listener. The host has ended every stream of the
+	 * proxy (on_stream_end included) before it calls this. */
 	void (*server_unbind)(void *inst, void *state);
 	/*
 	 * Client: a NEW_STREAM arrived for this proxy. Open the local end and
@@ -146,6 +170,10 @@ struct mgrok_proxy_ops {
 	 * err filled in (REGISTER_ACK INVALID).
 	 */
 	int (*check_options)(void *inst, const json_t *options, char *err, size_t errlen);
+
+	/* ---- 1.1: datagram streams, see host->stream_attach_datagram ---- */
+	void (*on_datagram)(void *inst, void *arg, const uint8_t *data, size_t len);
+	void (*on_stream_end)(void *inst, void *arg);
 };
 
 /* ---- auth plugins ------------------------------------------------------ */
