@@ -60,6 +60,7 @@ struct mgrok_session {
 	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
+	double last_refusal_log; /* visitors refused over max_streams: log throttle */
 	unsigned max_streams;
 	int peer_goaway; /* code of a GO_AWAY received, or -1 */
 	enum mgrok_close_why why;

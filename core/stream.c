@@ -372,8 +372,13 @@ struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const str
 		return NULL;
 	mgrok_addr_format(source, src, sizeof(src));
 	if (s->mux.count >= s->max_streams) {
-		MGROK_WARN("session %u proxy %s: %u streams open, refusing visitor %s", s->id,
-		           px->name, s->max_streams, src);
+		/* Visitors choose how often this happens: one line a second at most. */
+		double now = ev_now(mgrok_loop);
+		if (now - s->last_refusal_log >= 1.0) {
+			s->last_refusal_log = now;
+			MGROK_WARN("session %u proxy %s: %u streams open, refusing visitor %s", s->id,
+			           px->name, s->max_streams, src);
+		}
 		return NULL;
 	}
 	uint32_t id = mgrok_mux_next_id(&s->mux);

@@ -53,6 +53,7 @@ struct server_flow {
 	struct listener *l;
 	struct mgrok_stream *st;
 	unsigned long in, out, drops;
+	bool drop_logged;
 };
 
 struct client_flow {
@@ -66,7 +67,21 @@ struct client_flow {
 	double idle_timeout;
 	double last_active;
 	unsigned long in, out, drops;
+	bool drop_logged;
 };
+
+/* A flow's first drop, whichever way it goes, is worth one debug line;
+ * the totals come when the flow ends. */
+static void note_drop(const struct udp_plugin *up, const char *name, unsigned long *drops,
+                      bool *logged, const char *why)
+{
+	(*drops)++;
+	if (*logged)
+		return;
+	*logged = true;
+	up->host->log(up->self, MGROK_LOG_DEBUG, "proxy %s: a flow starts dropping datagrams (%s)",
+	              name, why);
+}
 
 /* One datagram of the largest size UDP carries, shared by every socket of
  * this single-threaded process. */
@@ -119,7 +134,7 @@ static void server_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	struct server_flow *sf = (struct server_flow *)f;
 	struct listener *l = sf->l;
 	if (sendto(l->fd, p, len, 0, (struct sockaddr *)&sf->e.addr, sf->e.addr_len) < 0) {
-		sf->drops++;
+		note_drop(l->up, l->name, &sf->drops, &sf->drop_logged, strerror(errno));
 		l->drops++;
 		return;
 	}
@@ -200,9 +215,7 @@ static void server_readable(void *arg, int fd, int events)
 		}
 		sf->in++;
 		if (h->stream_send(sf->st, dgram, (size_t)n) < 0) {
-			if (!sf->drops++)
-				h->log(l->up->self, MGROK_LOG_DEBUG,
-				       "proxy %s: no window for a flow, dropping datagrams", l->name);
+			note_drop(l->up, l->name, &sf->drops, &sf->drop_logged, "no window for a flow");
 			l->drops++;
 		}
 	}
@@ -234,6 +247,11 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 		snprintf(err, errlen, "socket: %s", strerror(e));
 		return -e;
 	}
+	/* One socket takes every visitor's burst: the default buffer (about
+	 * 200 KiB) overflows at a few hundred datagrams. The kernel caps this
+	 * at net.core.rmem_max. */
+	int rcvbuf = 4 * 1024 * 1024;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (bind(fd, spec->addr, spec->addr_len) < 0) {
 		int e = errno;
 		char a[64];
@@ -280,7 +298,8 @@ static void client_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	struct client_flow *cf = (struct client_flow *)f;
 	if (cf->fd < 0 || send(cf->fd, p, len, 0) < 0) {
 		/* ECONNREFUSED: nothing listens on the local port (yet). */
-		cf->drops++;
+		note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged,
+		          cf->fd < 0 ? "flow closing" : strerror(errno));
 		return;
 	}
 	cf->in++;
@@ -319,9 +338,7 @@ static void client_readable(void *arg, int fd, int events)
 			return; /* EAGAIN, or ECONNREFUSED from an earlier send */
 		cf->last_active = h->now();
 		if (h->stream_send(cf->st, dgram, (size_t)n) < 0) {
-			if (!cf->drops++)
-				h->log(cf->up->self, MGROK_LOG_DEBUG,
-				       "proxy %s: no window for a flow, dropping datagrams", cf->name);
+			note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged, "no window for a flow");
 			continue;
 		}
 		cf->out++;

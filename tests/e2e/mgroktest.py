@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import json
 import os
 import random
 import re
@@ -202,7 +203,7 @@ class Proc:
     its lines are also collected in .lines as they come (mgrok prints its
     public address there)."""
 
-    def __init__(self, name, argv, workdir, env=None):
+    def __init__(self, name, argv, workdir, env=None, preexec_fn=None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.err_path = os.path.join(workdir, name + ".err")
@@ -215,7 +216,8 @@ class Proc:
         full_env.update(env or {})
         log("start %s: %s" % (name, " ".join(self.argv)))
         self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=self._err, env=full_env, start_new_session=True)
+                                      stderr=self._err, env=full_env, start_new_session=True,
+                                      preexec_fn=preexec_fn)
         self.pid = self.popen.pid
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
@@ -532,6 +534,220 @@ def echo_check(port, data=b"hello through the tunnel\n", host="127.0.0.1", what=
     check_eq(got, data, "%s round trip on port %d" % (what, port))
 
 
+# ---- UDP (PROTOCOL.md 5) -------------------------------------------------------
+
+UDP_MAX = 65507  # the largest datagram a UDP proxy carries (IPv4's limit)
+UDP_SOCKBUF = 4 << 20
+
+
+def udp_port_free(port, host="127.0.0.1"):
+    """True if a UDP socket can be bound to host:port right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def udp_socket(host="127.0.0.1", bufsize=UDP_SOCKBUF):
+    """A visitor's UDP socket bound to host on a port of the kernel's choice
+    (so every socket is a distinct visitor address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, bufsize)
+        except OSError:
+            pass
+    s.bind((host, 0))
+    return s
+
+
+def udp_exchange(sock, port, data, host="127.0.0.1", tries=5, wait=2.0, ignore=()):
+    """Sends data from sock to host:port and returns the first datagram that
+    comes back and is not in ignore (late answers to earlier requests).
+    Sends again, up to tries times in all, when nothing came within wait
+    seconds (UDP may lose a datagram); fails if nothing ever came."""
+    ignore = set(ignore) - {data}
+    for attempt in range(tries):
+        sock.sendto(data, (host, port))
+        end = time.monotonic() + wait
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            r, _, _ = select.select([sock], [], [], left)
+            if not r:
+                break
+            try:
+                got = sock.recv(UDP_MAX + 1)
+            except ConnectionRefusedError:  # an ICMP error from an earlier send
+                continue
+            if got in ignore:
+                continue
+            if attempt:
+                log("udp: answer to %d-byte datagram after %d resend(s)" % (len(data), attempt))
+            return got
+    raise TestFailure("no UDP answer from %s:%d to a %d-byte datagram after %d tries of %.1f s"
+                      % (host, port, len(data), tries, wait))
+
+
+def udp_roundtrip(port, data, host="127.0.0.1", tries=5, wait=2.0):
+    """udp_exchange from a new visitor socket."""
+    s = udp_socket(host)
+    try:
+        return udp_exchange(s, port, data, host, tries, wait)
+    finally:
+        s.close()
+
+
+def udp_echo_check(port, data=b"hello through the UDP tunnel\n", host="127.0.0.1", what="udp echo"):
+    got = udp_roundtrip(port, data, host)
+    check_eq(got, data, "%s round trip on port %d" % (what, port))
+
+
+def udp_visitors(port, payloads, host="127.0.0.1", tries=5, wait=3.0):
+    """Many visitors at once: payloads[i] is the list of datagrams (all
+    distinct, across visitors too) of visitor i, each from its own socket.
+    Every visitor sends all of its datagrams, then all answers are collected;
+    an echo service behind port must send each back to its sender only.
+    Datagrams still unanswered after wait seconds are sent again, up to tries
+    rounds in all.  Fails at once on a datagram that is not one of the
+    visitor's own (naming whose it is), and if any stays unanswered.
+    Returns a dict of counts (sent, resent, received, duplicates)."""
+    owner = {}
+    for i, dgrams in enumerate(payloads):
+        for d in dgrams:
+            check(d not in owner, "udp_visitors: the same datagram for visitors %s and %d"
+                  % (owner.get(d), i))
+            owner[d] = i
+    socks = [udp_socket(host) for _ in payloads]
+    index = {s.fileno(): i for i, s in enumerate(socks)}
+    missing = [set(d) for d in payloads]
+    stats = {"sent": 0, "resent": 0, "received": 0, "duplicates": 0, "rounds": 0}
+    try:
+        for rnd in range(tries):
+            stats["rounds"] = rnd + 1
+            for i, s in enumerate(socks):
+                for d in payloads[i]:
+                    if d in missing[i]:
+                        s.sendto(d, (host, port))
+                        stats["sent"] += 1
+                        stats["resent"] += rnd > 0
+            end = time.monotonic() + wait
+            while any(missing) and time.monotonic() < end:
+                r, _, _ = select.select(socks, [], [], max(0.0, end - time.monotonic()))
+                for s in r:
+                    i = index[s.fileno()]
+                    try:
+                        got = s.recv(UDP_MAX + 1)
+                    except ConnectionRefusedError:
+                        continue
+                    stats["received"] += 1
+                    if got not in owner:
+                        raise TestFailure("visitor %d (%s) received a datagram nobody sent "
+                                          "(%d bytes: %s)" % (i, s.getsockname(), len(got),
+                                                              _short(got[:48])))
+                    check(owner[got] == i, "visitor %d received visitor %d's datagram"
+                          % (i, owner.get(got)), length=len(got), start=got[:48])
+                    if got in missing[i]:
+                        missing[i].discard(got)
+                    else:
+                        stats["duplicates"] += 1
+            if not any(missing):
+                return stats
+            log("udp_visitors: round %d: %d datagram(s) of %d visitor(s) unanswered" %
+                (rnd + 1, sum(len(m) for m in missing), sum(1 for m in missing if m)))
+        left = [(i, len(m)) for i, m in enumerate(missing) if m]
+        raise TestFailure("%d visitor(s) still miss answers after %d rounds of %.1f s "
+                          "(visitor, datagrams missing): %s" % (len(left), tries, wait, left[:20]))
+    finally:
+        for s in socks:
+            s.close()
+
+
+class UdpService:
+    """A UDP server on host:port (0: the kernel's choice) that answers each
+    datagram with handler(data, addr) (None: no answer), from one thread.
+    .received counts datagrams, .sources holds the sender addresses,
+    .errors the handler's exceptions."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, name="udp-service"):
+        self.handler = handler
+        self.name = name
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, UDP_SOCKBUF)
+            except OSError:
+                pass
+        self.sock.bind((host, port))
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        self.sources = set()
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except OSError:
+                continue
+            with self._lock:
+                self.received += 1
+                self.sources.add(addr[:2])
+            try:
+                reply = self.handler(data, addr)
+                if reply is not None:
+                    self.sock.sendto(reply, addr)
+            except Exception as e:  # reported by the test through .errors
+                with self._lock:
+                    self.errors.append(e)
+
+    def close(self):
+        self._stop = True
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+def udp_echo_handler(data, addr):
+    return data
+
+
+def wait_log(proc, pattern, count=1, timeout=DEADLINE, what=None):
+    """Polls proc's stderr until the regular expression pattern matches
+    count times; returns the matches (re.findall).  Fails if proc exits
+    first or after timeout seconds."""
+    rx = re.compile(pattern)
+
+    def enough():
+        found = rx.findall(proc.stderr_text())
+        if len(found) >= count:
+            return found
+        if not proc.alive():
+            raise TestFailure("%s exited with code %s while waiting for %s" %
+                              (proc.name, proc.returncode, what or repr(pattern)))
+        return None
+    return wait_for(enough, timeout, what or "%d x %r in %s's log" % (count, pattern, proc.name),
+                    interval=0.1)
+
+
 # ---- the wire protocol, by hand (PROTOCOL.md) ---------------------------------
 
 MAGIC = b"GRT1"
@@ -796,8 +1012,8 @@ class Env:
         self._names[base] = n
         return base if n == 1 else "%s.%d" % (base, n)
 
-    def spawn(self, name, argv, cls=Proc, env=None):
-        p = cls(self._unique(name), argv, self.dir, env=env)
+    def spawn(self, name, argv, cls=Proc, env=None, preexec_fn=None):
+        p = cls(self._unique(name), argv, self.dir, env=env, preexec_fn=preexec_fn)
         self.procs.append(p)
         return p
 
@@ -837,7 +1053,7 @@ class Env:
         return srv
 
     def client_argv(self, local, server, token="server-secret", remote_port=None, name=None,
-                    extra=(), server_host="127.0.0.1", config=None):
+                    extra=(), server_host="127.0.0.1", config=None, proto="tcp"):
         argv = [MGROK, "--plugin-dir", PLUGIN_DIR]
         if config:
             argv += ["-c", config]
@@ -854,18 +1070,21 @@ class Env:
             argv += ["--name", name]
         argv += list(extra)
         if local is not None:
-            argv += ["tcp", str(local)]
+            argv += [proto, str(local)]
         return argv
 
     def start_client(self, local, server, token="server-secret", remote_port=None, name=None,
-                     extra=(), server_host="127.0.0.1", config=None, lines=1, cname="mgrok"):
+                     extra=(), server_host="127.0.0.1", config=None, lines=1, cname="mgrok",
+                     proto="tcp", preexec_fn=None):
         """Starts mgrok and waits for `lines` public-address lines.
-        server is mgrokd's port (or a Server, or "host:port")."""
+        server is mgrokd's port (or a Server, or "host:port"); proto is the
+        quick form's TYPE (tcp or udp); preexec_fn runs in the child before
+        mgrok (e.g. to set a resource limit)."""
         if isinstance(server, Server):
             server_host, server = server.listen_host, server.port
         argv = self.client_argv(local, server, token, remote_port, name, extra, server_host,
-                                config)
-        cl = self.spawn(cname, argv, Client)
+                                config, proto)
+        cl = self.spawn(cname, argv, Client, preexec_fn=preexec_fn)
         if lines:
             cl.wait_lines(lines)
         return cl
@@ -893,6 +1112,35 @@ class Env:
 
     def echo_service(self, **kw):
         return self.service(echo_handler, name="echo", **kw)
+
+    def udp_service(self, handler, host="127.0.0.1", port=0, name="udp-service"):
+        s = UdpService(handler, host, port, name)
+        self.services.append(s)
+        return s
+
+    def udp_echo_service(self, **kw):
+        kw.setdefault("name", "udp-echo")
+        return self.udp_service(udp_echo_handler, **kw)
+
+    def udp_ports(self, n=1, host="127.0.0.1"):
+        """n consecutive ports of the block that are free for UDP on host
+        too (the block is only checked for TCP); returns the first."""
+        lo = self.ports.take(n)
+        busy = [p for p in range(lo, lo + n) if not udp_port_free(p, host)]
+        check(not busy, "reserved ports busy for UDP on %s" % host, ports=busy)
+        return lo
+
+    def client_config(self, server, proxies, token="server-secret", name="mgrok.json",
+                      server_host="127.0.0.1", **more):
+        """Writes a JSON client config (server: mgrokd's port or a Server)."""
+        if isinstance(server, Server):
+            server_host, server = server.listen_host, server.port
+        host = "[%s]" % server_host if ":" in server_host else server_host
+        conf = {"server": "%s:%d" % (host, server), "proxies": proxies}
+        if token is not None:
+            conf["auth"] = {"method": "token", "token": token}
+        conf.update(more)
+        return self.write_file(name, json.dumps(conf, indent=2) + "\n")
 
     def write_file(self, name, text):
         path = os.path.join(self.dir, name)
