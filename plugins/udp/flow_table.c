@@ -17,15 +17,21 @@ static uint32_t hash_bytes(const void *p, size_t n)
 	return h;
 }
 
-/* Only address and port count: sockaddr padding may differ between calls. */
+/* Only address and port count: sockaddr padding may differ between calls.
+ * The port goes through the mixing too: visitors choose their ports. */
 static uint32_t hash_addr(const struct sockaddr *sa)
 {
+	uint8_t key[18];
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		return hash_bytes(&in->sin_addr, 4) ^ in->sin_port;
+		memcpy(key, &in->sin_addr, 4);
+		memcpy(key + 4, &in->sin_port, 2);
+		return hash_bytes(key, 6);
 	}
 	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-	return hash_bytes(&in6->sin6_addr, 16) ^ in6->sin6_port;
+	memcpy(key, &in6->sin6_addr, 16);
+	memcpy(key + 16, &in6->sin6_port, 2);
+	return hash_bytes(key, 18);
 }
 
 static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)

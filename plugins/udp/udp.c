@@ -14,6 +14,7 @@
 #include "mgrok/plugin.h"
 
 #define DEFAULT_IDLE_TIMEOUT 60.0 /* s */
+#define MIN_IDLE_TIMEOUT 0.1      /* s; the sweep runs at a quarter of it */
 #define DEFAULT_MAX_FLOWS 1024
 #define MAX_FLOWS_LIMIT 65536
 #define DATAGRAMS_PER_WAKEUP 64
@@ -100,8 +101,8 @@ static int parse_options(const json_t *o, struct udp_options *opt, char *err, si
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "idle_timeout") == 0) {
-			if (!json_is_number(v) || json_number_value(v) <= 0) {
-				snprintf(err, errlen, "idle_timeout: expected seconds > 0");
+			if (!json_is_number(v) || json_number_value(v) < MIN_IDLE_TIMEOUT) {
+				snprintf(err, errlen, "idle_timeout: expected seconds >= %g", MIN_IDLE_TIMEOUT);
 				return -1;
 			}
 			opt->idle_timeout = json_number_value(v);
@@ -169,14 +170,16 @@ static struct server_flow *server_flow_new(struct listener *l, const struct sock
                                            socklen_t len, double now)
 {
 	const struct mgrok_host *h = l->up->host;
+	/* Opened first: a refused stream (session at its limit) must not cost
+	 * a live flow its place. */
+	struct mgrok_stream *st = h->stream_open(l->px, (const struct sockaddr *)ss, len);
+	if (!st)
+		return NULL;
 	if (udp_flow_full(&l->table)) {
 		/* The least recently used flow makes room (PROTOCOL.md 5). */
 		struct udp_flow_entry *old = udp_flow_oldest(&l->table);
 		retire(l, container_of(old, struct server_flow, e));
 	}
-	struct mgrok_stream *st = h->stream_open(l->px, (const struct sockaddr *)ss, len);
-	if (!st)
-		return NULL;
 	struct server_flow *sf = h->alloc(sizeof(*sf));
 	memset(sf, 0, sizeof(*sf));
 	sf->base.deliver = server_flow_deliver;

@@ -142,15 +142,16 @@ def main(env):
         sid_a = expect_new_stream(s, a, "raw")
         expect_data(s, sid_a, b"four", "the first datagram after RESET")
 
-        # max_flows 2: b makes two; c evicts the least recently used (a),
-        # with a CLOSE before c's NEW_STREAM.
+        # max_flows 2: b makes two; c evicts the least recently used (a).
+        # The server opens c's stream first (a refused open must not cost a
+        # live flow its place), then CLOSEs a's, then sends c's datagram.
         b.sendto(b"from b", ("127.0.0.1", lo))
         sid_b = expect_new_stream(s, b, "raw")
         expect_data(s, sid_b, b"from b", "b's datagram")
         c.sendto(b"from c", ("127.0.0.1", lo))
+        sid_c = expect_new_stream(s, c, "raw")
         f = s.next_frame(t.CLOSE, "CLOSE of the least recently used flow")
         t.check_eq(f.sid, sid_a, "the evicted flow (a's, the least recently used)")
-        sid_c = expect_new_stream(s, c, "raw")
         expect_data(s, sid_c, b"from c", "c's datagram")
         s.send(f_close(sid_a))
         t.wait_log(srv, r"proxy raw: flow %s ended" % re.escape(a_addr), count=3, timeout=10)
