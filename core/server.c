@@ -14,6 +14,7 @@
 #include "proxy.h"
 #include "session.h"
 #include "stream.h"
+#include "tls.h"
 
 struct srv_session;
 
@@ -24,6 +25,7 @@ struct mgrok_server {
 	size_t n_methods;
 	struct mgrok_sockaddr listen_addr;
 	struct mgrok_sockaddr bind_addr; /* where public ports are bound (port 0) */
+	struct mgrok_tls *tls; /* NULL: plaintext control port */
 	int lfd;
 	ev_io lio;
 	struct srv_session *sessions;
@@ -107,7 +109,7 @@ static void public_host(struct srv_session *ss, char *buf, size_t len)
 	                         sizeof(in6addr_any)));
 	if (wildcard) {
 		local.len = sizeof(local.ss);
-		getsockname(ss->sess->fd, (struct sockaddr *)&local.ss, &local.len);
+		getsockname(ss->sess->tr.fd, (struct sockaddr *)&local.ss, &local.len);
 	}
 	char text[MGROK_ADDRSTRLEN];
 	mgrok_addr_format((struct sockaddr *)&local.ss, text, sizeof(text));
@@ -385,7 +387,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		mgrok_socket_tune(fd);
 		struct srv_session *ss = mgrok_xcalloc(1, sizeof(*ss));
 		ss->srv = srv;
-		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, &srv_ops, ss);
+		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
 		mgrok_addr_format((struct sockaddr *)&peer.ss, ss->sess->peer, sizeof(ss->sess->peer));
 		ss->sess->hb_interval = srv->conf->heartbeat_interval;
 		ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
@@ -449,6 +451,8 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	if (mgrok_addr_resolve_host(c->proxy_bind ? c->proxy_bind : host, 0, &srv->bind_addr, err,
 	                            errlen) < 0)
 		goto fail;
+	if (c->tls.cert && !(srv->tls = mgrok_tls_server_new(c->tls.cert, c->tls.key, err, errlen)))
+		goto fail;
 	if (check_only)
 		return srv;
 	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
@@ -459,8 +463,9 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
 	ev_io_start(mgrok_loop, &srv->lio);
 	char text[MGROK_ADDRSTRLEN];
-	MGROK_INFO("listening on %s", mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text,
-	                                                 sizeof(text)));
+	MGROK_INFO("listening on %s%s",
+	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
+	           srv->tls ? " (TLS)" : "");
 	return srv;
 fail:
 	mgrok_server_free(srv);
@@ -485,6 +490,7 @@ void mgrok_server_free(struct mgrok_server *srv)
 		return;
 	mgrok_server_shutdown(srv);
 	mgrok_registry_free(&srv->reg);
+	mgrok_tls_free(srv->tls);
 	free(srv->methods);
 	free(srv);
 }
