@@ -429,6 +429,12 @@ static const struct field server_limits[] = {
 
 static const struct field server_log[] = {{"level", take_level, S(log_level)}, FIELDS_END};
 
+static const struct field server_rate_limit[] = {
+	{"failures", take_count, S(auth_failures)},
+	{"interval", take_seconds, S(auth_interval)},
+	FIELDS_END,
+};
+
 static const struct field server_tls[] = {
 	{"cert", take_string, S(tls.cert)},
 	{"key", take_string, S(tls.key)},
@@ -449,6 +455,7 @@ static const struct field server_fields[] = {
 	{"limits", NULL, 0, server_limits},
 	{"log", NULL, 0, server_log},
 	{"tls", NULL, 0, server_tls},
+	{"rate_limit", NULL, 0, server_rate_limit},
 	FIELDS_END,
 };
 #undef S
@@ -775,6 +782,8 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 	c->max_streams = 4096;
 	c->max_pending = 256;
 	c->log_level = MGROK_LOG_INFO;
+	c->auth_failures = 10;
+	c->auth_interval = 60;
 }
 
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c)

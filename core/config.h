@@ -66,6 +66,8 @@ struct mgrok_server_conf {
 	unsigned max_proxies;      /* per session, default 64 */
 	unsigned max_streams;      /* per session, default 4096 */
 	unsigned max_pending;      /* unauthenticated connections, default 256 */
+	unsigned auth_failures;    /* failed handshakes per address ... default 10 */
+	double auth_interval;      /* ... within this many s block it as long; default 60 */
 	int log_level;             /* enum mgrok_log_level, default INFO */
 	struct mgrok_tls_conf tls;
 };

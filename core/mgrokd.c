@@ -1,6 +1,7 @@
 /* mgrokd: the tunnel server. Parses arguments and wires the parts. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,35 @@ static int generate_cert(const char *dir, const char *name)
 }
 
 static struct mgrok_server *server;
+static struct mgrok_server_conf conf;
+static const char *conf_path;
+static bool ports_from_flag;
+
+/*
+ * SIGHUP: the auth plugins re-read their files (users), and the config's
+ * allow_ports apply to REGISTERs from now on. Sessions and their proxies stay.
+ */
+static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	MGROK_INFO("SIGHUP: reloading");
+	if (conf_path && !ports_from_flag) {
+		struct mgrok_server_conf fresh;
+		struct mgrok_conf_error cerr;
+		char err[512];
+		mgrok_server_conf_defaults(&fresh);
+		if (mgrok_server_conf_load(&fresh, conf_path, &cerr) < 0) {
+			MGROK_ERROR("reload: %s (keeping the old configuration)",
+			            mgrok_conf_error_format(&cerr, err, sizeof(err)));
+		} else {
+			struct mgrok_port_range *old = conf.allow_ports;
+			conf.allow_ports = fresh.allow_ports;
+			conf.n_allow_ports = fresh.n_allow_ports;
+			fresh.allow_ports = old;
+		}
+		mgrok_server_conf_free(&fresh);
+	}
+	mgrok_server_reload(server);
+}
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -114,7 +144,6 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 int main(int argc, char **argv)
 {
-	struct mgrok_server_conf conf;
 	struct mgrok_conf_error cerr;
 	char err[512];
 	const char *path = NULL, *listen = NULL, *token = NULL, *ports = NULL, *bind = NULL,
@@ -174,6 +203,8 @@ int main(int argc, char **argv)
 		replace(&conf.tls.cert, tls_cert);
 	if (tls_key)
 		replace(&conf.tls.key, tls_key);
+	conf_path = path;
+	ports_from_flag = ports != NULL;
 	if (ports) {
 		struct mgrok_port_range *r;
 		size_t n;
@@ -211,11 +242,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	ev_signal sigterm, sigint;
+	ev_signal sigterm, sigint, sighup;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
+	ev_signal_init(&sighup, on_reload_signal, SIGHUP);
 	ev_signal_start(mgrok_loop, &sigterm);
 	ev_signal_start(mgrok_loop, &sigint);
+	ev_signal_start(mgrok_loop, &sighup);
 	ev_run(mgrok_loop, 0);
 	mgrok_server_free(server);
 	mgrok_server_conf_free(&conf);

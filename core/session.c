@@ -211,6 +211,7 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		mgrok_buf_free(&s->hs_in);
 		return;
 	case MGROK_HS_DENIED:
+		s->hs_failed = true;
 		/* The server's DENIED reply is in out: push it before closing. */
 		if (s->role == MGROK_ROLE_SERVER)
 			flush_out(s);
@@ -218,6 +219,7 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->hs.reason);
 		return;
 	default:
+		s->hs_failed = true;
 		if (tls_hello)
 			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
 			                    "a TLS client on this plaintext port (give the server a "
@@ -336,6 +338,7 @@ static void on_hs_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_session *s = container_of(w, struct mgrok_session, hs_timer);
 	s->in_cb++;
+	s->hs_failed = true;
 	mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake not finished in time");
 	mgrok_session_leave(s);
 }

@@ -55,6 +55,7 @@ struct mgrok_session {
 	struct mgrok_hs hs;
 	struct mgrok_buf hs_in; /* handshake bytes not yet taken */
 	bool open;            /* handshake done */
+	bool hs_failed;       /* refused, malformed or timed out: counts for rate limiting */
 	bool closing;
 	unsigned in_cb;       /* callbacks on the stack: free is deferred while > 0 */
 	struct mgrok_decoder dec;
