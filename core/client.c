@@ -207,7 +207,7 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	if (cl->stopping)
 		return;
 	if (why == MGROK_CLOSE_DENIED) {
-		if (strncmp(reason, "TLS", 3) == 0)
+		if (strncmp(reason, "TLS", 3) == 0 || strcmp(reason, "authentication failed") == 0)
 			fprintf(stderr, "mgrok: %s\n", reason);
 		else
 			fprintf(stderr, "mgrok: %s: %s\n",

@@ -673,8 +673,9 @@ static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
-	return heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	       tls_check(x, &c->tls);
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) || tls_check(x, &c->tls))
+		return -1;
+	return 0;
 }
 
 static int client_after(const struct ctx *x, const void *conf)

@@ -388,7 +388,7 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(mgrok_loop)))
 		MGROK_WARN("%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
 		           srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
-	if (ss->authenticated || why != MGROK_CLOSE_LOST)
+	if (ss->authenticated || why != MGROK_CLOSE_LOST || s->hs_failed)
 		MGROK_INFO("session %u: closed: %s", s->id, reason);
 	else
 		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer, reason);

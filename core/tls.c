@@ -253,7 +253,13 @@ int mgrok_tls_fingerprint_file(const char *path, char *out, size_t outlen, char 
 static int write_pem(const char *path, int mode, EVP_PKEY *key, X509 *cert, char *err,
                      size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* O_NOFOLLOW and fchmod: an existing file (or a planted link) must not
+	 * leave a new private key readable by others. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd >= 0 && fchmod(fd, (mode_t)mode) < 0) {
+		close(fd);
+		fd = -1;
+	}
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -301,6 +307,10 @@ int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, siz
 	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
 	if (!ext || X509_add_ext(cert, ext, -1) != 1 || X509_sign(cert, key, EVP_sha256()) == 0) {
 		ssl_error(err, errlen, "certificate");
+		goto out;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto out;
 	}
 	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);
