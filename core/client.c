@@ -13,6 +13,7 @@
 #include "proxy.h"
 #include "session.h"
 #include "stream.h"
+#include "tls.h"
 
 #define SESSION_STABLE_AFTER 60.0 /* s; a session this old resets the backoff */
 
@@ -22,6 +23,7 @@ struct mgrok_client {
 	struct mgrok_auth_method auth;
 	struct mgrok_proxy *proxies;
 	struct mgrok_session *sess;
+	struct mgrok_tls *tls; /* NULL: plaintext */
 	ev_timer retry;
 	double backoff;
 	double opened_at;
@@ -205,10 +207,14 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	if (cl->stopping)
 		return;
 	if (why == MGROK_CLOSE_DENIED) {
-		fprintf(stderr, "mgrok: %s: %s\n",
-		        strstr(reason, "authentication failed") ? "authentication failed"
-		                                                : "the server refused the connection",
-		        reason);
+		if (strncmp(reason, "TLS", 3) == 0 || strcmp(reason, "authentication failed") == 0)
+			fprintf(stderr, "mgrok: %s\n", reason);
+		else
+			fprintf(stderr, "mgrok: %s: %s\n",
+			        strstr(reason, "authentication failed")
+			            ? "authentication failed"
+			            : "the server refused the connection",
+			        reason);
 		MGROK_ERROR("session %u: refused by the server: %s", s->id, reason);
 		if (!cl->conf->retry_on_deny) {
 			stop(cl, 1);
@@ -265,8 +271,11 @@ static void connect_now(struct mgrok_client *cl)
 		schedule_reconnect(cl);
 		return;
 	}
+	if (cl->tls && cl->tls->insecure)
+		MGROK_WARN("TLS certificate verification is off (tls.insecure): anyone on the path "
+		           "can pose as %s", cl->conf->server);
 	/* A failed connect shows up as the session's first read or write error. */
-	cl->sess = mgrok_session_new(fd, MGROK_ROLE_CLIENT, &cl_ops, cl);
+	cl->sess = mgrok_session_new(fd, MGROK_ROLE_CLIENT, cl->tls, &cl_ops, cl);
 	mgrok_addr_format((struct sockaddr *)&sa.ss, cl->sess->peer, sizeof(cl->sess->peer));
 	cl->sess->hb_interval = cl->conf->heartbeat_interval;
 	cl->sess->hb_timeout = cl->conf->heartbeat_timeout;
@@ -337,6 +346,13 @@ struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, bool ch
 	    .name = ap->desc->name, .id = ap->desc->wire_id, .ops = ap->desc->auth, .inst = ap->inst};
 	if (setup_proxies(cl, err, errlen) < 0)
 		goto fail;
+	if (c->tls.enabled) {
+		char host[256];
+		uint16_t port;
+		if (mgrok_addr_split(c->server, NULL, host, sizeof(host), &port, err, errlen) < 0 ||
+		    !(cl->tls = mgrok_tls_client_new(&c->tls, host, err, errlen)))
+			goto fail;
+	}
 	if (check_only)
 		return cl;
 	/* Kept across reconnects so that the server can tell a stale session
@@ -374,5 +390,6 @@ void mgrok_client_free(struct mgrok_client *cl)
 		free(px);
 	}
 	mgrok_registry_free(&cl->reg);
+	mgrok_tls_free(cl->tls);
 	free(cl);
 }

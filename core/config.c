@@ -429,6 +429,18 @@ static const struct field server_limits[] = {
 
 static const struct field server_log[] = {{"level", take_level, S(log_level)}, FIELDS_END};
 
+static const struct field server_rate_limit[] = {
+	{"failures", take_count, S(auth_failures)},
+	{"interval", take_seconds, S(auth_interval)},
+	FIELDS_END,
+};
+
+static const struct field server_tls[] = {
+	{"cert", take_string, S(tls.cert)},
+	{"key", take_string, S(tls.key)},
+	FIELDS_END,
+};
+
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
 	{"listen", take_hostport, S(listen)},
@@ -442,6 +454,8 @@ static const struct field server_fields[] = {
 	{"handshake_timeout", take_seconds, S(handshake_timeout)},
 	{"limits", NULL, 0, server_limits},
 	{"log", NULL, 0, server_log},
+	{"tls", NULL, 0, server_tls},
+	{"rate_limit", NULL, 0, server_rate_limit},
 	FIELDS_END,
 };
 #undef S
@@ -602,6 +616,23 @@ static const struct field client_reconnect[] = {
 
 static const struct field client_log[] = {{"level", take_level, C(log_level)}, FIELDS_END};
 
+static const struct field client_tls[] = {
+	{"ca", take_string, C(tls.ca)},
+	{"server_name", take_string, C(tls.server_name)},
+	{"fingerprint", take_string, C(tls.fingerprint)},
+	{"insecure", take_bool, C(tls.insecure)},
+	FIELDS_END,
+};
+
+/* "tls" present turns TLS on, even as an empty object (the system CAs). */
+static int take_client_tls(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	if (!json_is_object(v))
+		return wrong_type(x, key, "an object", v);
+	((struct mgrok_client_conf *)base)->tls.enabled = true;
+	return walk(x, key, v, client_tls, base);
+}
+
 static const struct field client_fields[] = {
 	{"server", take_hostport, C(server)},
 	{"auth", take_client_auth, C(auth)},
@@ -611,6 +642,7 @@ static const struct field client_fields[] = {
 	{"reconnect", NULL, 0, client_reconnect},
 	{"log", NULL, 0, client_log},
 	{"proxies", take_proxies, 0, NULL},
+	{"tls", take_client_tls, 0, NULL},
 	FIELDS_END,
 };
 #undef C
@@ -628,16 +660,28 @@ static int heartbeat_check(const struct ctx *x, double interval, double timeout)
 	return 0;
 }
 
+static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
+{
+	if (!t->cert != !t->key)
+		return bad(x, t->cert ? "tls.key" : "tls.cert", "tls needs both cert and key");
+	if (t->fingerprint && t->insecure)
+		return bad(x, "tls.insecure", "insecure turns off the fingerprint check as well: "
+		                              "use one of them");
+	return 0;
+}
+
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
-	return heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout);
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) || tls_check(x, &c->tls))
+		return -1;
+	return 0;
 }
 
 static int client_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_client_conf *c = conf;
-	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout))
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) || tls_check(x, &c->tls))
 		return -1;
 	if (c->reconnect_max < c->reconnect_initial)
 		return bad(x, "reconnect.max", "must not be less than the initial delay (%g s)",
@@ -739,6 +783,8 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 	c->max_streams = 4096;
 	c->max_pending = 256;
 	c->log_level = MGROK_LOG_INFO;
+	c->auth_failures = 10;
+	c->auth_interval = 60;
 }
 
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c)
@@ -801,7 +847,18 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	plugins_free(c->plugins, c->n_plugins);
 	server_auth_free(c->auth, c->n_auth);
 	free(c->allow_ports);
+	mgrok_tls_conf_free(&c->tls);
 	memset(c, 0, sizeof(*c));
+}
+
+void mgrok_tls_conf_free(struct mgrok_tls_conf *t)
+{
+	free(t->cert);
+	free(t->key);
+	free(t->ca);
+	free(t->server_name);
+	free(t->fingerprint);
+	memset(t, 0, sizeof(*t));
 }
 
 void mgrok_client_conf_free(struct mgrok_client_conf *c)
@@ -811,5 +868,6 @@ void mgrok_client_conf_free(struct mgrok_client_conf *c)
 	free(c->plugin_dir);
 	plugins_free(c->plugins, c->n_plugins);
 	proxies_free(c->proxies, c->n_proxies);
+	mgrok_tls_conf_free(&c->tls);
 	memset(c, 0, sizeof(*c));
 }

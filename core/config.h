@@ -28,6 +28,21 @@ struct mgrok_port_range {
 	uint16_t lo, hi; /* inclusive */
 };
 
+/*
+ * TLS of the control connection. Server: on when cert and key are set.
+ * Client: on when enabled ("tls" present, or --tls); it verifies the server
+ * against ca (NULL: the system store) and server_name (NULL: the host of
+ * "server"), or only against the fingerprint pin, or not at all (insecure).
+ */
+struct mgrok_tls_conf {
+	bool enabled;
+	char *cert, *key;  /* server: PEM files */
+	char *ca;          /* client */
+	char *server_name; /* client */
+	char *fingerprint; /* client: "sha256:<64 hex digits>" */
+	bool insecure;     /* client */
+};
+
 /* One auth method: its name and its own options (the auth object without "method"). */
 struct mgrok_auth_conf {
 	char *method;
@@ -51,7 +66,10 @@ struct mgrok_server_conf {
 	unsigned max_proxies;      /* per session, default 64 */
 	unsigned max_streams;      /* per session, default 4096 */
 	unsigned max_pending;      /* unauthenticated connections, default 256 */
+	unsigned auth_failures;    /* failed handshakes per address ... default 10 */
+	double auth_interval;      /* ... within this many s block it as long; default 60 */
 	int log_level;             /* enum mgrok_log_level, default INFO */
+	struct mgrok_tls_conf tls;
 };
 
 struct mgrok_proxy_conf {
@@ -76,7 +94,10 @@ struct mgrok_client_conf {
 	struct mgrok_proxy_conf *proxies;
 	size_t n_proxies;
 	int log_level;
+	struct mgrok_tls_conf tls;
 };
+
+void mgrok_tls_conf_free(struct mgrok_tls_conf *t);
 
 void mgrok_server_conf_defaults(struct mgrok_server_conf *c);
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c);

@@ -21,6 +21,12 @@ static void usage(FILE *to)
 	      "  -t, --token TOKEN       authenticate with this token (or set MGROK_TOKEN)\n"
 	      "  -r, --remote-port PORT  public port to ask for (default: the server picks)\n"
 	      "  -n, --name NAME         proxy name (default TYPE-PORT)\n"
+	      "      --tls               connect with TLS, verifying the server against the\n"
+	      "                          system's CAs and its name\n"
+	      "      --tls-ca FILE       ... against the CAs in FILE instead (implies --tls)\n"
+	      "      --tls-fingerprint sha256:HEX\n"
+	      "                          ... against this certificate only (implies --tls)\n"
+	      "      --tls-insecure      ... without any verification (implies --tls; logged)\n"
 	      "      --plugin-dir DIR    where plugins are loaded from (default " MGROK_PLUGIN_DIR ")\n"
 	      "  -v, --verbose           log debug messages\n"
 	      "  -q, --quiet             log errors only\n"
@@ -29,7 +35,7 @@ static void usage(FILE *to)
 	      to);
 }
 
-enum { OPT_CHECK = 256, OPT_PLUGINS, OPT_VERSION };
+enum { OPT_CHECK = 256, OPT_PLUGINS, OPT_VERSION, OPT_TLS, OPT_TLS_CA, OPT_TLS_PIN, OPT_TLS_INSECURE };
 
 static const struct option options[] = {
     {"config", required_argument, NULL, 'c'},
@@ -39,6 +45,10 @@ static const struct option options[] = {
     {"remote-port", required_argument, NULL, 'r'},
     {"name", required_argument, NULL, 'n'},
     {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-fingerprint", required_argument, NULL, OPT_TLS_PIN},
+    {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -109,8 +119,8 @@ int main(int argc, char **argv)
 	struct mgrok_conf_error cerr;
 	char err[512];
 	const char *path = NULL, *server = NULL, *token = NULL, *remote = NULL, *name = NULL,
-	           *plugin_dir = NULL;
-	int check = 0, verbosity = 0, opt;
+	           *plugin_dir = NULL, *tls_ca = NULL, *tls_pin = NULL;
+	int check = 0, verbosity = 0, opt, tls = 0, tls_insecure = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:s:t:r:n:vqh", options, NULL)) != -1) {
 		switch (opt) {
@@ -121,6 +131,10 @@ int main(int argc, char **argv)
 		case 'r': remote = optarg; break;
 		case 'n': name = optarg; break;
 		case OPT_PLUGINS: plugin_dir = optarg; break;
+		case OPT_TLS: tls = 1; break;
+		case OPT_TLS_CA: tls_ca = optarg; break;
+		case OPT_TLS_PIN: tls_pin = optarg; break;
+		case OPT_TLS_INSECURE: tls_insecure = 1; break;
 		case 'v': verbosity++; break;
 		case 'q': verbosity--; break;
 		case OPT_VERSION: printf("mgrok %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
@@ -158,6 +172,14 @@ int main(int argc, char **argv)
 		replace(&conf.server, server);
 	if (plugin_dir)
 		replace(&conf.plugin_dir, plugin_dir);
+	if (tls || tls_ca || tls_pin || tls_insecure)
+		conf.tls.enabled = true;
+	if (tls_ca)
+		replace(&conf.tls.ca, tls_ca);
+	if (tls_pin)
+		replace(&conf.tls.fingerprint, tls_pin);
+	if (tls_insecure)
+		conf.tls.insecure = true;
 	if (mgrok_client_conf_check(&conf, &cerr) < 0) {
 		fprintf(stderr, "mgrok: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
 		mgrok_client_conf_free(&conf);

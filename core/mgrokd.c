@@ -1,6 +1,7 @@
 /* mgrokd: the tunnel server. Parses arguments and wires the parts. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "host.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 static void usage(FILE *to)
 {
@@ -21,6 +23,11 @@ static void usage(FILE *to)
 	      "      --allow-ports LIST public ports clients may ask for, e.g. 20000-20100,8080\n"
 	      "      --proxy-bind HOST  address public ports are bound on (default: the listen host)\n"
 	      "      --public-host HOST host name shown in public addresses\n"
+	      "      --tls-cert FILE    serve TLS with this certificate (chain), PEM\n"
+	      "      --tls-key FILE     ... and this private key, PEM\n"
+	      "      --gen-cert DIR     write a self-signed DIR/cert.pem and DIR/key.pem for the\n"
+	      "                         --public-host name (default localhost), print the\n"
+	      "                         fingerprint clients pin, and exit\n"
 	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR ")\n"
 	      "  -v, --verbose          log debug messages\n"
 	      "  -q, --quiet            log errors only\n"
@@ -29,7 +36,19 @@ static void usage(FILE *to)
 	      to);
 }
 
-enum { OPT_CHECK = 256, OPT_LISTEN, OPT_TOKEN, OPT_PORTS, OPT_BIND, OPT_PUBLIC, OPT_PLUGINS, OPT_VERSION };
+enum {
+	OPT_CHECK = 256,
+	OPT_LISTEN,
+	OPT_TOKEN,
+	OPT_PORTS,
+	OPT_BIND,
+	OPT_PUBLIC,
+	OPT_PLUGINS,
+	OPT_VERSION,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_GEN_CERT,
+};
 
 static const struct option options[] = {
     {"config", required_argument, NULL, 'c'},
@@ -40,6 +59,9 @@ static const struct option options[] = {
     {"proxy-bind", required_argument, NULL, OPT_BIND},
     {"public-host", required_argument, NULL, OPT_PUBLIC},
     {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -66,7 +88,52 @@ static void use_token(struct mgrok_server_conf *c, const char *token)
 	c->auth[0].options = json_pack("{ss}", "token", token);
 }
 
+/* --gen-cert: a first deployment's certificate, and the pin for its clients. */
+static int generate_cert(const char *dir, const char *name)
+{
+	char fp[MGROK_FINGERPRINT_LEN], err[512];
+	if (mgrok_tls_gen_cert(dir, name, fp, sizeof(fp), err, sizeof(err)) < 0) {
+		fprintf(stderr, "mgrokd: --gen-cert: %s\n", err);
+		return 1;
+	}
+	printf("wrote %s/cert.pem and %s/key.pem (self-signed, for %s)\n"
+	       "server:  mgrokd --tls-cert %s/cert.pem --tls-key %s/key.pem ...\n"
+	       "clients: mgrok --tls-fingerprint %s ...   or in mgrok.json:\n"
+	       "         \"tls\": {\"fingerprint\": \"%s\"}\n",
+	       dir, dir, name, dir, dir, fp, fp);
+	return 0;
+}
+
 static struct mgrok_server *server;
+static struct mgrok_server_conf conf;
+static const char *conf_path;
+static bool ports_from_flag;
+
+/*
+ * SIGHUP: the auth plugins re-read their files (users), and the config's
+ * allow_ports apply to REGISTERs from now on. Sessions and their proxies stay.
+ */
+static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	MGROK_INFO("SIGHUP: reloading");
+	if (conf_path && !ports_from_flag) {
+		struct mgrok_server_conf fresh;
+		struct mgrok_conf_error cerr;
+		char err[512];
+		mgrok_server_conf_defaults(&fresh);
+		if (mgrok_server_conf_load(&fresh, conf_path, &cerr) < 0) {
+			MGROK_ERROR("reload: %s (keeping the old configuration)",
+			            mgrok_conf_error_format(&cerr, err, sizeof(err)));
+		} else {
+			struct mgrok_port_range *old = conf.allow_ports;
+			conf.allow_ports = fresh.allow_ports;
+			conf.n_allow_ports = fresh.n_allow_ports;
+			fresh.allow_ports = old;
+		}
+		mgrok_server_conf_free(&fresh);
+	}
+	mgrok_server_reload(server);
+}
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -77,11 +144,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 int main(int argc, char **argv)
 {
-	struct mgrok_server_conf conf;
 	struct mgrok_conf_error cerr;
 	char err[512];
 	const char *path = NULL, *listen = NULL, *token = NULL, *ports = NULL, *bind = NULL,
-	           *public_host = NULL, *plugin_dir = NULL;
+	           *public_host = NULL, *plugin_dir = NULL, *tls_cert = NULL, *tls_key = NULL,
+	           *gen_cert = NULL;
 	int check = 0, verbosity = 0, opt;
 
 	while ((opt = getopt_long(argc, argv, "c:vqh", options, NULL)) != -1) {
@@ -94,6 +161,9 @@ int main(int argc, char **argv)
 		case OPT_BIND: bind = optarg; break;
 		case OPT_PUBLIC: public_host = optarg; break;
 		case OPT_PLUGINS: plugin_dir = optarg; break;
+		case OPT_TLS_CERT: tls_cert = optarg; break;
+		case OPT_TLS_KEY: tls_key = optarg; break;
+		case OPT_GEN_CERT: gen_cert = optarg; break;
 		case 'v': verbosity++; break;
 		case 'q': verbosity--; break;
 		case OPT_VERSION: printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
@@ -107,6 +177,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+
+	if (gen_cert)
+		return generate_cert(gen_cert, public_host ? public_host : "localhost");
 
 	mgrok_server_conf_defaults(&conf);
 	if (path && mgrok_server_conf_load(&conf, path, &cerr) < 0) {
@@ -126,6 +199,12 @@ int main(int argc, char **argv)
 		replace(&conf.public_host, public_host);
 	if (plugin_dir)
 		replace(&conf.plugin_dir, plugin_dir);
+	if (tls_cert)
+		replace(&conf.tls.cert, tls_cert);
+	if (tls_key)
+		replace(&conf.tls.key, tls_key);
+	conf_path = path;
+	ports_from_flag = ports != NULL;
 	if (ports) {
 		struct mgrok_port_range *r;
 		size_t n;
@@ -163,11 +242,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	ev_signal sigterm, sigint;
+	ev_signal sigterm, sigint, sighup;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
+	ev_signal_init(&sighup, on_reload_signal, SIGHUP);
 	ev_signal_start(mgrok_loop, &sigterm);
 	ev_signal_start(mgrok_loop, &sigint);
+	ev_signal_start(mgrok_loop, &sighup);
 	ev_run(mgrok_loop, 0);
 	mgrok_server_free(server);
 	mgrok_server_conf_free(&conf);

@@ -12,18 +12,28 @@
 #include "log.h"
 #include "plugin_loader.h"
 #include "proxy.h"
+#include "ratelimit.h"
 #include "session.h"
 #include "stream.h"
+#include "tls.h"
 
 struct srv_session;
+
+/* An auth method the server offers. */
+struct srv_method {
+	struct mgrok_auth_method m; /* first: the handshake gets &m */
+	const struct mgrok_auth_ops *authz; /* the plugin's ops if it has the 1.1 ones, else NULL */
+};
 
 struct mgrok_server {
 	const struct mgrok_server_conf *conf;
 	struct mgrok_registry reg;
-	struct mgrok_auth_method *methods;
+	struct srv_method *methods;
 	size_t n_methods;
+	struct mgrok_ratelimit *failures; /* failed handshakes per source address */
 	struct mgrok_sockaddr listen_addr;
 	struct mgrok_sockaddr bind_addr; /* where public ports are bound (port 0) */
+	struct mgrok_tls *tls; /* NULL: plaintext control port */
 	int lfd;
 	ev_io lio;
 	struct srv_session *sessions;
@@ -37,6 +47,8 @@ struct srv_session {
 	struct srv_session *prev, *next;
 	bool authenticated;
 	bool hello_seen;
+	struct mgrok_sockaddr peer;
+	const struct srv_method *method; /* how it authenticated */
 	char identity[MGROK_IDENTITY_MAX + 1];
 	char client_id[MGROK_NAME_MAX + 1];
 	struct mgrok_proxy *proxies;
@@ -47,8 +59,8 @@ static const struct mgrok_auth_method *find_auth(void *arg, uint8_t id)
 {
 	struct mgrok_server *srv = arg;
 	for (size_t i = 0; i < srv->n_methods; i++)
-		if (srv->methods[i].id == id)
-			return &srv->methods[i];
+		if (srv->methods[i].m.id == id)
+			return &srv->methods[i].m;
 	return NULL;
 }
 
@@ -107,12 +119,30 @@ static void public_host(struct srv_session *ss, char *buf, size_t len)
 	                         sizeof(in6addr_any)));
 	if (wildcard) {
 		local.len = sizeof(local.ss);
-		getsockname(ss->sess->fd, (struct sockaddr *)&local.ss, &local.len);
+		getsockname(ss->sess->tr.fd, (struct sockaddr *)&local.ss, &local.len);
 	}
 	char text[MGROK_ADDRSTRLEN];
 	mgrok_addr_format((struct sockaddr *)&local.ss, text, sizeof(text));
 	*strrchr(text, ':') = '\0'; /* drop the port */
 	snprintf(buf, len, "%s", text);
+}
+
+/* The auth plugin's verdict on a REGISTER (ABI 1.1), MGROK_AUTHZ_OK without one. */
+static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port, char *reason,
+                     size_t len)
+{
+	const struct mgrok_auth_ops *ops = ss->method ? ss->method->authz : NULL;
+	if (!ops || !ops->authorize)
+		return MGROK_AUTHZ_OK;
+	struct mgrok_authz a = {
+	    .identity = ss->identity,
+	    .name = px->name,
+	    .type = px->plugin->desc->name,
+	    .remote_port = port,
+	    .proxies = ss->nproxies,
+	};
+	reason[0] = '\0';
+	return ops->authorize(ss->method->m.inst, &a, reason, len);
 }
 
 /* Binds px on port, or on a free allowed port when port is 0. */
@@ -146,7 +176,8 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 				}
 				k -= n;
 			}
-			if (p == control)
+			char why[128];
+			if (p == control || authorize(ss, px, p, why, sizeof(why)) != MGROK_AUTHZ_OK)
 				continue;
 		}
 		px->addr = ss->srv->bind_addr;
@@ -161,7 +192,7 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 		if (rc != -EADDRINUSE)
 			return rc;
 	}
-	snprintf(err, errlen, port ? "port %u is in use" : "no free port in the allowed ranges", port);
+	snprintf(err, errlen, port ? "port %u is in use" : "no free port among those you may use", port);
 	return -EADDRINUSE;
 }
 
@@ -218,15 +249,6 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 		send_ack(ss, f, MGROK_ACK_LIMIT, 0, msg);
 		return;
 	}
-	uint16_t port = f->u.reg.remote_port;
-	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
-	if (port && (port == control || !mgrok_port_allowed(c->allow_ports, c->n_allow_ports, port))) {
-		json_decref(options);
-		snprintf(msg, sizeof(msg), "port %u is not allowed on this server", port);
-		send_ack(ss, f, MGROK_ACK_PORT_NOT_ALLOWED, 0, msg);
-		return;
-	}
-
 	struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
 	px->sess = ss->sess;
 	px->plugin = plugin;
@@ -236,6 +258,25 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	px->spec.type = f->u.reg.proxy_type;
 	px->spec.local_port = f->u.reg.local_port;
 	px->spec.options = options;
+
+	/* The identity's own rules: LIMIT and FORBIDDEN, then its ports. */
+	int verdict = authorize(ss, px, 0, msg, sizeof(msg));
+	uint16_t port = f->u.reg.remote_port;
+	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
+	if (verdict == MGROK_AUTHZ_OK && port &&
+	    (port == control || !mgrok_port_allowed(c->allow_ports, c->n_allow_ports, port))) {
+		snprintf(msg, sizeof(msg), "port %u is not allowed on this server", port);
+		verdict = MGROK_AUTHZ_PORT_NOT_ALLOWED;
+	}
+	if (verdict == MGROK_AUTHZ_OK && port)
+		verdict = authorize(ss, px, port, msg, sizeof(msg));
+	if (verdict != MGROK_AUTHZ_OK) {
+		proxy_free(ss, px);
+		if (!msg[0])
+			snprintf(msg, sizeof(msg), "not allowed for '%s'", ss->identity);
+		send_ack(ss, f, (uint8_t)verdict, 0, msg);
+		return;
+	}
 	char err[256];
 	int rc = bind_port(ss, px, port, err, sizeof(err));
 	if (rc < 0) {
@@ -303,6 +344,11 @@ static void srv_on_open(struct mgrok_session *s)
 	ss->authenticated = true;
 	ss->srv->pending--;
 	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
+	ss->method = (const struct srv_method *)s->hs.method;
+	const struct mgrok_auth_ops *ops = ss->method ? ss->method->authz : NULL;
+	unsigned own = ops && ops->max_streams ? ops->max_streams(ss->method->m.inst, ss->identity) : 0;
+	if (own && own < s->max_streams)
+		s->max_streams = own;
 	MGROK_INFO("session %u: %s authenticated as '%s'", s->id, s->peer, ss->identity);
 }
 
@@ -338,7 +384,11 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	struct mgrok_server *srv = ss->srv;
 	if (!ss->authenticated)
 		srv->pending--;
-	if (ss->authenticated || why != MGROK_CLOSE_LOST)
+	if (!ss->authenticated && s->hs_failed &&
+	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(mgrok_loop)))
+		MGROK_WARN("%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
+		           srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
+	if (ss->authenticated || why != MGROK_CLOSE_LOST || s->hs_failed)
 		MGROK_INFO("session %u: closed: %s", s->id, reason);
 	else
 		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer, reason);
@@ -375,6 +425,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				MGROK_WARN("accept: %s", strerror(errno));
 			return;
 		}
+		if (mgrok_ratelimit_blocked(srv->failures, (struct sockaddr *)&peer.ss,
+		                            ev_now(mgrok_loop))) {
+			close(fd);
+			continue;
+		}
 		if (srv->pending >= srv->conf->max_pending) {
 			/* The newest pending connection is the one to drop (PROTOCOL.md 4). */
 			MGROK_WARN("%u connections still in the handshake: refusing a new one",
@@ -385,7 +440,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		mgrok_socket_tune(fd);
 		struct srv_session *ss = mgrok_xcalloc(1, sizeof(*ss));
 		ss->srv = srv;
-		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, &srv_ops, ss);
+		ss->peer = peer;
+		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
 		mgrok_addr_format((struct sockaddr *)&peer.ss, ss->sess->peer, sizeof(ss->sess->peer));
 		ss->sess->hb_interval = srv->conf->heartbeat_interval;
 		ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
@@ -417,8 +473,10 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 		}
 		if (mgrok_plugin_init(p, c->n_auth ? c->auth[i].options : NULL, err, errlen) < 0)
 			return -1;
-		srv->methods[srv->n_methods++] = (struct mgrok_auth_method){
+		struct srv_method *m = &srv->methods[srv->n_methods++];
+		m->m = (struct mgrok_auth_method){
 		    .name = p->desc->name, .id = p->desc->wire_id, .ops = p->desc->auth, .inst = p->inst};
+		m->authz = p->desc->abi_minor >= 1 ? p->desc->auth : NULL;
 	}
 	if (!c->n_auth)
 		MGROK_WARN("no auth configured: anyone who reaches this server may use it "
@@ -432,6 +490,8 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->conf = c;
 	srv->lfd = -1;
+	srv->failures = mgrok_xmalloc(sizeof(*srv->failures));
+	mgrok_ratelimit_init(srv->failures, c->auth_failures, c->auth_interval);
 	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
 	if (mgrok_registry_load_dir(&srv->reg, dir, c->plugins, c->n_plugins, err, errlen) < 0)
 		goto fail;
@@ -449,6 +509,8 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	if (mgrok_addr_resolve_host(c->proxy_bind ? c->proxy_bind : host, 0, &srv->bind_addr, err,
 	                            errlen) < 0)
 		goto fail;
+	if (c->tls.cert && !(srv->tls = mgrok_tls_server_new(c->tls.cert, c->tls.key, err, errlen)))
+		goto fail;
 	if (check_only)
 		return srv;
 	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
@@ -459,8 +521,9 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
 	ev_io_start(mgrok_loop, &srv->lio);
 	char text[MGROK_ADDRSTRLEN];
-	MGROK_INFO("listening on %s", mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text,
-	                                                 sizeof(text)));
+	MGROK_INFO("listening on %s%s",
+	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
+	           srv->tls ? " (TLS)" : "");
 	return srv;
 fail:
 	mgrok_server_free(srv);
@@ -485,6 +548,27 @@ void mgrok_server_free(struct mgrok_server *srv)
 		return;
 	mgrok_server_shutdown(srv);
 	mgrok_registry_free(&srv->reg);
+	mgrok_tls_free(srv->tls);
 	free(srv->methods);
+	free(srv->failures);
 	free(srv);
+}
+
+int mgrok_server_reload(struct mgrok_server *srv)
+{
+	int rc = 0;
+	for (size_t i = 0; i < srv->n_methods; i++) {
+		const struct srv_method *m = &srv->methods[i];
+		char err[512] = "";
+		if (!m->authz || !m->authz->reload)
+			continue;
+		if (m->authz->reload(m->m.inst, err, sizeof(err)) < 0) {
+			MGROK_ERROR("reload of auth method '%s' failed, keeping the old state: %s",
+			            m->m.name, err);
+			rc = -1;
+		} else {
+			MGROK_INFO("auth method '%s' reloaded", m->m.name);
+		}
+	}
+	return rc;
 }

@@ -14,6 +14,11 @@ struct mgrok_server;
  */
 struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, bool check_only,
                                       char *err, size_t errlen);
+/*
+ * SIGHUP: the auth plugins re-read their files; sessions stay. Returns 0,
+ * or -1 if one failed (it keeps its old state).
+ */
+int mgrok_server_reload(struct mgrok_server *srv);
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);

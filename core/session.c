@@ -10,6 +10,7 @@
 #include "host.h"
 #include "log.h"
 #include "stream.h"
+#include "tls.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -63,19 +64,22 @@ void mgrok_session_commit(struct mgrok_session *s, size_t len)
 static int flush_out(struct mgrok_session *s)
 {
 	while (s->out.len) {
-		ssize_t n = write(s->fd, mgrok_buf_head(&s->out), s->out.len);
+		ssize_t n = mgrok_transport_write(&s->tr, mgrok_buf_head(&s->out), s->out.len);
 		if (n > 0) {
 			mgrok_buf_consume(&s->out, (size_t)n);
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			ev_io_start(mgrok_loop, &s->wio);
+		if (n == MGROK_IO_AGAIN) {
+			/* A TLS write waiting for input resumes from on_readable. */
+			if (!s->tr.write_wants_read)
+				ev_io_start(mgrok_loop, &s->wio);
 			return 0;
 		}
-		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "write failed: %s",
-		                    n < 0 ? strerror(errno) : "closed");
+		if (s->tr.tls_fatal)
+			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->tr.err);
+		else
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s%s",
+			                    strncmp(s->tr.err, "TLS", 3) ? "write failed: " : "", s->tr.err);
 		return -1;
 	}
 	ev_io_stop(mgrok_loop, &s->wio);
@@ -101,11 +105,17 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 	mgrok_session_leave(s);
 }
 
+static void read_input(struct mgrok_session *s);
+
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct mgrok_session *s = container_of(w, struct mgrok_session, wio);
 	s->in_cb++;
-	if (flush_out(s) == 0)
+	if (s->tr.read_wants_write) {
+		ev_io_stop(loop, w);
+		read_input(s);
+	}
+	if (!s->closing && flush_out(s) == 0)
 		after_flush(s);
 	mgrok_session_leave(s);
 }
@@ -171,6 +181,8 @@ static void handshake_done(struct mgrok_session *s)
 /* Handshake bytes; what follows the handshake goes to the frame decoder. */
 static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len)
 {
+	/* A TLS ClientHello starts with 0x16: worth a clearer line than "bad magic". */
+	bool tls_hello = s->role == MGROK_ROLE_SERVER && !s->hs_in.len && p[0] == 0x16;
 	mgrok_buf_append(&s->hs_in, p, len);
 	size_t used = 0;
 	int rc = s->role == MGROK_ROLE_SERVER
@@ -199,6 +211,7 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		mgrok_buf_free(&s->hs_in);
 		return;
 	case MGROK_HS_DENIED:
+		s->hs_failed = true;
 		/* The server's DENIED reply is in out: push it before closing. */
 		if (s->role == MGROK_ROLE_SERVER)
 			flush_out(s);
@@ -206,43 +219,101 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->hs.reason);
 		return;
 	default:
-		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s", s->hs.reason);
+		s->hs_failed = true;
+		if (tls_hello)
+			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
+			                    "a TLS client on this plaintext port (give the server a "
+			                    "certificate, or turn tls off in the client)");
+		else
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s",
+			                    s->hs.reason);
 		return;
 	}
 }
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Server on a TLS port: the first byte tells a TLS client (a handshake
+ * record, 0x16) from a plaintext GRT1 one, who is told so in its own
+ * protocol. Returns false while the session cannot go on yet.
+ */
+static bool sniff_tls(struct mgrok_session *s)
+{
+	uint8_t first;
+	ssize_t n = recv(s->tr.fd, &first, 1, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s",
+		                    n == 0 ? "connection closed by peer" : strerror(errno));
+		return false;
+	}
+	if (first != 0x16) {
+		static const char why[] = "this server requires TLS: enable tls in the client";
+		mgrok_hs_encode_reply(&s->out, MGROK_HS_STATUS_DENIED, why, sizeof(why) - 1);
+		flush_out(s);
+		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "a plaintext client on the TLS port");
+		return false;
+	}
+	char err[256];
+	s->tr.ssl = mgrok_tls_wrap(s->tls_sniff, s->tr.fd, err, sizeof(err));
+	s->tls_sniff = NULL;
+	if (!s->tr.ssl) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s", err);
+		return false;
+	}
+	return true;
+}
+
+static void read_input(struct mgrok_session *s)
 {
 	static uint8_t rbuf[READ_CHUNK];
-	struct mgrok_session *s = container_of(w, struct mgrok_session, rio);
 
-	s->in_cb++;
-	/* A few reads per wakeup drain a busy connection without starving
-	 * the other watchers of this loop iteration. */
-	for (int i = 0; i < 4 && !s->closing; i++) {
-		ssize_t n = read(s->fd, rbuf, sizeof(rbuf));
+	if (s->tls_sniff && !sniff_tls(s))
+		return;
+	/* Several reads per wakeup drain a busy connection without starving
+	 * the other watchers of this loop iteration (a TLS read returns one
+	 * record of at most 16 KiB). */
+	for (int i = 0; i < 16 && !s->closing; i++) {
+		ssize_t n = mgrok_transport_read(&s->tr, rbuf, sizeof(rbuf));
 		if (n > 0) {
-			s->last_recv = ev_now(loop);
+			s->last_recv = ev_now(mgrok_loop);
 			if (!s->open)
 				feed_handshake(s, rbuf, (size_t)n);
 			else if (mgrok_decoder_feed(&s->dec, rbuf, (size_t)n, on_frame, s) < 0)
 				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 				                    "protocol error: %s", s->dec.err);
-			if ((size_t)n < sizeof(rbuf))
+			if (!s->tr.ssl && (size_t)n < sizeof(rbuf))
 				break;
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n == MGROK_IO_AGAIN) {
+			if (s->tr.read_wants_write)
+				ev_io_start(mgrok_loop, &s->wio);
 			break;
+		}
 		if (n == 0 && s->dec.partial.len)
 			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 			                    "protocol error: connection closed in the middle of a frame");
+		else if (n == 0)
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		else
-			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s",
-			                    n == 0 ? "connection closed by peer" : strerror(errno));
+			mgrok_session_close(s, -1,
+			                    s->tr.tls_fatal ? MGROK_CLOSE_DENIED : MGROK_CLOSE_LOST, "%s",
+			                    s->tr.err);
 	}
+	/* Records already decrypted get no readiness event of their own. */
+	if (!s->closing && mgrok_transport_pending(&s->tr))
+		ev_feed_event(mgrok_loop, &s->rio, EV_READ);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mgrok_session *s = container_of(w, struct mgrok_session, rio);
+	s->in_cb++;
+	if (s->tr.write_wants_read && s->out.len && flush_out(s) == 0)
+		after_flush(s);
+	if (!s->closing)
+		read_input(s);
 	mgrok_session_leave(s);
 }
 
@@ -267,19 +338,24 @@ static void on_hs_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_session *s = container_of(w, struct mgrok_session, hs_timer);
 	s->in_cb++;
+	s->hs_failed = true;
 	mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake not finished in time");
 	mgrok_session_leave(s);
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
 
-struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role,
+struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgrok_tls *tls,
                                         const struct mgrok_session_ops *ops, void *owner)
 {
 	struct mgrok_session *s = mgrok_xcalloc(1, sizeof(*s));
 	s->id = next_session_id++;
 	s->role = role;
-	s->fd = fd;
+	s->tr.fd = fd;
+	if (tls && role == MGROK_ROLE_SERVER)
+		s->tls_sniff = tls;
+	else if (tls && !(s->tr.ssl = mgrok_tls_wrap(tls, fd, s->reason, sizeof(s->reason))))
+		s->tls_failed = true;
 	s->ops = ops;
 	s->owner = owner;
 	s->peer_goaway = -1;
@@ -323,6 +399,10 @@ void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeou
 void mgrok_session_start_client(struct mgrok_session *s, const struct mgrok_auth_method *m)
 {
 	start_io(s);
+	if (s->tls_failed) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s", s->reason);
+		return;
+	}
 	if (mgrok_hs_client_start(&s->hs, m, &s->out) != MGROK_HS_MORE) {
 		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "auth method '%s': %s", m->name,
 		                    s->hs.reason);
@@ -371,8 +451,7 @@ static void finalize(struct mgrok_session *s)
 	while (s->streams)
 		mgrok_stream_destroy(s->streams, true);
 	mgrok_hs_end(&s->hs);
-	close(s->fd);
-	s->fd = -1;
+	mgrok_transport_close(&s->tr);
 	/* The owner still sees a whole session (proxies, ids) in on_close. */
 	s->in_cb++;
 	s->ops->on_close(s, s->why, s->reason);

@@ -14,6 +14,9 @@
 #include "codec.h"
 #include "handshake.h"
 #include "mux.h"
+#include "transport.h"
+
+struct mgrok_tls;
 
 struct mgrok_session;
 struct mgrok_stream;
@@ -42,7 +45,9 @@ struct mgrok_session_ops {
 struct mgrok_session {
 	uint32_t id; /* for logs */
 	enum mgrok_role role;
-	int fd;
+	struct mgrok_transport tr;
+	struct mgrok_tls *tls_sniff; /* server: TLS port, first byte not seen yet */
+	bool tls_failed;             /* client: the TLS state could not be made */
 	ev_io rio, wio;
 	ev_prepare flush;     /* writes everything queued in one loop iteration at once */
 	ev_timer beat;        /* heartbeat send and timeout check */
@@ -50,6 +55,7 @@ struct mgrok_session {
 	struct mgrok_hs hs;
 	struct mgrok_buf hs_in; /* handshake bytes not yet taken */
 	bool open;            /* handshake done */
+	bool hs_failed;       /* refused, malformed or timed out: counts for rate limiting */
 	bool closing;
 	unsigned in_cb;       /* callbacks on the stack: free is deferred while > 0 */
 	struct mgrok_decoder dec;
@@ -73,8 +79,13 @@ struct mgrok_session {
 	void *find_arg;
 };
 
-/* Takes ownership of fd (connected or connecting, non-blocking). */
-struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role,
+/*
+ * Takes ownership of fd (connected or connecting, non-blocking). With tls
+ * the connection speaks TLS: a client starts its handshake at once, a
+ * server first checks that the peer does (a plaintext GRT1 client gets a
+ * DENIED it can read).
+ */
+struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgrok_tls *tls,
                                         const struct mgrok_session_ops *ops, void *owner);
 void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeout,
                                 mgrok_auth_find_fn find, void *find_arg);

@@ -178,6 +178,23 @@ struct mgrok_proxy_ops {
 
 /* ---- auth plugins ------------------------------------------------------ */
 
+/* What a server asks an auth plugin about one REGISTER (auth ops 1.1). */
+struct mgrok_authz {
+	const char *identity; /* as the plugin's server_step returned it */
+	const char *name;     /* the proxy's name */
+	const char *type;     /* the proxy type's plugin name: "tcp", "udp" */
+	uint16_t remote_port; /* a port to check, or 0: the proxy as a whole */
+	unsigned proxies;     /* proxies the session has registered already */
+};
+
+/* authorize() answers: OK, or the REGISTER_ACK status to refuse with. */
+enum mgrok_authz_result {
+	MGROK_AUTHZ_OK = 0,
+	MGROK_AUTHZ_PORT_NOT_ALLOWED = 2,
+	MGROK_AUTHZ_LIMIT = 6,
+	MGROK_AUTHZ_FORBIDDEN = 7,
+};
+
 enum mgrok_auth_result {
 	MGROK_AUTH_OK = 0,       /* done: server accepts / client verified the server */
 	MGROK_AUTH_CONTINUE = 1, /* out holds the next message to send */
@@ -218,6 +235,23 @@ struct mgrok_auth_ops {
 	int (*server_step)(void *inst, void **state, unsigned round, struct mgrok_auth_msg *m);
 	/* Either side: release *state. Called once per handshake, always. */
 	void (*end)(void *inst, void *state);
+
+	/* ---- 1.1, all optional (NULL) ---- */
+
+	/*
+	 * Server: may this identity register this proxy? Asked once with
+	 * remote_port 0 for the proxy as a whole (LIMIT, FORBIDDEN), then for
+	 * the port (PORT_NOT_ALLOWED): the requested one, or each candidate
+	 * when the server picks. A reason for humans goes in reason.
+	 */
+	int (*authorize)(void *inst, const struct mgrok_authz *a, char *reason, size_t len);
+	/* Server: streams one session of this identity may have open; 0: no own limit. */
+	unsigned (*max_streams)(void *inst, const char *identity);
+	/*
+	 * Server, on SIGHUP: re-read what the plugin reads from files. Returns
+	 * 0, or -1 with err filled in, keeping the old state. Sessions stay.
+	 */
+	int (*reload)(void *inst, char *err, size_t errlen);
 };
 
 /* ---- the descriptor ---------------------------------------------------- */

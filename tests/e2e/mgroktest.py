@@ -825,6 +825,17 @@ def token_proof(token, label, a, b):
     return hmac.new(token.encode(), label + a + b, hashlib.sha256).digest()
 
 
+AUTH_USERS = 0x02
+PROXY_UDP = 0x02
+
+
+def users_proof(token, label, *parts):
+    """The `users` method's HMAC: like token_proof, with the user name bound
+    in (client: label || user || cnonce || snonce; server: label || snonce ||
+    cnonce || user)."""
+    return hmac.new(token.encode(), label + b"".join(parts), hashlib.sha256).digest()
+
+
 class Frame:
     def __init__(self, type, **fields):
         self.type = type
@@ -917,6 +928,59 @@ class RawSession:
         check(hmac.compare_digest(proof, expected), "wrong server proof", proof=proof.hex(),
               expected=expected.hex())
         return self
+
+    def handshake_users(self, user, token, expect_ok=True):
+        """The `users` method (auth-users plugin). With expect_ok, checks for OK
+        and the server's proof and returns self; otherwise returns the
+        server's (status, payload) after the proof."""
+        cnonce = os.urandom(16)
+        name = user.encode()
+        self.hs_send(AUTH_USERS, str8(name) + cnonce)
+        status, snonce = self.hs_reply()
+        check_eq(status, HS_CHALLENGE, "handshake reply to the users method (user %s)" % user,
+                 payload=snonce)
+        check_eq(len(snonce), 16, "length of the server nonce")
+        self.send(str16(users_proof(token, b"mgrok-users-v1 client", name, cnonce, snonce)))
+        status, reply = self.hs_reply()
+        if not expect_ok:
+            return status, reply
+        check_eq(status, HS_OK, "handshake reply to user %s's right proof" % user, payload=reply)
+        expected = users_proof(token, b"mgrok-users-v1 server", snonce, cnonce, name)
+        check(hmac.compare_digest(reply, expected), "wrong server proof (users)",
+              proof=reply.hex(), expected=expected.hex())
+        return self
+
+    def hello(self, client_id, info=b""):
+        """HELLO (PROTOCOL.md 3.5): the first frame after the handshake."""
+        self.send(f_hello(client_id, info))
+        return self
+
+    def serve_visitor(self, port, request, reply, host="127.0.0.1"):
+        """Plays the client's side of one visitor connection: a visitor
+        connects to the public port and sends request; this session gets
+        NEW_STREAM and the request's DATA, answers reply and CLOSE; returns
+        what the visitor received until EOF."""
+        v = connect(port, host)
+        try:
+            v.sendall(request)
+            v.shutdown(socket.SHUT_WR)
+            ns = self.next_frame(NEW_STREAM, "NEW_STREAM for a visitor of port %d" % port)
+            got = b""
+            while True:
+                f = self.next_frame((DATA, CLOSE, RESET), "the visitor's data on stream %d"
+                                    % ns.sid)
+                check_eq(f.sid, ns.sid, "stream ID of a frame for the visitor", frame=f)
+                check(f.type != RESET, "the server reset the visitor's stream", frame=f)
+                if f.type == CLOSE:
+                    break
+                got += f.data
+            check_eq(got, request, "the visitor's bytes as the session got them")
+            for off in range(0, len(reply), 16384):
+                self.send(f_data(ns.sid, reply[off:off + 16384]))
+            self.send(f_close(ns.sid))
+            return recv_all(v)
+        finally:
+            v.close()
 
     # frames
 
@@ -1188,6 +1252,83 @@ class Env:
             p.stop(timeout=5)
             p.close_files()
         self.ports.release()
+
+
+# ---- TLS and secrets ---------------------------------------------------------
+
+FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def cert_fingerprint(path):
+    """sha256:HEX of the first certificate of a PEM file, computed here
+    (independently of mgrokd)."""
+    import ssl
+    with open(path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def gen_cert(env, name, public_host=None):
+    """Runs `mgrokd --gen-cert DIR [--public-host HOST]` in a new directory
+    of the test; checks its output; returns (cert path, key path, fingerprint)."""
+    d = os.path.join(env.dir, name)
+    os.makedirs(d)
+    argv = [MGROKD, "--plugin-dir", PLUGIN_DIR, "--gen-cert", d]
+    if public_host:
+        argv += ["--public-host", public_host]
+    code, out, err = run_recorded(env, argv)
+    check_eq(code, 0, "exit code of mgrokd --gen-cert", stdout=out, stderr=err)
+    fps = sorted(set(FINGERPRINT_RE.findall(out + err)))
+    check_eq(len(fps), 1, "distinct sha256 fingerprints printed by --gen-cert", stdout=out,
+             stderr=err)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    for path in (cert, key):
+        check(os.path.isfile(path), "--gen-cert did not write %s" % path, listing=os.listdir(d))
+    check_eq(fps[0], cert_fingerprint(cert), "fingerprint printed by --gen-cert vs the "
+             "certificate's own")
+    return cert, key, fps[0]
+
+
+def write_json(env, name, obj):
+    import json
+    return env.write_file(name, json.dumps(obj, indent=2) + "\n")
+
+
+def run_recorded(env, argv, timeout=DEADLINE, env_vars=None):
+    """env.run_program, and keeps the output for check_no_secrets."""
+    code, out, err = env.run_program(argv, timeout, env_vars)
+    env.__dict__.setdefault("recorded_outputs", []).append((" ".join(map(str, argv[:4])), out,
+                                                           err))
+    return code, out, err
+
+
+def check_no_secrets(env, secrets, extra=()):
+    """Fails if any of secrets occurs in the stderr or stdout of any program
+    the test started (env.spawn), in any output kept by run_recorded, or in
+    the (label, text) pairs of extra.  Stop the programs first, so that
+    everything they would log is written."""
+    sources = []
+    for p in env.procs:
+        for label, path in (("stderr", p.err_path), ("stdout", p.out_path)):
+            try:
+                with open(path, "rb") as f:
+                    sources.append(("%s %s" % (p.name, label), f.read().decode("utf-8",
+                                                                               "replace")))
+            except OSError:
+                pass
+    for what, out, err in env.__dict__.get("recorded_outputs", []):
+        sources += [("%s stdout" % what, out), ("%s stderr" % what, err)]
+    sources += list(extra)
+    found = []
+    for label, text in sources:
+        for secret in secrets:
+            check(len(secret) >= 8, "a secret to look for must be at least 8 characters",
+                  secret=secret)
+            if secret in text:
+                line = next(l for l in text.splitlines() if secret in l)
+                found.append("%s contains secret %r: %s" % (label, secret, line[:300]))
+    check(not found, "secrets in the output of the programs:\n    " + "\n    ".join(found))
+    log("no secret in %d outputs (%d secrets looked for)" % (len(sources), len(secrets)))
 
 
 def _watchdog(env_box, limit):

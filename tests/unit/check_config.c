@@ -376,6 +376,54 @@ START_TEST(test_missing_file)
 }
 END_TEST
 
+START_TEST(test_tls_and_rate_limit)
+{
+	struct mgrok_conf_error e;
+	struct mgrok_server_conf s;
+	struct mgrok_client_conf c;
+
+	mgrok_server_conf_defaults(&s);
+	ck_assert_uint_eq(s.auth_failures, 10);
+	ck_assert(s.auth_interval == 60);
+	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("t.json", "{\"tls\": {\"cert\": \"c.pem\", \"key\": "
+	                                                      "\"k.pem\"}, \"rate_limit\": {\"failures\": 3, "
+	                                                      "\"interval\": 2.5}}"),
+	                                        &e),
+	                 0);
+	ck_assert_str_eq(s.tls.cert, "c.pem");
+	ck_assert_str_eq(s.tls.key, "k.pem");
+	ck_assert_uint_eq(s.auth_failures, 3);
+	ck_assert(s.auth_interval == 2.5);
+	mgrok_server_conf_free(&s);
+
+	ck_assert_int_eq(server_load("{\"tls\": {\"cert\": \"c.pem\"}}", &e), -1);
+	ck_assert_str_eq(e.key, "tls.key");
+	ck_assert(strstr(e.msg, "both") != NULL);
+	ck_assert_int_eq(server_load("{\"rate_limit\": {\"failures\": 0}}", &e), -1);
+	ck_assert_str_eq(e.key, "rate_limit.failures");
+
+	mgrok_client_conf_defaults(&c);
+	ck_assert(!c.tls.enabled);
+	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("t.json", "{\"tls\": {}}"), &e), 0);
+	ck_assert(c.tls.enabled);
+	ck_assert_ptr_null(c.tls.ca);
+	mgrok_client_conf_free(&c);
+	mgrok_client_conf_defaults(&c);
+	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("t.json", "{\"tls\": {\"ca\": \"ca.pem\", "
+	                                                      "\"server_name\": \"t.example\"}}"),
+	                                        &e),
+	                 0);
+	ck_assert_str_eq(c.tls.ca, "ca.pem");
+	ck_assert_str_eq(c.tls.server_name, "t.example");
+	mgrok_client_conf_free(&c);
+	ck_assert_int_eq(client_load("{\"tls\": {\"fingerprint\": \"sha256:00\", \"insecure\": true}}", &e),
+	                 -1);
+	ck_assert_str_eq(e.key, "tls.insecure");
+	ck_assert_int_eq(client_load("{\"tls\": true}", &e), -1);
+	ck_assert_str_eq(e.key, "tls");
+}
+END_TEST
+
 START_TEST(test_unknown_key)
 {
 	struct mgrok_conf_error e;
@@ -390,8 +438,8 @@ START_TEST(test_unknown_key)
 	                 -1);
 	ck_error(e, "heartbeat.intervall", 5, 5, "unknown key");
 
-	ck_assert_int_eq(client_load("{\"server\": \"h:1\", \"tls\": {}}", &e), -1);
-	ck_error(e, "tls", 1, 19, "unknown key");
+	ck_assert_int_eq(client_load("{\"server\": \"h:1\", \"tlss\": {}}", &e), -1);
+	ck_error(e, "tlss", 1, 19, "unknown key");
 
 	/* A key written with escapes is found by what it means. */
 	ck_assert_int_eq(client_load("{\n\t\"log\": {\"\\u006cevel\": \"info\", \"lev\\u00e9l\": 1}}", &e),
@@ -1081,6 +1129,7 @@ static Suite *config_suite(void)
 	tcase_add_test(errors, test_not_an_object);
 	tcase_add_test(errors, test_missing_file);
 	tcase_add_test(errors, test_unknown_key);
+	tcase_add_test(errors, test_tls_and_rate_limit);
 	tcase_add_test(errors, test_wrong_type);
 	tcase_add_test(errors, test_impossible_values);
 	tcase_add_test(errors, test_cross_checks);

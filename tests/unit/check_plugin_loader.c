@@ -1,7 +1,7 @@
 /*
  * Check suite "plugin_loader": core/plugin_loader.c with the real plugins
  * of the build tree ($MGROK_PLUGIN_DIR: tcp.so, udp.so, auth-none.so,
- * auth-token.so)
+ * auth-token.so, auth-users.so)
  * and two broken ones built by `make check` under
  * $MGROK_BUILDDIR/tests/unit/.libs/ (bad-abi.so, no-entry.so).
  *
@@ -184,17 +184,20 @@ START_TEST(test_load_dir_all)
 	char err[ERRLEN] = "";
 	ck_assert_msg(mgrok_registry_load_dir(&r, plugin_dir(), NULL, 0, err, sizeof(err)) == 0,
 	              "load_dir: %s", err);
-	ck_assert_uint_eq(r.n, 4);
+	ck_assert_uint_eq(r.n, 5);
 
 	struct mgrok_plugin *tcp = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "tcp");
 	struct mgrok_plugin *udp = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "udp");
 	struct mgrok_plugin *none = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "none");
 	struct mgrok_plugin *token = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "token");
+	struct mgrok_plugin *users = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "users");
 	ck_assert_ptr_nonnull(tcp);
 	ck_assert_ptr_nonnull(udp);
 	ck_assert_ptr_nonnull(none);
 	ck_assert_ptr_nonnull(token);
+	ck_assert_ptr_nonnull(users);
 	ck_assert_ptr_ne(none, token);
+	ck_assert_ptr_ne(token, users);
 	ck_assert_ptr_ne(tcp, udp);
 
 	ck_assert_uint_eq(tcp->desc->kind, MGROK_PLUGIN_PROXY);
@@ -205,19 +208,27 @@ START_TEST(test_load_dir_all)
 	ck_assert_ptr_nonnull(udp->desc->proxy);
 	/* udp streams are datagram streams (ABI 1.1): both callbacks are set. */
 	ck_assert_uint_ge(udp->desc->abi_minor, 1);
-	ck_assert(udp->desc->proxy->on_datagram != NULL);
-	ck_assert(udp->desc->proxy->on_stream_end != NULL);
+	ck_assert_ptr_nonnull(udp->desc->proxy->on_datagram);
+	ck_assert_ptr_nonnull(udp->desc->proxy->on_stream_end);
 	ck_assert_uint_eq(none->desc->kind, MGROK_PLUGIN_AUTH);
 	ck_assert_uint_eq(none->desc->wire_id, 0x00);
 	ck_assert_ptr_nonnull(none->desc->auth);
 	ck_assert_uint_eq(token->desc->kind, MGROK_PLUGIN_AUTH);
 	ck_assert_uint_eq(token->desc->wire_id, 0x01);
 	ck_assert_ptr_nonnull(token->desc->auth);
+	ck_assert_uint_eq(users->desc->kind, MGROK_PLUGIN_AUTH);
+	ck_assert_uint_eq(users->desc->wire_id, 0x02);
+	ck_assert_ptr_nonnull(users->desc->auth);
+	/* users authorizes, limits streams and reloads (auth ops of ABI 1.1). */
+	ck_assert_uint_ge(users->desc->abi_minor, 1);
+	ck_assert_ptr_nonnull(users->desc->auth->authorize);
+	ck_assert_ptr_nonnull(users->desc->auth->max_streams);
+	ck_assert_ptr_nonnull(users->desc->auth->reload);
 
 	/* Every record: its file, a handle, a descriptor of this ABI, not initialized. */
-	const char *files[] = {"tcp.so", "udp.so", "auth-none.so", "auth-token.so"};
-	const struct mgrok_plugin *by_file[] = {tcp, udp, none, token};
-	for (size_t i = 0; i < 4; i++) {
+	const char *files[] = {"tcp.so", "udp.so", "auth-none.so", "auth-token.so", "auth-users.so"};
+	const struct mgrok_plugin *by_file[] = {tcp, udp, none, token, users};
+	for (size_t i = 0; i < 5; i++) {
 		const struct mgrok_plugin *p = by_file[i];
 		ck_assert_str_eq(p->path, path_in(plugin_dir(), files[i]));
 		ck_assert_ptr_nonnull(p->dl);
@@ -248,10 +259,12 @@ START_TEST(test_find)
 	struct mgrok_plugin *none = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "none");
 	struct mgrok_plugin *token = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "token");
 	struct mgrok_plugin *udp = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "udp");
+	struct mgrok_plugin *users = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "users");
 	ck_assert_ptr_nonnull(tcp);
 	ck_assert_ptr_nonnull(none);
 	ck_assert_ptr_nonnull(token);
 	ck_assert_ptr_nonnull(udp);
+	ck_assert_ptr_nonnull(users);
 
 	/* By wire id: the same id means different things for different kinds. */
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x01), tcp);
@@ -260,7 +273,8 @@ START_TEST(test_find)
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x00));
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x02), udp);
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x03));
-	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x02));
+	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x02), users);
+	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x03));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0xff));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, 0, 0x01));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, 3, 0x01));
@@ -269,6 +283,8 @@ START_TEST(test_find)
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "tcp"));
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "token"));
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "udp"));
+	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "users"));
+	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "auth-users"));
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "sctp"));
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "TCP"));
 	ck_assert_ptr_null(mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "UDP"));
@@ -706,6 +722,37 @@ START_TEST(test_init_token_sources)
 }
 END_TEST
 
+/* users: a server needs its users file, a client a user and a token; the
+ * errors name what is wrong, never the token. */
+START_TEST(test_init_users)
+{
+	static const char *const bad[] = {
+	    "",
+	    "{\"bogus\":\"" SECRET "\"}",
+	    "{\"file\":\"/nonexistent/users.json\"}",
+	    "{\"user\":\"alice\"}",
+	    "{\"user\":\"alice\",\"token\":\"" SECRET "\",\"bogus\":1}",
+	    "{\"file\":\"/nonexistent/users.json\",\"token\":\"" SECRET "\"}",
+	};
+	struct mgrok_registry r = {0};
+	char err[ERRLEN];
+	struct mgrok_plugin *users = load_one(&r, "auth-users.so");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(init_with(users, bad[i], err, sizeof(err)) == -1, "%s accepted", bad[i]);
+		assert_mentions(err, "users");
+		assert_secret_free(err);
+		ck_assert(!users->initialized);
+	}
+	ck_assert_int_eq(init_with(users, bad[2], err, sizeof(err)), -1);
+	assert_mentions(err, "/nonexistent/users.json");
+	ck_assert_msg(init_with(users, "{\"user\":\"alice\",\"token\":\"" SECRET "\"}", err,
+	                        sizeof(err)) == 0,
+	              "client: %s", err);
+	ck_assert(users->initialized);
+	mgrok_registry_free(&r);
+}
+END_TEST
+
 /* ---- teardown ------------------------------------------------------------- */
 
 START_TEST(test_registry_free_all)
@@ -726,6 +773,10 @@ START_TEST(test_registry_free_all)
 	ck_assert_int_eq(init_with(mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "token"),
 	                           "{\"token\":\"" SECRET "\"}", err, sizeof(err)),
 	                 0);
+	ck_assert_int_eq(init_with(mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "users"),
+	                           "{\"user\":\"alice\",\"token\":\"" SECRET "\"}", err,
+	                           sizeof(err)),
+	                 0);
 	/* fini runs for each (ASan/LSan report anything left behind). */
 	mgrok_registry_free(&r);
 	ck_assert_ptr_null(r.v);
@@ -734,7 +785,7 @@ START_TEST(test_registry_free_all)
 	mgrok_registry_free(&r);
 	ck_assert_msg(mgrok_registry_load_dir(&r, plugin_dir(), NULL, 0, err, sizeof(err)) == 0,
 	              "load_dir again: %s", err);
-	ck_assert_uint_eq(r.n, 4);
+	ck_assert_uint_eq(r.n, 5);
 	mgrok_registry_free(&r);
 }
 END_TEST
@@ -791,6 +842,7 @@ static Suite *plugin_loader_suite(void)
 	tcase_add_test(tc, test_init_none_refuses_options);
 	tcase_add_test(tc, test_init_token);
 	tcase_add_test(tc, test_init_token_sources);
+	tcase_add_test(tc, test_init_users);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 
