@@ -9,6 +9,7 @@
 #include "config.h"
 #include "host.h"
 #include "log.h"
+#include "mux.h"
 #include "server.h"
 #include "tls.h"
 
@@ -242,6 +243,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* For benchmarks: the fixed 256 KiB window of PROTOCOL.md 3.3. */
+	if (getenv("MGROK_NO_AUTOTUNE"))
+		mgrok_mux_autotune = false;
 	ev_signal sigterm, sigint, sighup;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);

@@ -90,6 +90,10 @@ void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t 
 	s->recv_window = MGROK_WINDOW_INITIAL;
 	s->recv_size = MGROK_WINDOW_INITIAL;
 	s->recv_unacked = 0;
+	s->held = 0;
+	s->debt = 0;
+	s->starved = false;
+	s->last_data = 0;
 	size_t b = bucket_of(m, id);
 	s->hnext = m->buckets[b];
 	m->buckets[b] = s;
@@ -110,7 +114,21 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s)
 	s->hnext = NULL;
 }
 
-int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len)
+bool mgrok_mux_autotune = true;
+
+/* A quiet stream gives up a grown window: what it already granted stays
+ * granted, the credit it returns is held back until it is back to size. */
+static void shrink_if_idle(struct mgrok_mux_stream *s, double now)
+{
+	if (s->recv_size > MGROK_WINDOW_INITIAL && s->last_data &&
+	    now - s->last_data >= MGROK_WINDOW_IDLE) {
+		s->debt += s->recv_size - MGROK_WINDOW_INITIAL;
+		s->recv_size = MGROK_WINDOW_INITIAL;
+	}
+	s->last_data = now;
+}
+
+int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len, double now)
 {
 	if (s->state & MGROK_MUX_GOT_CLOSE) {
 		snprintf(m->err, sizeof(m->err), "DATA on stream %u after its CLOSE", s->id);
@@ -121,7 +139,12 @@ int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t 
 		         s->id, len, s->recv_window);
 		return MGROK_MUX_RESET_FLOW;
 	}
+	shrink_if_idle(s, now);
 	s->recv_window -= (uint32_t)len;
+	s->held += (uint32_t)len;
+	/* Less than a full frame left: the peer is about to wait for credit. */
+	if (s->recv_window < MGROK_DATA_MAX)
+		s->starved = true;
 	return MGROK_MUX_OK;
 }
 
@@ -162,6 +185,7 @@ void mgrok_mux_sent_close(struct mgrok_mux_stream *s)
 
 uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 {
+	s->held -= (uint32_t)len < s->held ? (uint32_t)len : s->held;
 	s->recv_unacked += (uint32_t)len;
 	/* After the peer's CLOSE no more DATA comes: credit would be wasted. */
 	if (s->state & MGROK_MUX_GOT_CLOSE)
@@ -169,7 +193,17 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 	if (s->recv_unacked < s->recv_size / 2)
 		return 0;
 	uint32_t inc = s->recv_unacked;
-	s->recv_window += inc;
 	s->recv_unacked = 0;
+	if (s->debt) {
+		uint32_t pay = s->debt < inc ? s->debt : inc;
+		s->debt -= pay;
+		inc -= pay;
+	} else if (mgrok_mux_autotune && s->starved && !s->held && s->recv_size < MGROK_WINDOW_MAX) {
+		uint32_t grown = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
+		inc += grown - s->recv_size;
+		s->recv_size = grown;
+	}
+	s->starved = false;
+	s->recv_window += inc;
 	return inc;
 }

@@ -30,6 +30,10 @@ struct mgrok_mux_stream {
 	uint32_t recv_window;   /* bytes the peer may still send us */
 	uint32_t recv_unacked;  /* bytes delivered since our last WINDOW_UPDATE */
 	uint32_t recv_size;     /* the window we keep granting (grows with auto-tuning) */
+	uint32_t held;          /* bytes received, not yet delivered */
+	uint32_t debt;          /* credit to withhold after the window shrank */
+	bool starved;           /* the peer ran (nearly) out of window since the last update */
+	double last_data;       /* when DATA last arrived (the caller's clock) */
 	struct mgrok_mux_stream *hnext;
 };
 
@@ -57,8 +61,18 @@ int mgrok_mux_check_new(struct mgrok_mux *m, uint32_t id);
 void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t id);
 void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 
-/* Incoming DATA of len bytes: checks direction state and window. */
-int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len);
+/*
+ * Window auto-tuning (PROTOCOL.md 3.3): when the peer runs out of window
+ * while everything it sent has already been delivered (the network, not the
+ * consumer, holds it back), the next WINDOW_UPDATE grows the window, up to
+ * 16 MiB. A stream idle for MGROK_WINDOW_IDLE seconds goes back to the
+ * initial window. Off when mgrok_mux_autotune is false (tests, benchmarks).
+ */
+#define MGROK_WINDOW_IDLE 2.0
+extern bool mgrok_mux_autotune;
+
+/* Incoming DATA of len bytes at time now: checks direction state and window. */
+int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len, double now);
 /* Incoming CLOSE. Returns OK, or PROTOCOL for a second CLOSE. */
 int mgrok_mux_recv_close(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 /* Incoming WINDOW_UPDATE: 0, or over 16 MiB in total, is a protocol error. */

@@ -180,7 +180,7 @@ static int drain_pending(struct mgrok_stream *st)
 int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
 	struct mgrok_session *s = st->sess;
-	int v = mgrok_mux_recv_data(&s->mux, &st->ms, len);
+	int v = mgrok_mux_recv_data(&s->mux, &st->ms, len, ev_now(mgrok_loop));
 	if (v == MGROK_MUX_PROTOCOL)
 		return -1;
 	if (v == MGROK_MUX_RESET_FLOW) {

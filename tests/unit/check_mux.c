@@ -428,11 +428,11 @@ START_TEST(test_recv_within_window)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1000), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1000, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(s.recv_window, WINDOW - 1000);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(s.recv_window, WINDOW - 1000 - DATA_MAX);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0), MGROK_MUX_OK); /* empty DATA */
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0, 0.0), MGROK_MUX_OK); /* empty DATA */
 	ck_assert_uint_eq(s.recv_window, WINDOW - 1000 - DATA_MAX);
 	/* Receiving does not touch the other direction. */
 	ck_assert_uint_eq(s.send_window, WINDOW);
@@ -447,11 +447,11 @@ START_TEST(test_recv_exactly_window)
 	mgrok_mux_insert(&m, &s, 2);
 	/* Four full frames and the rest: 262144 = 4 * 65535 + 4. */
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX), MGROK_MUX_OK);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW - 4 * DATA_MAX), MGROK_MUX_OK);
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX, 0.0), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW - 4 * DATA_MAX, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(s.recv_window, 0);
 	/* Even an empty DATA fits in no window. */
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0, 0.0), MGROK_MUX_OK);
 	mgrok_mux_free(&m);
 }
 END_TEST
@@ -462,9 +462,9 @@ START_TEST(test_recv_one_byte_over)
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX), MGROK_MUX_OK);
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, DATA_MAX, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(s.recv_window, 4);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 5), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 5, 0.0), MGROK_MUX_RESET_FLOW);
 	assert_err_mentions(&m, "window");
 	/* A refused frame uses no window. */
 	ck_assert_uint_eq(s.recv_window, 4);
@@ -472,10 +472,10 @@ START_TEST(test_recv_one_byte_over)
 	/* On a fresh stream, one frame of window + 1 bytes. */
 	struct mgrok_mux_stream t;
 	mgrok_mux_insert(&m, &t, 4);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)WINDOW + 1), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)WINDOW + 1, 0.0), MGROK_MUX_RESET_FLOW);
 	ck_assert_uint_eq(t.recv_window, WINDOW);
 	/* Sizes beyond 32 bits must not wrap into the window. */
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)UINT32_MAX + 2), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)UINT32_MAX + 2, 0.0), MGROK_MUX_RESET_FLOW);
 	mgrok_mux_free(&m);
 }
 END_TEST
@@ -485,7 +485,7 @@ START_TEST(test_consumed_below_half)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, 1), 0);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, 50000), 0);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, HALF_WINDOW - 50001 - 1), 0); /* one short */
@@ -500,7 +500,7 @@ START_TEST(test_consumed_at_half)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, HALF_WINDOW - 1), 0);
 	/* The byte that reaches half a window releases everything accumulated. */
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, 1), HALF_WINDOW);
@@ -519,13 +519,13 @@ START_TEST(test_consumed_over_half_in_one_step)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 200000), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 200000, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, 100), 0);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, 199900), 200000);
 	ck_assert_uint_eq(s.recv_window, WINDOW);
 	/* The restored window takes a full window again, and no more. */
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW), MGROK_MUX_OK);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW, 0.0), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1, 0.0), MGROK_MUX_RESET_FLOW);
 	mgrok_mux_free(&m);
 }
 END_TEST
@@ -535,7 +535,7 @@ START_TEST(test_no_credit_after_got_close)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW, 0.0), MGROK_MUX_OK);
 	ck_assert_int_eq(mgrok_mux_recv_close(&m, &s), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, HALF_WINDOW), 0);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, HALF_WINDOW), 0);
@@ -640,7 +640,7 @@ START_TEST(test_half_close_we_first)
 	ck_assert_uint_eq(s.state, MGROK_MUX_SENT_CLOSE);
 	ck_assert(!mgrok_mux_done(&s));
 	/* The peer may still send DATA and we still return credit. */
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, WINDOW, 0.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, WINDOW), WINDOW);
 	ck_assert_int_eq(mgrok_mux_recv_close(&m, &s), MGROK_MUX_OK);
 	ck_assert_uint_eq(s.state, MGROK_MUX_SENT_CLOSE | MGROK_MUX_GOT_CLOSE);
@@ -672,13 +672,13 @@ START_TEST(test_data_after_close)
 	struct mgrok_mux m = client_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 10), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 10, 0.0), MGROK_MUX_OK);
 	ck_assert_int_eq(mgrok_mux_recv_close(&m, &s), MGROK_MUX_OK);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1), MGROK_MUX_PROTOCOL);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1, 0.0), MGROK_MUX_PROTOCOL);
 	assert_err_mentions(&m, "CLOSE");
 	/* Even an empty DATA frame, and even with window left. */
 	m.err[0] = '\0';
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0), MGROK_MUX_PROTOCOL);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 0, 0.0), MGROK_MUX_PROTOCOL);
 	assert_err_mentions(&m, "CLOSE");
 	ck_assert_uint_eq(s.recv_window, WINDOW - 10);
 	mgrok_mux_free(&m);
@@ -714,7 +714,7 @@ START_TEST(test_sent_close_keeps_receiving_open)
 	mgrok_mux_sent_close(&s);
 	mgrok_mux_sent_close(&s); /* idempotent on our side */
 	ck_assert_uint_eq(s.state, MGROK_MUX_SENT_CLOSE);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 5), MGROK_MUX_OK);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 5, 0.0), MGROK_MUX_OK);
 	ck_assert_int_eq(mgrok_mux_recv_close(&m, &s), MGROK_MUX_OK);
 	ck_assert(mgrok_mux_done(&s));
 	mgrok_mux_free(&m);
@@ -834,7 +834,7 @@ static void sim_deliver(struct sim_end *e, struct sim_end *peer)
 		int v;
 		switch (f.kind) {
 		case SIM_DATA:
-			v = mgrok_mux_recv_data(&e->mux, &e->s, f.n);
+			v = mgrok_mux_recv_data(&e->mux, &e->s, f.n, 0.0);
 			ck_assert_msg(v == MGROK_MUX_OK, "%s: DATA of %u refused (%d): %s", e->who, f.n,
 			              v, e->mux.err);
 			peer->data_in_flight -= f.n;
@@ -1024,9 +1024,147 @@ static Suite *mux_suite(void)
 	return s;
 }
 
+/* ---- window auto-tuning ------------------------------------------------- */
+
+static struct mgrok_mux_stream tuned_stream(struct mgrok_mux *m)
+{
+	static struct mgrok_mux_stream s;
+	memset(&s, 0, sizeof(s));
+	mgrok_mux_init(m, MGROK_ROLE_CLIENT);
+	mgrok_mux_insert(m, &s, 2);
+	return s;
+}
+
+/* The peer sends the whole window, we deliver all of it: the window held
+ * the sender back, so the update grows it. */
+START_TEST(test_autotune_grows_when_window_limited)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = true;
+	uint32_t size = MGROK_WINDOW_INITIAL;
+	double t = 1.0;
+	while (size < MGROK_WINDOW_MAX) {
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
+		uint32_t inc = mgrok_mux_consumed(&s, size);
+		uint32_t grown = size * 2 > MGROK_WINDOW_MAX ? MGROK_WINDOW_MAX : size * 2;
+		ck_assert_uint_eq(inc, grown);
+		ck_assert_uint_eq(s.recv_size, grown);
+		ck_assert_uint_eq(s.recv_window, grown);
+		ck_assert_uint_le(s.recv_window, MGROK_WINDOW_MAX);
+		size = grown;
+		t += 0.01;
+	}
+	/* At 16 MiB it stops growing: credit is only what was delivered. */
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
+	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_MAX), MGROK_WINDOW_MAX);
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_MAX);
+	mgrok_mux_free(&m);
+	mgrok_mux_autotune = false;
+}
+END_TEST
+
+/* A slow consumer: bytes still held when the update goes out. No growth,
+ * or a slow local socket would make the window (and memory) balloon. */
+START_TEST(test_autotune_not_for_slow_consumer)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = true;
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, MGROK_WINDOW_INITIAL, 1.0), MGROK_MUX_OK);
+	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL / 2), MGROK_WINDOW_INITIAL / 2);
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
+	ck_assert_uint_eq(s.held, MGROK_WINDOW_INITIAL / 2);
+	mgrok_mux_free(&m);
+	mgrok_mux_autotune = false;
+}
+END_TEST
+
+/* The window never ran low: nothing to grow for. */
+START_TEST(test_autotune_not_when_window_to_spare)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = true;
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, MGROK_WINDOW_INITIAL / 2, 1.0 + i),
+		                 MGROK_MUX_OK);
+		ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL / 2),
+		                  MGROK_WINDOW_INITIAL / 2);
+	}
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
+	mgrok_mux_free(&m);
+	mgrok_mux_autotune = false;
+}
+END_TEST
+
+/* Off: the fixed 256 KiB window of PROTOCOL.md 3.3. */
+START_TEST(test_autotune_off)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = false;
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, 1.0), MGROK_MUX_OK);
+		ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL), MGROK_WINDOW_INITIAL);
+	}
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
+	mgrok_mux_free(&m);
+}
+END_TEST
+
+/* A grown window shrinks back after the stream was idle: the credit
+ * returned is held back until what is outstanding fits the initial window. */
+START_TEST(test_autotune_shrinks_when_idle)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = true;
+	double t = 1.0;
+	for (int i = 0; i < 3; i++, t += 0.01) {
+		uint32_t size = s.recv_size;
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
+		mgrok_mux_consumed(&s, size);
+	}
+	ck_assert_uint_eq(s.recv_size, 8 * MGROK_WINDOW_INITIAL);
+	/* Quiet for longer than MGROK_WINDOW_IDLE, then a little data. */
+	t += MGROK_WINDOW_IDLE + 0.5;
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 1000, t), MGROK_MUX_OK);
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
+	/* Credit for consumed bytes is withheld until the outstanding window
+	 * is back within the initial size; the peer never overruns meanwhile. */
+	uint64_t granted = 0;
+	mgrok_mux_autotune = false; /* the peer keeps the window full: no regrowth here */
+	granted += mgrok_mux_consumed(&s, 1000);
+	for (int i = 0; i < 200 && s.debt; i++) {
+		/* What is outstanding, held or unacknowledged is the window plus
+		 * the debt still to withhold; it never deadlocks (see mux.c). */
+		ck_assert_uint_eq(s.recv_window + s.recv_unacked + s.held, s.recv_size + s.debt);
+		ck_assert_uint_gt(s.recv_window, 0);
+		uint32_t chunk = s.recv_window < 65535 ? s.recv_window : 65535;
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, chunk, t), MGROK_MUX_OK);
+		granted += mgrok_mux_consumed(&s, chunk);
+	}
+	ck_assert_uint_eq(s.debt, 0);
+	ck_assert_uint_eq(s.recv_window + s.recv_unacked + s.held, MGROK_WINDOW_INITIAL);
+	ck_assert(granted > 0);
+	mgrok_mux_free(&m);
+}
+END_TEST
+
 int main(void)
 {
-	SRunner *sr = srunner_create(mux_suite());
+	/* The exact-window tests assume the fixed window; auto-tuning has its own. */
+	mgrok_mux_autotune = false;
+	Suite *suite = mux_suite();
+	TCase *tune = tcase_create("autotune");
+	tcase_add_test(tune, test_autotune_grows_when_window_limited);
+	tcase_add_test(tune, test_autotune_not_for_slow_consumer);
+	tcase_add_test(tune, test_autotune_not_when_window_to_spare);
+	tcase_add_test(tune, test_autotune_off);
+	tcase_add_test(tune, test_autotune_shrinks_when_idle);
+	suite_add_tcase(suite, tune);
+	SRunner *sr = srunner_create(suite);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
