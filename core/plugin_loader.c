@@ -24,7 +24,7 @@ static int check_desc(const struct mgrok_registry *r, const char *path,
                       const struct mgrok_plugin_desc *d, char *err, size_t errlen)
 {
 	if (d->abi_major != MGROK_PLUGIN_ABI_MAJOR || d->abi_minor > MGROK_PLUGIN_ABI_MINOR) {
-		snprintf(err, errlen, "%s: plugin ABI %u.%u, this mgrok supports %u.0-%u.%u", path,
+		snprintf(err, errlen, "%s: plugin ABI %u.%u, this mgrok supports %d.0-%d.%d", path,
 		         d->abi_major, d->abi_minor, MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MAJOR,
 		         MGROK_PLUGIN_ABI_MINOR);
 		return -1;
