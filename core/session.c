@@ -273,6 +273,7 @@ static void read_input(struct mgrok_session *s)
 	/* Several reads per wakeup drain a busy connection without starving
 	 * the other watchers of this loop iteration (a TLS read returns one
 	 * record of at most 16 KiB). */
+	bool waiting = false; /* the transport needs more bytes from the socket */
 	for (int i = 0; i < 16 && !s->closing; i++) {
 		ssize_t n = mgrok_transport_read(&s->tr, rbuf, sizeof(rbuf));
 		if (n > 0) {
@@ -287,6 +288,7 @@ static void read_input(struct mgrok_session *s)
 			continue;
 		}
 		if (n == MGROK_IO_AGAIN) {
+			waiting = true;
 			if (s->tr.read_wants_write)
 				ev_io_start(mgrok_loop, &s->wio);
 			break;
@@ -301,8 +303,10 @@ static void read_input(struct mgrok_session *s)
 			                    s->tr.tls_fatal ? MGROK_CLOSE_DENIED : MGROK_CLOSE_LOST, "%s",
 			                    s->tr.err);
 	}
-	/* Records already decrypted get no readiness event of their own. */
-	if (!s->closing && mgrok_transport_pending(&s->tr))
+	/* Records the TLS layer already holds get no readiness event of their
+	 * own: come back for them, unless it is waiting for the rest of one
+	 * (then the socket will say so, and feeding would spin). */
+	if (!s->closing && !waiting && mgrok_transport_pending(&s->tr))
 		ev_feed_event(mgrok_loop, &s->rio, EV_READ);
 }
 

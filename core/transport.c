@@ -89,7 +89,8 @@ ssize_t mgrok_transport_write(struct mgrok_transport *t, const void *buf, size_t
 
 bool mgrok_transport_pending(const struct mgrok_transport *t)
 {
-	return t->ssl && SSL_pending(t->ssl) > 0;
+	/* SSL_has_pending also counts read-ahead records not yet decrypted. */
+	return t->ssl && SSL_has_pending(t->ssl);
 }
 
 void mgrok_transport_close(struct mgrok_transport *t)
