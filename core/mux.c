@@ -94,6 +94,9 @@ void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t 
 	s->debt = 0;
 	s->starved = false;
 	s->last_data = 0;
+	s->recv_total = 0;
+	s->prev_limit = MGROK_WINDOW_INITIAL;
+	s->limit_hit_at = 0;
 	size_t b = bucket_of(m, id);
 	s->hnext = m->buckets[b];
 	m->buckets[b] = s;
@@ -140,11 +143,20 @@ int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t 
 		return MGROK_MUX_RESET_FLOW;
 	}
 	shrink_if_idle(s, now);
+	/* The peer sent exactly all it could before our last update reached it; a
+	 * pause before the next bytes means it sat waiting for that update. */
+	if (s->limit_hit_at && len) {
+		if (now - s->limit_hit_at >= MGROK_WINDOW_STALL)
+			s->starved = true;
+		s->limit_hit_at = 0;
+	}
 	s->recv_window -= (uint32_t)len;
 	s->held += (uint32_t)len;
-	/* Less than a full frame left: the peer is about to wait for credit. */
-	if (s->recv_window < MGROK_DATA_MAX)
-		s->starved = true;
+	s->recv_total += len;
+	if (s->prev_limit && s->recv_total == s->prev_limit) {
+		s->limit_hit_at = now;
+		s->prev_limit = 0;
+	}
 	return MGROK_MUX_OK;
 }
 
@@ -204,6 +216,13 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 		s->recv_size = grown;
 	}
 	s->starved = false;
+	if (inc && !s->recv_window) {
+		/* The peer is at its limit right now: it waits for this update. */
+		s->limit_hit_at = s->last_data;
+		s->prev_limit = 0;
+	} else if (inc) {
+		s->prev_limit = s->recv_total + s->recv_window;
+	}
 	s->recv_window += inc;
 	return inc;
 }

@@ -32,8 +32,11 @@ struct mgrok_mux_stream {
 	uint32_t recv_size;     /* the window we keep granting (grows with auto-tuning) */
 	uint32_t held;          /* bytes received, not yet delivered */
 	uint32_t debt;          /* credit to withhold after the window shrank */
-	bool starved;           /* the peer ran (nearly) out of window since the last update */
+	bool starved;           /* the peer waited for credit since the last update */
 	double last_data;       /* when DATA last arrived (the caller's clock) */
+	uint64_t recv_total;    /* bytes received on the stream so far */
+	uint64_t prev_limit;    /* recv_total the peer could reach before our last update */
+	double limit_hit_at;    /* when it reached prev_limit (0: not yet) */
 	struct mgrok_mux_stream *hnext;
 };
 
@@ -62,13 +65,16 @@ void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t 
 void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 
 /*
- * Window auto-tuning (PROTOCOL.md 3.3): when the peer runs out of window
- * while everything it sent has already been delivered (the network, not the
- * consumer, holds it back), the next WINDOW_UPDATE grows the window, up to
- * 16 MiB. A stream idle for MGROK_WINDOW_IDLE seconds goes back to the
+ * Window auto-tuning (PROTOCOL.md 3.3): when the peer used up all the
+ * credit it had before our last update and then went quiet for
+ * MGROK_WINDOW_STALL seconds (it waited for the update to cross the
+ * network), while everything it sent has been delivered (the network, not
+ * the consumer, holds it back), the next WINDOW_UPDATE doubles the window,
+ * up to 16 MiB. A stream idle for MGROK_WINDOW_IDLE seconds goes back to the
  * initial window. Off when mgrok_mux_autotune is false (tests, benchmarks).
  */
 #define MGROK_WINDOW_IDLE 2.0
+#define MGROK_WINDOW_STALL 0.002
 extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */

@@ -1042,9 +1042,15 @@ START_TEST(test_autotune_grows_when_window_limited)
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	mgrok_mux_autotune = true;
-	uint32_t size = MGROK_WINDOW_INITIAL;
+	/* The first window: the peer stops exactly at its credit... */
 	double t = 1.0;
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
+	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL), MGROK_WINDOW_INITIAL);
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
+	/* ...and its next bytes come one round trip (40 ms) later: it waited. */
+	uint32_t size = MGROK_WINDOW_INITIAL;
 	while (size < MGROK_WINDOW_MAX) {
+		t += 0.04;
 		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
 		uint32_t inc = mgrok_mux_consumed(&s, size);
 		uint32_t grown = size * 2 > MGROK_WINDOW_MAX ? MGROK_WINDOW_MAX : size * 2;
@@ -1053,12 +1059,30 @@ START_TEST(test_autotune_grows_when_window_limited)
 		ck_assert_uint_eq(s.recv_window, grown);
 		ck_assert_uint_le(s.recv_window, MGROK_WINDOW_MAX);
 		size = grown;
-		t += 0.01;
 	}
 	/* At 16 MiB it stops growing: credit is only what was delivered. */
+	t += 0.04;
 	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_MAX), MGROK_WINDOW_MAX);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_MAX);
+	mgrok_mux_free(&m);
+	mgrok_mux_autotune = false;
+}
+END_TEST
+
+/* Back to back, no pause at the limit: the update came in time, the
+ * window is not what limits the peer. */
+START_TEST(test_autotune_not_without_a_pause)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s = tuned_stream(&m);
+	mgrok_mux_autotune = true;
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, 1.0 + i * 0.0001),
+		                 MGROK_MUX_OK);
+		mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL);
+	}
+	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);
 	mgrok_mux_autotune = false;
 }
@@ -1080,17 +1104,16 @@ START_TEST(test_autotune_not_for_slow_consumer)
 }
 END_TEST
 
-/* The window never ran low: nothing to grow for. */
+/* The peer never used up its credit (its chunks end short of the limit,
+ * however long it pauses): nothing to grow for. */
 START_TEST(test_autotune_not_when_window_to_spare)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	mgrok_mux_autotune = true;
 	for (int i = 0; i < 10; i++) {
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, MGROK_WINDOW_INITIAL / 2, 1.0 + i),
-		                 MGROK_MUX_OK);
-		ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL / 2),
-		                  MGROK_WINDOW_INITIAL / 2);
+		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 100000, 1.0 + i), MGROK_MUX_OK);
+		mgrok_mux_consumed(&s, 100000);
 	}
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);
@@ -1121,7 +1144,7 @@ START_TEST(test_autotune_shrinks_when_idle)
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	mgrok_mux_autotune = true;
 	double t = 1.0;
-	for (int i = 0; i < 3; i++, t += 0.01) {
+	for (int i = 0; i < 10 && s.recv_size < 8 * MGROK_WINDOW_INITIAL; i++, t += 0.04) {
 		uint32_t size = s.recv_size;
 		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
 		mgrok_mux_consumed(&s, size);
@@ -1160,6 +1183,7 @@ int main(void)
 	TCase *tune = tcase_create("autotune");
 	tcase_add_test(tune, test_autotune_grows_when_window_limited);
 	tcase_add_test(tune, test_autotune_not_for_slow_consumer);
+	tcase_add_test(tune, test_autotune_not_without_a_pause);
 	tcase_add_test(tune, test_autotune_not_when_window_to_spare);
 	tcase_add_test(tune, test_autotune_off);
 	tcase_add_test(tune, test_autotune_shrinks_when_idle);
