@@ -175,6 +175,10 @@ def port_closed(port, host="127.0.0.1"):
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # Accepted by a listener that is going away (its session is
+        # closing): not closed yet, ask again.
+        return False
 
 
 def have_ipv6_loopback():
