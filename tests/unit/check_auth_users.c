@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "handshake.h"
+#include "test_host.h"
 
 #define ALICE "alice-s3cret-token"
 #define ALICE2 "alice-n3w-token"
@@ -40,43 +41,6 @@ static const char *const secrets[] = {ALICE, ALICE2, BOB, CAROL, "s3cret"};
 
 /* ---- a host table -------------------------------------------------------- */
 
-static char logged[8192]; /* every log line, appended */
-
-static void host_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	(void)self;
-	(void)level;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	size_t n = strlen(logged);
-	snprintf(logged + n, sizeof(logged) - n, "%s\n", line);
-}
-
-static void *host_alloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void host_free(void *p) { free(p); }
-static void host_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
-static int host_random(void *buf, size_t len) { return RAND_bytes(buf, (int)len) == 1 ? 0 : -1; }
-
-static const struct mgrok_host host = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = host_log,
-    .alloc = host_alloc,
-    .free = host_free,
-    .wipe = host_wipe,
-    .random = host_random,
-};
 
 static void assert_secret_free(const char *text)
 {
@@ -157,7 +121,7 @@ static int method_load(struct method *x, const char *conf, char *err, size_t err
 	x->m.id = x->desc->wire_id;
 	x->m.ops = x->desc->auth;
 	err[0] = '\0';
-	int rc = x->desc->init(&host, NULL, j, &x->m.inst, err, errlen);
+	int rc = x->desc->init(&test_host, NULL, j, &x->m.inst, err, errlen);
 	json_decref(j);
 	return rc;
 }
@@ -689,7 +653,7 @@ START_TEST(file_errors)
 	unlink(write_file("users.json", ""));
 	ck_assert_int_eq(method_load(&x, conf, err, sizeof(err)), -1);
 	assert_mentions(err, "/users.json");
-	assert_secret_free(logged);
+	assert_secret_free(test_host_log);
 }
 END_TEST
 
@@ -767,10 +731,10 @@ START_TEST(file_mode_warning)
 	                                            "\"}}}");
 	ck_assert_int_eq(chmod(path, 0644), 0);
 	snprintf(conf, sizeof(conf), "{\"file\": \"%s\"}", path);
-	logged[0] = '\0';
+	test_host_log[0] = '\0';
 	must_load(&sm, conf);
-	assert_mentions(logged, "chmod 600");
-	assert_secret_free(logged);
+	assert_mentions(test_host_log, "chmod 600");
+	assert_secret_free(test_host_log);
 	unload(&sm);
 }
 END_TEST

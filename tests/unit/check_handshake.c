@@ -21,46 +21,13 @@
 #include <openssl/rand.h>
 
 #include "handshake.h"
+#include "test_host.h"
 
 #define PAYLOAD_MAX 4096 /* PROTOCOL.md 2: str16 payloads of at most 4096 bytes */
 #define SECRET "hunter2-secret"
 
 /* ---- a host table for the plugins ---------------------------------------- */
 
-static char last_log[512];
-
-static void host_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
-{
-	va_list ap;
-	(void)self;
-	(void)level;
-	va_start(ap, fmt);
-	vsnprintf(last_log, sizeof(last_log), fmt, ap);
-	va_end(ap);
-}
-
-static void *host_alloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void host_free(void *p) { free(p); }
-static void host_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
-static int host_random(void *buf, size_t len) { return RAND_bytes(buf, (int)len) == 1 ? 0 : -1; }
-
-static const struct mgrok_host host = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = host_log,
-    .alloc = host_alloc,
-    .free = host_free,
-    .wipe = host_wipe,
-    .random = host_random,
-};
 
 /* ---- loading the real plugins -------------------------------------------- */
 
@@ -105,7 +72,7 @@ static int method_load(struct method *x, const char *file, const char *json, cha
 	x->m.id = x->desc->wire_id;
 	x->m.ops = x->desc->auth;
 	err[0] = '\0';
-	int rc = x->desc->init(&host, NULL, conf, &x->m.inst, err, errlen);
+	int rc = x->desc->init(&test_host, NULL, conf, &x->m.inst, err, errlen);
 	json_decref(conf);
 	return rc;
 }
@@ -140,7 +107,7 @@ struct fake_state {
 
 static void *fake_state_new(void)
 {
-	struct fake_state *s = host_alloc(sizeof(*s));
+	struct fake_state *s = test_host.alloc(sizeof(*s));
 	s->magic = STATE_MAGIC;
 	fake.starts++;
 	return s;
