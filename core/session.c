@@ -264,6 +264,20 @@ static bool sniff_tls(struct mgrok_session *s)
 	return true;
 }
 
+/* rbuf is the shared read buffer: payloads gathered from it are written
+ * before it is read into again. */
+static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
+{
+	s->feed_lo = rbuf;
+	s->feed_hi = rbuf + n;
+	int rc = mgrok_decoder_feed(&s->dec, rbuf, n, on_frame, s);
+	s->feed_lo = s->feed_hi = NULL;
+	mgrok_stream_flush_gathered(s);
+	if (rc < 0)
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: %s", s->dec.err);
+}
+
 static void read_input(struct mgrok_session *s)
 {
 	static uint8_t rbuf[READ_CHUNK];
@@ -271,19 +285,29 @@ static void read_input(struct mgrok_session *s)
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
 	/* Several reads per wakeup drain a busy connection without starving
-	 * the other watchers of this loop iteration (a TLS read returns one
-	 * record of at most 16 KiB). */
+	 * the other watchers of this loop iteration. */
 	bool waiting = false; /* the transport needs more bytes from the socket */
 	for (int i = 0; i < 16 && !s->closing; i++) {
-		ssize_t n = mgrok_transport_read(&s->tr, rbuf, sizeof(rbuf));
-		if (n > 0) {
+		/* A TLS read returns one record: collect several, so that frames
+		 * are decoded (and written on) in place rather than reassembled. */
+		size_t got = 0;
+		ssize_t n;
+		do {
+			n = mgrok_transport_read(&s->tr, rbuf + got, sizeof(rbuf) - got);
+			if (n > 0)
+				got += (size_t)n;
+		} while (n > 0 && s->tr.ssl && got < sizeof(rbuf));
+		if (got) {
 			s->last_recv = ev_now(mgrok_loop);
 			if (!s->open)
-				feed_handshake(s, rbuf, (size_t)n);
-			else if (mgrok_decoder_feed(&s->dec, rbuf, (size_t)n, on_frame, s) < 0)
-				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-				                    "protocol error: %s", s->dec.err);
-			if (!s->tr.ssl && (size_t)n < sizeof(rbuf))
+				feed_handshake(s, rbuf, got);
+			else
+				feed_frames(s, rbuf, got);
+			if (s->closing)
+				break;
+		}
+		if (n > 0) {
+			if (!s->tr.ssl && got < sizeof(rbuf))
 				break;
 			continue;
 		}

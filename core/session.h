@@ -21,6 +21,15 @@ struct mgrok_tls;
 struct mgrok_session;
 struct mgrok_stream;
 
+/* DATA payloads still in the session's read buffer, written per stream with
+ * one writev at the end of the read (stream.c). */
+#define MGROK_GATHER_MAX 64
+struct mgrok_gather {
+	struct mgrok_stream *st; /* NULL once written or dropped */
+	const uint8_t *p;
+	size_t len;
+};
+
 /* Why a session ended, as its owner needs to know. */
 enum mgrok_close_why {
 	MGROK_CLOSE_LOST = 0,     /* connection failed or lost, timeout, protocol error */
@@ -63,6 +72,9 @@ struct mgrok_session {
 	struct mgrok_mux mux;
 	struct mgrok_stream *streams; /* every open stream */
 	struct mgrok_stream *stalled; /* streams waiting for out to drain */
+	const uint8_t *feed_lo, *feed_hi; /* the read buffer being decoded, else NULL */
+	struct mgrok_gather gather[MGROK_GATHER_MAX];
+	unsigned ngather;
 	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -58,11 +59,25 @@ static const struct mgrok_proxy_ops *datagram_ops(const struct mgrok_stream *st)
 	return ops->on_datagram && ops->on_stream_end ? ops : NULL;
 }
 
+/* Gathered payloads of a stream that ends with them are not written. */
+static void drop_gathered(struct mgrok_stream *st)
+{
+	struct mgrok_session *s = st->sess;
+	for (unsigned i = 0; st->gathered && i < s->ngather; i++) {
+		if (s->gather[i].st == st) {
+			s->gather[i].st = NULL;
+			st->gathered--;
+		}
+	}
+}
+
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 {
 	struct mgrok_session *s = st->sess;
 	if (st->stalled)
 		unstall(st);
+	if (st->gathered)
+		drop_gathered(st);
 	ev_io_stop(mgrok_loop, &st->rio);
 	ev_io_stop(mgrok_loop, &st->wio);
 	mgrok_mux_remove(&s->mux, &st->ms);
@@ -177,6 +192,92 @@ static int drain_pending(struct mgrok_stream *st)
 	return finish_if_done(st) ? -1 : 0;
 }
 
+static bool can_write_now(const struct mgrok_stream *st)
+{
+	return st->fd >= 0 && !st->connecting && !st->pending.len;
+}
+
+/*
+ * Writes the peer's bytes to the socket with one writev; what it does not
+ * take waits in pending. Returns -1 if the stream was reset.
+ */
+static int write_iov(struct mgrok_stream *st, const struct iovec *iov, int n)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	ssize_t w;
+	do
+		w = writev(st->fd, iov, n);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id, proxy_name(st),
+		            st->ms.id, strerror(errno));
+		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
+		return -1;
+	}
+	size_t done = w > 0 ? (size_t)w : 0;
+	if (done)
+		send_credit(st, done);
+	if (done == total)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (done >= iov[i].iov_len) {
+			done -= iov[i].iov_len;
+			continue;
+		}
+		/* Bounded by the window we granted. */
+		mgrok_buf_append(&st->pending, (const uint8_t *)iov[i].iov_base + done,
+		                 iov[i].iov_len - done);
+		done = 0;
+	}
+	ev_io_start(mgrok_loop, &st->wio);
+	return 0;
+}
+
+/* Writes st's gathered payloads, in order. Returns -1 if st was reset. */
+static int write_gathered(struct mgrok_stream *st)
+{
+	struct mgrok_session *s = st->sess;
+	struct iovec iov[MGROK_GATHER_MAX];
+	int n = 0;
+	for (unsigned i = 0; i < s->ngather && st->gathered; i++) {
+		struct mgrok_gather *g = &s->gather[i];
+		if (g->st != st)
+			continue;
+		iov[n].iov_base = (void *)g->p;
+		iov[n++].iov_len = g->len;
+		g->st = NULL;
+		st->gathered--;
+	}
+	return write_iov(st, iov, n);
+}
+
+void mgrok_stream_flush_gathered(struct mgrok_session *s)
+{
+	for (unsigned i = 0; i < s->ngather; i++)
+		if (s->gather[i].st)
+			write_gathered(s->gather[i].st);
+	s->ngather = 0;
+}
+
+/*
+ * A payload still in the session's read buffer waits there for the end of
+ * the read: consecutive frames of a stream then cost the reader one wakeup
+ * instead of one each. Frames completed in the decoder's own buffer do not
+ * live that long and are written at once.
+ */
+static bool gather(struct mgrok_stream *st, const uint8_t *p, size_t len)
+{
+	struct mgrok_session *s = st->sess;
+	if (!s->feed_lo || p < s->feed_lo || p + len > s->feed_hi ||
+	    s->ngather == MGROK_GATHER_MAX)
+		return false;
+	s->gather[s->ngather++] = (struct mgrok_gather){st, p, len};
+	st->gathered++;
+	return true;
+}
+
 int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
 	struct mgrok_session *s = st->sess;
@@ -197,26 +298,14 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	}
 	if (!len)
 		return 0;
-	if (st->fd >= 0 && !st->connecting && !st->pending.len) {
-		/* The common case: straight from the session's read buffer to the socket. */
-		ssize_t n = write(st->fd, p, len);
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			MGROK_DEBUG("session %u proxy %s stream %u: write: %s", s->id, proxy_name(st),
-			            st->ms.id, strerror(errno));
-			mgrok_stream_reset(st, MGROK_RESET_CANCEL);
-			return 0;
-		}
-		if (n < 0)
-			n = 0;
-		if ((size_t)n == len) {
-			send_credit(st, len);
-			return 0;
-		}
-		if (n)
-			send_credit(st, (size_t)n);
-		p += n;
-		len -= (size_t)n;
-		ev_io_start(mgrok_loop, &st->wio);
+	if (can_write_now(st) && gather(st, p, len))
+		return 0;
+	if (st->gathered && write_gathered(st) < 0)
+		return 0;
+	if (can_write_now(st)) {
+		struct iovec iov = {(void *)p, len};
+		write_iov(st, &iov, 1);
+		return 0;
 	}
 	/* Bounded by the window we granted. */
 	mgrok_buf_append(&st->pending, p, len);
@@ -227,6 +316,8 @@ int mgrok_stream_on_close(struct mgrok_stream *st)
 {
 	if (mgrok_mux_recv_close(&st->sess->mux, &st->ms) < 0)
 		return -1;
+	if (st->gathered && write_gathered(st) < 0)
+		return 0;
 	if (st->datagram) {
 		/* UDP has no half-close: a CLOSE ends the flow, answered in kind (PROTOCOL.md 5). */
 		mgrok_stream_close(st);

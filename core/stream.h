@@ -26,6 +26,7 @@ struct mgrok_stream {
 	bool connecting; /* fd's connect() has not finished */
 	bool shut_wr;    /* shutdown(SHUT_WR) done after the peer's CLOSE */
 	bool datagram;   /* DATA goes to the proxy plugin, one datagram each (no fd) */
+	uint8_t gathered; /* entries in the session's gather list */
 	void *dgram_arg; /* the plugin's argument for on_datagram / on_stream_end */
 	int fd;          /* -1 until attached */
 	ev_io rio, wio;
@@ -54,6 +55,8 @@ void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code);
 
 /* Releases a stream without telling the peer (session teardown, peer RESET). */
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive);
+/* End of a read: the gathered payloads go to their sockets. */
+void mgrok_stream_flush_gathered(struct mgrok_session *s);
 /* The session's output drained: streams that stalled on it read again. */
 void mgrok_stream_resume_stalled(struct mgrok_session *s);
 /* RESET every stream of one proxy (UNREGISTER). */
