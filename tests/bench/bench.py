@@ -11,6 +11,9 @@ tool is reported ("run ./bootstrap") and its scenarios show "n/a".
 
 Paths ("a public address that reaches a local service"):
   direct     the service itself
+  relay      two chained bare relays of our own (barerelay.c: blocking
+             read/write, a thread per direction, no protocol); TCP only; the
+             ceiling of any tunnel with two relays on this machine
   socat      two chained socat relays (TCP nodelay; UDP-LISTEN/UDP for UDP)
   ssh        ssh -R through a private sshd on loopback (aes128-gcm); no UDP
   mgrok      mgrokd + mgrok, plaintext
@@ -53,7 +56,7 @@ WEB_FILE = "1k.html"
 # 256 KiB a round trip of 40 ms, times four (the latency target).
 FIXED_WINDOW_MBIT = 256 * 1024 * 8 / 0.040 / 1e6
 
-PATHS = ["direct", "socat", "ssh", "mgrok", "mgrok-tls"]
+PATHS = ["direct", "relay", "socat", "ssh", "mgrok", "mgrok-tls"]
 MGROK_PATHS = ("mgrok", "mgrok-tls")
 
 
@@ -593,6 +596,30 @@ class SocatPath(Path):
         tun.check_alive()
 
 
+class BareRelayPath(Path):
+    """Two chained barerelay processes (barerelay.c): blocking read/write, a
+    thread per direction, no protocol. The bulk-throughput ceiling of a
+    two-relay tunnel here, not a competitor: bulk (iperf3) scenarios only."""
+    name = "relay"
+    udp = False
+    tools = ("cc",)
+
+    def _open(self, tun, services, delay, env):
+        b = self.bench
+        if set(services) != {"iperf3"} or delay:
+            raise NotApplicable("bulk reference only")
+        exe = b.helper("barerelay", ["-pthread"])
+        for n, (proto, port) in services.items():
+            second, first = b.ports.take(), b.ports.take()
+            tun.start("relay2", [exe, second, port])
+            wait_for(lambda: tcp_listening(second), 10, "barerelay to listen")
+            hop = self.delay_relay(tun, second) if delay else second
+            tun.start("relay1", [exe, first, hop])
+            wait_for(lambda: tcp_listening(first), 10, "barerelay to listen")
+            tun.ports[n] = first
+        tun.check_alive()
+
+
 class SshPath(Path):
     name = "ssh"
     udp = False
@@ -728,7 +755,8 @@ class MgrokTlsPath(MgrokPath):
     tls = True
 
 
-PATH_CLASSES = {c.name: c for c in (DirectPath, SocatPath, SshPath, MgrokPath, MgrokTlsPath)}
+PATH_CLASSES = {c.name: c for c in (DirectPath, BareRelayPath, SocatPath, SshPath, MgrokPath,
+                                     MgrokTlsPath)}
 
 
 # ---- parsing --------------------------------------------------------------------------
@@ -795,7 +823,7 @@ class Bench:
         self.results = {}  # key -> {path: value}
         self.notes = {}  # key -> {path: "n/a ..."}
         self.missing = {}
-        self._delayrelay = None
+        self._helpers = {}
         self.echo_proc = None
         self.duration = args.duration
         self.paths = {n: PATH_CLASSES[n](self) for n in args.paths}
@@ -824,22 +852,26 @@ class Bench:
             raise ToolMissing(name)
         return t
 
-    def delayrelay(self):
-        if self._delayrelay:
-            return self._delayrelay
-        src = os.path.join(HERE, "delayrelay.c")
+    def helper(self, name, flags=()):
+        """The bench's own C helper tests/bench/NAME.c, compiled here with cc."""
+        if name in self._helpers:
+            return self._helpers[name]
+        src = os.path.join(HERE, name + ".c")
         out_dir = os.path.join(self.build, "tests", "bench")
         os.makedirs(out_dir, exist_ok=True)
-        exe = os.path.join(out_dir, "delayrelay")
+        exe = os.path.join(out_dir, name)
         if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
             cc = os.environ.get("CC", "cc").split()
             if not find_tool("cc"):
                 raise ToolMissing("cc")
-            code, out, err = run_tool(self, cc + ["-O2", "-Wall", "-o", exe, src], 120)
+            code, out, err = run_tool(self, cc + ["-O2", "-Wall", "-o", exe, src] + list(flags), 120)
             if code:
-                raise BenchError("compiling delayrelay.c failed:\n%s" % err)
-        self._delayrelay = exe
+                raise BenchError("compiling %s.c failed:\n%s" % (name, err))
+        self._helpers[name] = exe
         return exe
+
+    def delayrelay(self):
+        return self.helper("delayrelay")
 
     def record(self, key, path, value):
         self.results.setdefault(key, {})[path] = value
@@ -1101,6 +1133,8 @@ def sc_footprint(b, path):
         raise NotApplicable("no daemon")
     if path.name == "socat":
         raise NotApplicable("a process per connection")
+    if path.name == "relay":
+        raise NotApplicable("a reference, not a daemon")
     svc = {"web": b.services.get("web")}
     with path.open(svc) as tun:
         # One request through the session, then let it settle.
@@ -1145,7 +1179,7 @@ def sc_fairness(b, path):
 
 
 def sc_latency(b, path):
-    if path.name in ("direct", "socat"):
+    if path.name in ("direct", "relay", "socat"):
         # The relay terminates TCP on both sides and buffers without limit, so
         # only a protocol with its own end-to-end window (ssh's channels,
         # mgrok's streams) sees the 40 ms; kernel TCP alone would not.
@@ -1213,9 +1247,13 @@ SCENARIOS = {
 # key, label, unit, format, ratio to direct?, target (text, predicate on (value, ratio, results))
 ROWS = [
     ("iperf3.single.up", "iperf3 1 stream, up", "Gbit/s", "%.2f", True),
+    ("iperf3.single.up.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
     ("iperf3.single.down", "iperf3 1 stream, down (-R)", "Gbit/s", "%.2f", True),
+    ("iperf3.single.down.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
     ("iperf3.p8.up", "iperf3 -P 8, up", "Gbit/s", "%.2f", True),
+    ("iperf3.p8.up.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
     ("iperf3.p8.down", "iperf3 -P 8, down (-R)", "Gbit/s", "%.2f", True),
+    ("iperf3.p8.down.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
     ("http.ka.c10.rps", "wrk keep-alive -c 10", "req/s", "%.0f", True),
     ("http.ka.c10.p50", "  p50", "ms", "%.2f", False),
     ("http.ka.c10.p99", "  p99", "ms", "%.2f", False),
@@ -1322,6 +1360,13 @@ def table(b):
     t, p = _val(res, "iperf3.single.up", "mgrok-tls"), _val(res, "iperf3.single.up", "mgrok")
     if t is not None and p:
         res.setdefault("tls.ratio", {})["mgrok-tls"] = t / p
+    # Derived: the tunnels against the bare relay chain (the two-relay ceiling).
+    for key in ("iperf3.single.up", "iperf3.single.down", "iperf3.p8.up", "iperf3.p8.down"):
+        ceiling = _val(res, key, "relay")
+        for pth in MGROK_PATHS + ("socat", "ssh"):
+            v = _val(res, key, pth)
+            if v is not None and ceiling:
+                res.setdefault(key + ".vs_relay", {})[pth] = v / ceiling
     marks_for = [p for p in MGROK_PATHS if p in b.paths]
     head = ["scenario", "unit"] + paths + ["target"] + ["✓ " + p for p in marks_for]
     rows = []
