@@ -93,6 +93,7 @@ void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t 
 	s->held = 0;
 	s->debt = 0;
 	s->starved = false;
+	s->starved_rounds = 0;
 	s->last_data = 0;
 	s->recv_total = 0;
 	s->prev_limit = MGROK_WINDOW_INITIAL;
@@ -206,11 +207,13 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 		return 0;
 	uint32_t inc = s->recv_unacked;
 	s->recv_unacked = 0;
+	s->starved_rounds = s->starved ? (uint8_t)(s->starved_rounds < 255 ? s->starved_rounds + 1 : 255) : 0;
 	if (s->debt) {
 		uint32_t pay = s->debt < inc ? s->debt : inc;
 		s->debt -= pay;
 		inc -= pay;
-	} else if (mgrok_mux_autotune && s->starved && !s->held && s->recv_size < MGROK_WINDOW_MAX) {
+	} else if (mgrok_mux_autotune && s->starved_rounds >= MGROK_WINDOW_STALL_ROUNDS && !s->held &&
+	           s->recv_size < MGROK_WINDOW_MAX) {
 		uint32_t grown = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
 		inc += grown - s->recv_size;
 		s->recv_size = grown;

@@ -33,6 +33,7 @@ struct mgrok_mux_stream {
 	uint32_t held;          /* bytes received, not yet delivered */
 	uint32_t debt;          /* credit to withhold after the window shrank */
 	bool starved;           /* the peer waited for credit since the last update */
+	uint8_t starved_rounds; /* updates in a row that found it so */
 	double last_data;       /* when DATA last arrived (the caller's clock) */
 	uint64_t recv_total;    /* bytes received on the stream so far */
 	uint64_t prev_limit;    /* recv_total the peer could reach before our last update */
@@ -68,13 +69,17 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
  * Window auto-tuning (PROTOCOL.md 3.3): when the peer used up all the
  * credit it had before our last update and then went quiet for
  * MGROK_WINDOW_STALL seconds (it waited for the update to cross the
- * network), while everything it sent has been delivered (the network, not
- * the consumer, holds it back), the next WINDOW_UPDATE doubles the window,
- * up to 16 MiB. A stream idle for MGROK_WINDOW_IDLE seconds goes back to the
- * initial window. Off when mgrok_mux_autotune is false (tests, benchmarks).
+ * network) in MGROK_WINDOW_STALL_ROUNDS updates in a row (one such pause
+ * may be a descheduled process, and growing for it only queues bytes ahead
+ * of the session's other streams), while everything it sent has been
+ * delivered (the network, not the consumer, holds it back), the next
+ * WINDOW_UPDATE doubles the window, up to 16 MiB. A stream idle for
+ * MGROK_WINDOW_IDLE seconds goes back to the initial window. Off when
+ * mgrok_mux_autotune is false (tests, benchmarks).
  */
 #define MGROK_WINDOW_IDLE 2.0
 #define MGROK_WINDOW_STALL 0.002
+#define MGROK_WINDOW_STALL_ROUNDS 2
 extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */
