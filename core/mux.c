@@ -196,6 +196,15 @@ void mgrok_mux_sent_close(struct mgrok_mux_stream *s)
 	s->state |= MGROK_MUX_SENT_CLOSE;
 }
 
+/* A small window grows on one wait at its limit; beyond MGROK_WINDOW_EAGER
+ * only a wait in every round (a long path) grows it: a descheduled process
+ * makes the same pause now and then, and the bytes a window grown for it
+ * lets in queue ahead of the session's other streams. */
+static unsigned rounds_to_grow(const struct mgrok_mux_stream *s)
+{
+	return s->recv_size < MGROK_WINDOW_EAGER ? 1 : MGROK_WINDOW_STALL_ROUNDS;
+}
+
 uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 {
 	s->held -= (uint32_t)len < s->held ? (uint32_t)len : s->held;
@@ -212,7 +221,7 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 		uint32_t pay = s->debt < inc ? s->debt : inc;
 		s->debt -= pay;
 		inc -= pay;
-	} else if (mgrok_mux_autotune && s->starved_rounds >= MGROK_WINDOW_STALL_ROUNDS && !s->held &&
+	} else if (mgrok_mux_autotune && s->starved_rounds >= rounds_to_grow(s) && !s->held &&
 	           s->recv_size < MGROK_WINDOW_MAX) {
 		uint32_t grown = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
 		inc += grown - s->recv_size;

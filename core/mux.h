@@ -69,17 +69,17 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
  * Window auto-tuning (PROTOCOL.md 3.3): when the peer used up all the
  * credit it had before our last update and then went quiet for
  * MGROK_WINDOW_STALL seconds (it waited for the update to cross the
- * network) in MGROK_WINDOW_STALL_ROUNDS updates in a row (one such pause
- * may be a descheduled process, and growing for it only queues bytes ahead
- * of the session's other streams), while everything it sent has been
- * delivered (the network, not the consumer, holds it back), the next
- * WINDOW_UPDATE doubles the window, up to 16 MiB. A stream idle for
+ * network), while everything it sent has been delivered (the network, not
+ * the consumer, holds it back), the next WINDOW_UPDATE doubles the window,
+ * up to 16 MiB. From MGROK_WINDOW_EAGER on, that takes such a wait in
+ * MGROK_WINDOW_STALL_ROUNDS updates in a row. A stream idle for
  * MGROK_WINDOW_IDLE seconds goes back to the initial window. Off when
  * mgrok_mux_autotune is false (tests, benchmarks).
  */
 #define MGROK_WINDOW_IDLE 2.0
 #define MGROK_WINDOW_STALL 0.002
 #define MGROK_WINDOW_STALL_ROUNDS 2
+#define MGROK_WINDOW_EAGER (1024u * 1024u)
 extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */
