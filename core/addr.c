@@ -134,8 +134,12 @@ void mgrok_addr_set_port(struct sockaddr *sa, uint16_t port)
 void mgrok_socket_tune(int fd)
 {
 	int one = 1;
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/* Sockets are made non-blocking and close-on-exec where they are
+	 * created (plugin.h asks the same of plugins); one check per
+	 * connection guards the loop against a plugin that forgot. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	/* Fails harmlessly on non-TCP sockets. Without it request/response
 	 * traffic stalls on Nagle and delayed ACKs. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -152,7 +152,9 @@ static void maybe_shut_wr(struct mgrok_stream *st)
 {
 	if ((st->ms.state & MGROK_MUX_GOT_CLOSE) && !st->pending.len && !st->shut_wr && st->fd >= 0 &&
 	    !st->connecting) {
-		shutdown(st->fd, SHUT_WR);
+		/* A stream done both ways is closed next, and close() sends the FIN. */
+		if (!mgrok_mux_done(&st->ms))
+			shutdown(st->fd, SHUT_WR);
 		st->shut_wr = true;
 	}
 }

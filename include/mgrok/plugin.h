@@ -98,7 +98,7 @@ struct mgrok_host {
 	                                    socklen_t source_len);
 	/*
 	 * Hand a connected (or, with connecting != 0, connecting) non-blocking
-	 * socket to the host, which from then on owns it and relays its bytes
+	 * socket (create it with SOCK_NONBLOCK | SOCK_CLOEXEC) to the host, which from then on owns it and relays its bytes
 	 * over the stream with flow control and half-close. A connect that
 	 * fails becomes RESET(CONNECT_FAILED).
 	 */
