@@ -449,16 +449,19 @@ void mgrok_session_close(struct mgrok_session *s, int goaway, enum mgrok_close_w
 	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
 	va_end(ap);
 	s->why = why;
-	if (goaway >= 0 && s->open) {
+	bool goodbye = goaway >= 0 && s->open;
+	if (goodbye) {
 		struct mgrok_frame f = {.type = MGROK_FRAME_GO_AWAY};
 		f.u.go_away.code = (uint8_t)goaway;
 		f.u.go_away.message.p = (const uint8_t *)s->reason;
 		f.u.go_away.message.len = strnlen(s->reason, MGROK_MESSAGE_MAX);
 		mgrok_session_send(s, &f);
-		/* One non-blocking attempt: a peer that does not read gets no more. */
-		flush_out(s);
 	}
+	/* Before the flush: a write that fails there must not close (and
+	 * free) the session a second time under us. */
 	s->closing = true;
+	if (goodbye)
+		flush_out(s); /* one non-blocking attempt: a peer that does not read gets no more */
 	if (!s->in_cb)
 		finalize(s);
 }
