@@ -135,11 +135,14 @@ void mgrok_socket_tune(int fd)
 {
 	int one = 1;
 	/* Sockets are made non-blocking and close-on-exec where they are
-	 * created (plugin.h asks the same of plugins); one check per
-	 * connection guards the loop against a plugin that forgot. */
+	 * created (plugin.h asks the same of plugins): these checks guard
+	 * against a plugin that forgot, without two more calls when it did not. */
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	int fdfl = fcntl(fd, F_GETFD);
+	if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
+		fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
 	/* Fails harmlessly on non-TCP sockets. Without it request/response
 	 * traffic stalls on Nagle and delayed ACKs. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -29,7 +29,7 @@ const char *mgrok_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 uint16_t mgrok_addr_port(const struct sockaddr *sa);
 void mgrok_addr_set_port(struct sockaddr *sa, uint16_t port);
 
-/* Socket options every tunnel socket gets: non-blocking (if it is not yet), TCP_NODELAY. */
+/* Socket options every tunnel socket gets: non-blocking, close-on-exec, TCP_NODELAY. */
 void mgrok_socket_tune(int fd);
 /* A listening TCP socket on a. Returns the fd or -errno. */
 int mgrok_tcp_listen(const struct mgrok_sockaddr *a, int backlog);

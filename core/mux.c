@@ -216,7 +216,10 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 		return 0;
 	uint32_t inc = s->recv_unacked;
 	s->recv_unacked = 0;
-	s->starved_rounds = s->starved ? (uint8_t)(s->starved_rounds < 255 ? s->starved_rounds + 1 : 255) : 0;
+	if (!s->starved)
+		s->starved_rounds = 0;
+	else if (s->starved_rounds < UINT8_MAX)
+		s->starved_rounds++;
 	if (s->debt) {
 		uint32_t pay = s->debt < inc ? s->debt : inc;
 		s->debt -= pay;

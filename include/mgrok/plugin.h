@@ -98,9 +98,10 @@ struct mgrok_host {
 	                                    socklen_t source_len);
 	/*
 	 * Hand a connected (or, with connecting != 0, connecting) non-blocking
-	 * socket (create it with SOCK_NONBLOCK | SOCK_CLOEXEC) to the host, which from then on owns it and relays its bytes
+	 * socket to the host, which from then on owns it and relays its bytes
 	 * over the stream with flow control and half-close. A connect that
-	 * fails becomes RESET(CONNECT_FAILED).
+	 * fails becomes RESET(CONNECT_FAILED). Create it with SOCK_NONBLOCK |
+	 * SOCK_CLOEXEC: the host checks both and sets what is missing.
 	 */
 	void (*stream_attach_fd)(struct mgrok_stream *st, int fd, int connecting);
 	/* RESET a stream (PROTOCOL.md 3.2 codes) and release it. */
