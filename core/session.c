@@ -19,6 +19,7 @@
 #define OUT_LOW_WATER (256 * 1024)
 /* One read's worth; frames inside are handed on without copying. */
 #define READ_CHUNK (256 * 1024)
+#define READ_BUDGET (4 * READ_CHUNK)
 
 static uint32_t next_session_id = 1;
 
@@ -284,19 +285,21 @@ static void read_input(struct mgrok_session *s)
 
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
-	/* Several reads per wakeup drain a busy connection without starving
-	 * the other watchers of this loop iteration. */
+	/* Up to READ_BUDGET per wakeup drains a busy connection without
+	 * starving the other sessions and streams of this loop. */
 	bool waiting = false; /* the transport needs more bytes from the socket */
-	for (int i = 0; i < 16 && !s->closing; i++) {
+	for (size_t budget = READ_BUDGET; budget && !s->closing;) {
 		/* A TLS read returns one record: collect several, so that frames
 		 * are decoded (and written on) in place rather than reassembled. */
+		size_t want = budget < sizeof(rbuf) ? budget : sizeof(rbuf);
 		size_t got = 0;
 		ssize_t n;
 		do {
-			n = mgrok_transport_read(&s->tr, rbuf + got, sizeof(rbuf) - got);
+			n = mgrok_transport_read(&s->tr, rbuf + got, want - got);
 			if (n > 0)
 				got += (size_t)n;
-		} while (n > 0 && s->tr.ssl && got < sizeof(rbuf));
+		} while (n > 0 && s->tr.ssl && got < want);
+		budget -= got;
 		if (got) {
 			s->last_recv = ev_now(mgrok_loop);
 			if (!s->open)
@@ -307,7 +310,7 @@ static void read_input(struct mgrok_session *s)
 				break;
 		}
 		if (n > 0) {
-			if (!s->tr.ssl && got < sizeof(rbuf))
+			if (!s->tr.ssl && got < want)
 				break;
 			continue;
 		}
