@@ -105,12 +105,12 @@ def children_of():
 
 def descendants(pid):
     kids = children_of()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
         for c in kids.get(p, []):
             out.append(c)
-            todo.append(c)
+            stack.append(c)
     return out
 
 

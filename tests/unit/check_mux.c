@@ -1035,6 +1035,15 @@ static struct mgrok_mux_stream tuned_stream(struct mgrok_mux *m)
 	return s;
 }
 
+/* One round at time t: the peer sends all its credit, we deliver all of it
+ * (what we granted last round). Returns the WINDOW_UPDATE increment. */
+static uint32_t full_window_round(struct mgrok_mux *m, struct mgrok_mux_stream *s, double t)
+{
+	uint32_t size = s->recv_size;
+	ck_assert_int_eq(mgrok_mux_recv_data(m, s, s->recv_window, t), MGROK_MUX_OK);
+	return mgrok_mux_consumed(s, size);
+}
+
 /* The peer sends the whole window, we deliver all of it: the window held
  * the sender back, so the update grows it. */
 START_TEST(test_autotune_grows_when_window_limited)
@@ -1044,16 +1053,14 @@ START_TEST(test_autotune_grows_when_window_limited)
 	mgrok_mux_autotune = true;
 	/* The first window: the peer stops exactly at its credit... */
 	double t = 1.0;
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL), MGROK_WINDOW_INITIAL);
+	ck_assert_uint_eq(full_window_round(&m, &s, t), MGROK_WINDOW_INITIAL);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	/* ...and its next bytes come one round trip (40 ms) later: it waited,
 	 * every round, so every update doubles the window. */
 	uint32_t size = MGROK_WINDOW_INITIAL;
 	while (size < MGROK_WINDOW_MAX) {
 		t += 0.04;
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-		uint32_t inc = mgrok_mux_consumed(&s, size);
+		uint32_t inc = full_window_round(&m, &s, t);
 		uint32_t grown = size * 2 > MGROK_WINDOW_MAX ? MGROK_WINDOW_MAX : size * 2;
 		ck_assert_uint_eq(inc, grown);
 		ck_assert_uint_eq(s.recv_size, grown);
@@ -1063,8 +1070,7 @@ START_TEST(test_autotune_grows_when_window_limited)
 	}
 	/* At 16 MiB it stops growing: credit is only what was delivered. */
 	t += 0.04;
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-	ck_assert_uint_eq(mgrok_mux_consumed(&s, MGROK_WINDOW_MAX), MGROK_WINDOW_MAX);
+	ck_assert_uint_eq(full_window_round(&m, &s, t), MGROK_WINDOW_MAX);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_MAX);
 	mgrok_mux_free(&m);
 	mgrok_mux_autotune = false;
@@ -1078,11 +1084,8 @@ START_TEST(test_autotune_not_without_a_pause)
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	mgrok_mux_autotune = true;
-	for (int i = 0; i < 10; i++) {
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, 1.0 + i * 0.0001),
-		                 MGROK_MUX_OK);
-		mgrok_mux_consumed(&s, MGROK_WINDOW_INITIAL);
-	}
+	for (int i = 0; i < 10; i++)
+		full_window_round(&m, &s, 1.0 + i * 0.0001);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);
 	mgrok_mux_autotune = false;
@@ -1099,20 +1102,16 @@ START_TEST(test_autotune_not_for_sporadic_pauses)
 	mgrok_mux_autotune = true;
 	double t = 1.0;
 	for (int i = 0; i <= 40; i++) {
-		uint32_t size = s.recv_size;
 		t += i % 2 ? 0.005 : 0.0001; /* 5 ms waits, every other round; the last is short */
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-		uint32_t inc = mgrok_mux_consumed(&s, size);
+		uint32_t inc = full_window_round(&m, &s, t);
 		ck_assert_uint_le(s.recv_size, MGROK_WINDOW_EAGER);
 		ck_assert_uint_eq(inc, s.recv_size); /* delivered + growth, if any */
 	}
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_EAGER);
 	/* Two in a row are a long path: the first leaves it, the second grows it. */
 	for (int i = 0; i < 2; i++) {
-		uint32_t size = s.recv_size;
 		t += 0.005;
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-		mgrok_mux_consumed(&s, size);
+		full_window_round(&m, &s, t);
 		ck_assert_uint_eq(s.recv_size, (i + 1) * MGROK_WINDOW_EAGER);
 	}
 	mgrok_mux_free(&m);
@@ -1176,11 +1175,8 @@ START_TEST(test_autotune_shrinks_when_idle)
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	mgrok_mux_autotune = true;
 	double t = 1.0;
-	for (int i = 0; i < 10 && s.recv_size < 8 * MGROK_WINDOW_INITIAL; i++, t += 0.04) {
-		uint32_t size = s.recv_size;
-		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, t), MGROK_MUX_OK);
-		mgrok_mux_consumed(&s, size);
-	}
+	for (int i = 0; i < 10 && s.recv_size < 8 * MGROK_WINDOW_INITIAL; i++, t += 0.04)
+		full_window_round(&m, &s, t);
 	ck_assert_uint_eq(s.recv_size, 8 * MGROK_WINDOW_INITIAL);
 	/* Quiet for longer than MGROK_WINDOW_IDLE, then a little data. */
 	t += MGROK_WINDOW_IDLE + 0.5;
