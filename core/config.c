@@ -254,8 +254,10 @@ static int parse_plugins(const struct ctx *x, const json_t *v, char ***plugins, 
 	char **list = mgrok_xcalloc(n, sizeof(*list));
 	for (size_t i = 0; i < n; i++) {
 		key_index(key, "plugins", i);
-		if (take_string(x, key, json_array_get(v, i), &list[i])) {
-			plugins_free(list, i);
+		const char *why = NULL;
+		if (take_string(x, key, json_array_get(v, i), &list[i]) ||
+		    ((why = mgrok_plugin_name_problem(list[i])) && bad(x, key, "%s", why))) {
+			plugins_free(list, i + (why != NULL));
 			return -1;
 		}
 	}
@@ -424,6 +426,7 @@ static const struct field server_limits[] = {
 	{"max_proxies", take_count, S(max_proxies)},
 	{"max_streams", take_count, S(max_streams)},
 	{"max_pending", take_count, S(max_pending)},
+	{"max_pending_per_address", take_count, S(max_pending_per_address)},
 	FIELDS_END,
 };
 
@@ -727,30 +730,51 @@ static void syntax_error(const struct ctx *x, const json_error_t *je)
 		         je->text, tok[0] == '"' ? "a string" : "a bad value");
 	x->err->line = je->line > 0 ? je->line : 0;
 	x->err->column = je->line > 0 && je->column > 0 ? je->column : 0;
+	/* A number is checked by the key that takes it, but one past what
+	 * jansson can hold never gets there: name that key here. */
+	if (strncmp(je->text, "too big ", 8) == 0 && strstr(je->text, "integer") &&
+	    je->position > 0 &&
+	    mgrok_json_path_at(x->text, x->len, (size_t)je->position, x->err->key,
+	                       sizeof(x->err->key)) == 0 &&
+	    x->err->key[0]) {
+		snprintf(x->err->msg, sizeof(x->err->msg), "integer too large");
+		locate(x, x->err->key);
+	}
 }
 
-/* Reads the whole file once: jansson parses it, and json_locate scans the
- * same bytes again to place errors. */
-static int load(const char *path, struct mgrok_conf_error *err, const struct field *f, void *conf,
-                int (*after)(const struct ctx *x, const void *conf))
+typedef int after_fn(const struct ctx *x, const void *conf);
+
+/* jansson parses the text, and json_locate scans the same bytes again to
+ * place errors. */
+static int load_text(const char *name, const char *text, size_t len, struct mgrok_conf_error *err,
+                     const struct field *f, void *conf, after_fn *after)
 {
-	struct ctx x = {.path = path, .err = err};
+	struct ctx x = {.path = name, .text = text, .len = len, .err = err};
 	json_error_t je;
-	char *text;
-	int rc = -1;
 	memset(err, 0, sizeof(*err));
-	snprintf(err->file, sizeof(err->file), "%s", path);
-	x.text = text = read_file(path, &x.len);
-	if (!text) {
-		snprintf(err->msg, sizeof(err->msg), "cannot read: %s", strerror(errno));
-		return -1;
-	}
-	json_t *root = json_loadb(text, x.len, JSON_REJECT_DUPLICATES, &je);
+	snprintf(err->file, sizeof(err->file), "%s", name);
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	int rc = -1;
 	if (!root)
 		syntax_error(&x, &je);
 	else
 		rc = walk(&x, "", root, f, conf) ? -1 : after(&x, conf);
 	json_decref(root);
+	return rc;
+}
+
+static int load(const char *path, struct mgrok_conf_error *err, const struct field *f, void *conf,
+                after_fn *after)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->file, sizeof(err->file), "%s", path);
+		snprintf(err->msg, sizeof(err->msg), "cannot read: %s", strerror(errno));
+		return -1;
+	}
+	int rc = load_text(path, text, len, err, f, conf, after);
 	free(text);
 	return rc;
 }
@@ -765,6 +789,18 @@ int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path,
                            struct mgrok_conf_error *err)
 {
 	return load(path, err, client_fields, c, client_after);
+}
+
+int mgrok_server_conf_load_text(struct mgrok_server_conf *c, const char *name, const char *text,
+                                size_t len, struct mgrok_conf_error *err)
+{
+	return load_text(name, text, len, err, server_fields, c, server_after);
+}
+
+int mgrok_client_conf_load_text(struct mgrok_client_conf *c, const char *name, const char *text,
+                                size_t len, struct mgrok_conf_error *err)
+{
+	return load_text(name, text, len, err, client_fields, c, client_after);
 }
 
 /* ---- defaults, checks, free --------------------------------------------- */
@@ -782,6 +818,7 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 	c->max_proxies = 64;
 	c->max_streams = 4096;
 	c->max_pending = 256;
+	c->max_pending_per_address = 8;
 	c->log_level = MGROK_LOG_INFO;
 	c->auth_failures = 10;
 	c->auth_interval = 60;

@@ -66,6 +66,7 @@ struct mgrok_server_conf {
 	unsigned max_proxies;      /* per session, default 64 */
 	unsigned max_streams;      /* per session, default 4096 */
 	unsigned max_pending;      /* unauthenticated connections, default 256 */
+	unsigned max_pending_per_address; /* ... of them from one source address, default 8 */
 	unsigned auth_failures;    /* failed handshakes per address ... default 10 */
 	double auth_interval;      /* ... within this many s block it as long; default 60 */
 	int log_level;             /* enum mgrok_log_level, default INFO */
@@ -105,6 +106,11 @@ void mgrok_client_conf_defaults(struct mgrok_client_conf *c);
 /* Load FILE over the defaults already in c. Returns 0, or -1 with err filled in. */
 int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path, struct mgrok_conf_error *err);
 int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path, struct mgrok_conf_error *err);
+/* The same from text already in memory; name stands for the file in errors. */
+int mgrok_server_conf_load_text(struct mgrok_server_conf *c, const char *name, const char *text,
+                                size_t len, struct mgrok_conf_error *err);
+int mgrok_client_conf_load_text(struct mgrok_client_conf *c, const char *name, const char *text,
+                                size_t len, struct mgrok_conf_error *err);
 
 /* Checks that need the whole config (after flags): e.g. a client with no proxy. */
 int mgrok_server_conf_check(const struct mgrok_server_conf *c, struct mgrok_conf_error *err);
@@ -126,6 +132,8 @@ int mgrok_port_parse(const char *s, size_t n, long *port);
 const char *mgrok_hostport_problem(const char *s);
 /* Proxy names: 1-64 bytes of [A-Za-z0-9._-] (PROTOCOL.md 3.1). */
 bool mgrok_name_valid(const char *s, size_t len);
+/* Why name is not a plugin file name inside plugin_dir (NULL if it is one). */
+const char *mgrok_plugin_name_problem(const char *name);
 
 /*
  * Finds where a key path ("proxies", 1, "remote_port" as ".proxies[1].remote_port")
@@ -133,5 +141,11 @@ bool mgrok_name_valid(const char *s, size_t len);
  * array element. Returns 0, or -1 when not found. Exposed for tests.
  */
 int mgrok_json_locate(const char *text, size_t len, const char *path, int *line, int *column);
+/*
+ * The key path (as above) of the value whose text ends at byte offset end
+ * (jansson's error position for a bad value). Returns 0, or -1 when the
+ * text up to there cannot be followed.
+ */
+int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, size_t cap);
 
 #endif

@@ -120,3 +120,14 @@ bool mgrok_name_valid(const char *s, size_t len)
 	}
 	return true;
 }
+
+/* A plugin is named by its file name inside plugin_dir: nothing that could
+ * reach another directory is ever handed to dlopen. */
+const char *mgrok_plugin_name_problem(const char *name)
+{
+	if (!name || !*name)
+		return "must not be empty";
+	if (strchr(name, '/') || strstr(name, ".."))
+		return "must be a file name inside plugin_dir (no \"/\", no \"..\")";
+	return NULL;
+}

@@ -280,3 +280,107 @@ int mgrok_json_locate(const char *text, size_t len, const char *path, int *line,
 	*column = found.col;
 	return 0;
 }
+
+/* ---- the key path of a position ------------------------------------------ */
+
+#define DEPTH_MAX 32
+
+struct level {
+	bool object;
+	bool fresh; /* nothing read in it yet: it may close at once */
+	unsigned long index;
+	char key[KEY_MAX];
+	size_t keylen; /* past KEY_MAX: too long to name */
+};
+
+static int path_of(const struct level *v, int depth, char *path, size_t cap)
+{
+	size_t n = 0;
+	path[0] = '\0';
+	for (int i = 0; i < depth; i++) {
+		char part[KEY_MAX + 24];
+		if (!v[i].object)
+			snprintf(part, sizeof(part), "[%lu]", v[i].index);
+		else if (v[i].keylen < KEY_MAX)
+			snprintf(part, sizeof(part), "%s%.*s", i ? "." : "", (int)v[i].keylen, v[i].key);
+		else
+			return -1;
+		size_t k = strlen(part);
+		if (n + k >= cap)
+			return -1;
+		memcpy(path + n, part, k + 1);
+		n += k;
+	}
+	return 0;
+}
+
+int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, size_t cap)
+{
+	enum { VALUE, KEY, AFTER } state = VALUE;
+	struct level stack[DEPTH_MAX];
+	int depth = 0;
+	struct scan s = {text, text + (end < len ? end : len), 1, 1};
+	const char *stop = text + end;
+
+	for (;;) {
+		skip_ws(&s);
+		if (at_end(&s))
+			return -1;
+		struct level *top = depth ? &stack[depth - 1] : NULL;
+		char c = *s.p;
+		if (state == KEY) {
+			if (c == '}' && top->fresh) {
+				state = AFTER;
+				continue;
+			}
+			s.end = text + len; /* a key may run past end: read it whole */
+			if (c != '"' || read_string(&s, top->key, sizeof(top->key), &top->keylen))
+				return -1;
+			s.end = text + (end < len ? end : len);
+			skip_ws(&s);
+			if (at_end(&s) || *s.p != ':')
+				return -1;
+			step(&s);
+			top->fresh = false;
+			state = VALUE;
+		} else if (state == VALUE) {
+			if (c == ']' && top && !top->object && top->fresh) {
+				state = AFTER;
+				continue;
+			}
+			if (top)
+				top->fresh = false;
+			if (c == '{' || c == '[') {
+				if (depth == DEPTH_MAX)
+					return -1;
+				stack[depth++] = (struct level){.object = c == '{', .fresh = true};
+				step(&s);
+				state = c == '{' ? KEY : VALUE;
+				continue;
+			}
+			s.end = text + len;
+			if (c == '"' ? read_string(&s, NULL, 0, NULL) != 0 : !scalar_char(c))
+				return -1;
+			while (c != '"' && !at_end(&s) && scalar_char(*s.p))
+				step(&s);
+			if (s.p >= stop)
+				return path_of(stack, depth, path, cap);
+			s.end = text + (end < len ? end : len);
+			state = AFTER;
+		} else {
+			if (!top)
+				return -1;
+			step(&s);
+			if (c == ',' && !top->fresh) {
+				if (!top->object)
+					top->index++;
+				state = top->object ? KEY : VALUE;
+			} else if (c == (top->object ? '}' : ']')) {
+				depth--;
+				state = AFTER;
+			} else {
+				return -1;
+			}
+		}
+	}
+}

@@ -32,7 +32,14 @@ static void usage(FILE *to)
 	      "  -v, --verbose           log debug messages\n"
 	      "  -q, --quiet             log errors only\n"
 	      "      --version           print the version\n"
-	      "  -h, --help              this text\n",
+	      "  -h, --help              this text\n"
+	      "\n"
+	      "exit status, the same with and without --check:\n"
+	      "  0  success (a clean shutdown on SIGTERM or SIGINT)\n"
+	      "  1  the client gave up at run time: authentication or the server's\n"
+	      "     certificate failed, another client took over, no proxy could be registered\n"
+	      "  2  a usage or configuration error: a bad option or config file, a plugin\n"
+	      "     that cannot be loaded or refuses its options, unreadable TLS files\n",
 	      to);
 }
 
@@ -195,7 +202,7 @@ int main(int argc, char **argv)
 		/* Plugin options are checked by the plugins: name the file they came from. */
 		fprintf(stderr, "mgrok: %s%s%s\n", path ? path : "", path ? ": " : "", err);
 		mgrok_client_conf_free(&conf);
-		return check ? 2 : 1;
+		return 2;
 	}
 	if (check) {
 		printf("%s: configuration is valid\n", path ? path : "(command line)");

@@ -13,6 +13,9 @@
 #include "server.h"
 #include "tls.h"
 
+/* One exit status per class of error (usage() lists them). */
+enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
+
 static void usage(FILE *to)
 {
 	fputs("usage: mgrokd [-c FILE] [--check] [options]\n"
@@ -33,7 +36,14 @@ static void usage(FILE *to)
 	      "  -v, --verbose          log debug messages\n"
 	      "  -q, --quiet            log errors only\n"
 	      "      --version          print the version\n"
-	      "  -h, --help             this text\n",
+	      "  -h, --help             this text\n"
+	      "\n"
+	      "exit status, the same with and without --check:\n"
+	      "  0  success (a clean shutdown on SIGTERM or SIGINT)\n"
+	      "  1  a failure at run time: the control port cannot be bound, --gen-cert\n"
+	      "     cannot write its files\n"
+	      "  2  a usage or configuration error: a bad option or config file, a plugin\n"
+	      "     that cannot be loaded or refuses its options, unreadable TLS files\n",
 	      to);
 }
 
@@ -170,13 +180,13 @@ int main(int argc, char **argv)
 		case OPT_VERSION: printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
 		                         MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR); return 0;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: usage(stderr); return EXIT_CONFIG;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "mgrokd: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
-		return 2;
+		return EXIT_CONFIG;
 	}
 
 	if (gen_cert)
@@ -186,7 +196,7 @@ int main(int argc, char **argv)
 	if (path && mgrok_server_conf_load(&conf, path, &cerr) < 0) {
 		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
 		mgrok_server_conf_free(&conf);
-		return 2;
+		return EXIT_CONFIG;
 	}
 	if (!token)
 		token = getenv("MGROK_TOKEN");
@@ -212,7 +222,7 @@ int main(int argc, char **argv)
 		if (mgrok_port_ranges_parse(ports, &r, &n, err, sizeof(err)) < 0) {
 			fprintf(stderr, "mgrokd: --allow-ports: %s\n", err);
 			mgrok_server_conf_free(&conf);
-			return 2;
+			return EXIT_CONFIG;
 		}
 		free(conf.allow_ports);
 		conf.allow_ports = r;
@@ -221,7 +231,7 @@ int main(int argc, char **argv)
 	if (mgrok_server_conf_check(&conf, &cerr) < 0) {
 		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
 		mgrok_server_conf_free(&conf);
-		return 2;
+		return EXIT_CONFIG;
 	}
 	mgrok_log_level = conf.log_level + verbosity;
 	if (mgrok_log_level < MGROK_LOG_ERROR)
@@ -229,18 +239,21 @@ int main(int argc, char **argv)
 	if (!check && !path && !listen)
 		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
 	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
-	server = mgrok_server_new(&conf, check, err, sizeof(err));
+	server = mgrok_server_new(&conf, err, sizeof(err));
 	if (!server) {
 		/* Plugin options are checked by the plugins: name the file they came from. */
 		fprintf(stderr, "mgrokd: %s%s%s\n", path ? path : "", path ? ": " : "", err);
 		mgrok_server_conf_free(&conf);
-		return check ? 2 : 1;
+		return EXIT_CONFIG;
 	}
-	if (check) {
-		printf("%s: configuration is valid\n", path ? path : "(command line)");
+	if (check || mgrok_server_listen(server, err, sizeof(err)) < 0) {
+		if (check)
+			printf("%s: configuration is valid\n", path ? path : "(command line)");
+		else
+			fprintf(stderr, "mgrokd: %s\n", err);
 		mgrok_server_free(server);
 		mgrok_server_conf_free(&conf);
-		return 0;
+		return check ? 0 : EXIT_RUNTIME;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	/* For benchmarks: the fixed 256 KiB window of PROTOCOL.md 3.3. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "config.h"
 #include "host.h"
 #include "log.h"
 
@@ -139,10 +140,12 @@ int mgrok_registry_load_dir(struct mgrok_registry *r, const char *dir, char *con
 		return load_all(r, dir, err, errlen);
 	for (size_t i = 0; i < n_names; i++) {
 		char path[4096];
-		if (strchr(names[i], '/'))
-			snprintf(path, sizeof(path), "%s", names[i]);
-		else
-			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		const char *why = mgrok_plugin_name_problem(names[i]);
+		if (why) {
+			snprintf(err, errlen, "plugin \"%s\": %s", names[i], why);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (mgrok_registry_load_file(r, path, err, errlen) < 0)
 			return -1;
 	}

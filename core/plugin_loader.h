@@ -29,7 +29,8 @@ struct mgrok_registry {
  * that is too small, an unknown kind, or a kind and name already loaded.
  */
 int mgrok_registry_load_file(struct mgrok_registry *r, const char *path, char *err, size_t errlen);
-/* Loads names (file names in dir), or every *.so in dir when names is NULL. */
+/* Loads names (file names in dir: a name with "/" or ".." is refused before
+ * anything is opened), or every *.so in dir when names is NULL. */
 int mgrok_registry_load_dir(struct mgrok_registry *r, const char *dir, char *const *names,
                             size_t n_names, char *err, size_t errlen);
 struct mgrok_plugin *mgrok_registry_find(const struct mgrok_registry *r, int kind, const char *name);

@@ -484,8 +484,7 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool check_only, char *err,
-                                      size_t errlen)
+struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *err, size_t errlen)
 {
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->conf = c;
@@ -511,12 +510,19 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 		goto fail;
 	if (c->tls.cert && !(srv->tls = mgrok_tls_server_new(c->tls.cert, c->tls.key, err, errlen)))
 		goto fail;
-	if (check_only)
-		return srv;
+	return srv;
+fail:
+	mgrok_server_free(srv);
+	return NULL;
+}
+
+int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
+{
 	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
 	if (srv->lfd < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", c->listen, strerror(-srv->lfd));
-		goto fail;
+		snprintf(err, errlen, "cannot listen on %s: %s", srv->conf->listen, strerror(-srv->lfd));
+		srv->lfd = -1;
+		return -1;
 	}
 	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
 	ev_io_start(mgrok_loop, &srv->lio);
@@ -524,10 +530,7 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, bool ch
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
 	           srv->tls ? " (TLS)" : "");
-	return srv;
-fail:
-	mgrok_server_free(srv);
-	return NULL;
+	return 0;
 }
 
 void mgrok_server_shutdown(struct mgrok_server *srv)

@@ -9,11 +9,14 @@
 struct mgrok_server;
 
 /*
- * Loads and initialises the plugins with their config, then (unless
- * check_only) binds the control port. Returns NULL with err filled in.
+ * Loads and initialises the plugins with their config, resolves the
+ * addresses and reads the TLS files: everything --check checks. Returns
+ * NULL with err filled in (a configuration error).
  */
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, bool check_only,
-                                      char *err, size_t errlen);
+struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, char *err,
+                                      size_t errlen);
+/* Binds the control port. Returns 0, or -1 with err filled in. */
+int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen);
 /*
  * SIGHUP: the auth plugins re-read their files; sessions stay. Returns 0,
  * or -1 if one failed (it keeps its old state).

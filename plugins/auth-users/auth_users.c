@@ -150,7 +150,9 @@ static int token_from_file(const struct users *u, const char *path, struct secre
 	if (!f)
 		return fail(err, errlen, "cannot open token_file \"%s\": %s", path, strerror(errno));
 	size_t n = fread(buf, 1, sizeof(buf), f);
-	int rc = ferror(f) ? fail(err, errlen, "cannot read token_file \"%s\"", path) : 0;
+	int rc = ferror(f) ? fail(err, errlen, "cannot read token_file \"%s\": %s", path,
+	                          strerror(errno))
+	                   : 0;
 	if (rc == 0 && n > TOKEN_FILE_MAX)
 		rc = fail(err, errlen, "token_file \"%s\" is larger than %d bytes", path,
 		          TOKEN_FILE_MAX);
@@ -262,6 +264,33 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 	return usr->token.p ? 0 : fail(msg, len, "no \"token\" or \"token_file\"");
 }
 
+/* An integer too large for jansson ends the parse before any key sees it.
+ * Read as reals, the values keep their keys: name the first such one. */
+static void big_integer_key(const char *file, char *key, size_t len)
+{
+	const char *name, *k;
+	json_t *obj, *v;
+	json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+	json_object_foreach(json_object_get(root, "users"), name, obj)
+	{
+		json_object_foreach(obj, k, v)
+		{
+			for (size_t i = 0; i < (json_is_array(v) ? json_array_size(v) : 1); i++) {
+				json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+				double d = json_real_value(e); /* 0 when e is no real */
+				if (d >= 9223372036854775807.0 || d <= -9223372036854775808.0) {
+					snprintf(key, len, "users.%.64s.%.32s", name, k);
+					for (char *c = key; *c; c++) /* a name may hold anything */
+						*c = isprint((unsigned char)*c) ? *c : '?';
+					json_decref(root);
+					return;
+				}
+			}
+		}
+	}
+	json_decref(root);
+}
+
 /*
  * Reads the users file into a new db: {"users": {NAME: {...}, ...}}. The
  * tokens in jansson's copy are erased in place (its own heap strings, hence
@@ -277,16 +306,23 @@ static int db_load(const struct users *u, struct userdb **out, char *err, size_t
 	int rc = 0;
 
 	err[0] = '\0';
+	/* jansson reads a directory as an empty file: say what it is. */
+	if (stat(u->file, &st) == 0 && S_ISDIR(st.st_mode))
+		return fail(err, errlen, "users file \"%s\" is a directory", u->file);
 	json_t *root = json_load_file(u->file, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
 		/* jansson quotes the text near the error, which may be a token: cut it. */
 		char *near = strstr(je.text, " near ");
+		char key[160] = "";
 		if (near)
 			*near = '\0';
+		if (strncmp(je.text, "too big ", 8) == 0 && strstr(je.text, "integer"))
+			big_integer_key(u->file, key, sizeof(key));
 		if (je.line < 1) /* the file could not be read: the text names it */
 			fail(err, errlen, "users file: %s", je.text);
 		else
-			fail(err, errlen, "%s:%d:%d: %s", u->file, je.line, je.column, je.text);
+			fail(err, errlen, "%s:%d:%d: %s%s%s", u->file, je.line, je.column, key,
+			     key[0] ? ": " : "", key[0] ? "integer too large" : je.text);
 		OPENSSL_cleanse(&je, sizeof(je));
 		return -1;
 	}

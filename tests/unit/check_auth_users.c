@@ -634,6 +634,10 @@ START_TEST(file_errors)
 	     "users.json"},
 	    {"[\"" ALICE "\"]", "expected {\"users\"", "users.json"},
 	    {"", ":1:", "users.json"},
+	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\",\n \"max_streams\": "
+	     "123456789012345678901234}}}", ":2:", "users.alice.max_streams: integer too large"},
+	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [20000, "
+	     "-99999999999999999999]}}}", ":1:", "users.alice.ports: integer too large"},
 	};
 	struct method x;
 	char err[1024], conf[1024];
@@ -653,6 +657,13 @@ START_TEST(file_errors)
 	unlink(write_file("users.json", ""));
 	ck_assert_int_eq(method_load(&x, conf, err, sizeof(err)), -1);
 	assert_mentions(err, "/users.json");
+	/* A directory where the file should be says so. */
+	char dir[sizeof(scratch) + 16];
+	snprintf(dir, sizeof(dir), "%s/users.json", scratch);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(method_load(&x, conf, err, sizeof(err)), -1);
+	assert_mentions(err, "/users.json\" is a directory");
+	ck_assert_int_eq(rmdir(dir), 0);
 	assert_secret_free(test_host_log);
 }
 END_TEST

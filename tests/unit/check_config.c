@@ -537,6 +537,93 @@ START_TEST(test_impossible_values)
 }
 END_TEST
 
+/* Issue 9: a plugin entry is a file name inside plugin_dir, never a path
+ * that dlopen would follow elsewhere (its constructors would run). */
+START_TEST(test_plugin_names)
+{
+	struct mgrok_conf_error e;
+	static const char *const bad[] = {
+	    "{\"plugins\": [\"tcp.so\", \"../../../../lib/x86_64-linux-gnu/libc.so.6\"]}",
+	    "{\"plugins\": [\"tcp.so\", \"/usr/lib/x.so\"]}",
+	    "{\"plugins\": [\"tcp.so\", \"sub/x.so\"]}",
+	    "{\"plugins\": [\"tcp.so\", \"..\"]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		ck_assert_int_eq(server_load(bad[i], &e), -1);
+		ck_error(e, "plugins[1]", 1, 24, "must be a file name inside plugin_dir");
+		ck_assert_int_eq(client_load(bad[i], &e), -1);
+		ck_error(e, "plugins[1]", 1, 24, "must be a file name inside plugin_dir");
+	}
+	ck_assert_int_eq(server_load("{\"plugins\": [\"tcp.so\", \"my.plugin.so\"]}", &e), 0);
+}
+END_TEST
+
+/* An integer jansson cannot hold fails the parse before any key sees it;
+ * the error still names the key, wherever it sits. */
+START_TEST(test_integer_too_large)
+{
+	struct mgrok_conf_error e;
+	ck_assert_int_eq(server_load("{\n  \"limits\": {\"max_proxies\": 4,\n"
+	                             "    \"max_streams\": 99999999999999999999}\n}",
+	                             &e),
+	                 -1);
+	ck_error(e, "limits.max_streams", 3, 5, "integer too large");
+	ck_assert_int_eq(server_load("{\"allow_ports\": [80, -99999999999999999999]}", &e), -1);
+	ck_error(e, "allow_ports[1]", 1, 22, "integer too large");
+	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", "
+	                             "\"local\": 1, \"remote_port\": 123456789012345678901234}]}",
+	                             &e),
+	                 -1);
+	ck_error(e, "proxies[0].remote_port", 1, 55, "integer too large");
+}
+END_TEST
+
+START_TEST(test_path_at)
+{
+	static const char text[] = "{\"a\": [1, {\"b\": \"x\", \"c\": [[], {}, 12345]}], \"d\": true}";
+	char path[128];
+	const char *p12345 = strstr(text, "12345");
+	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5, path,
+	                                    sizeof(path)),
+	                 0);
+	ck_assert_str_eq(path, "a[1].c[2]");
+	const char *px = strstr(text, "\"x\"");
+	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(px - text) + 3, path,
+	                                    sizeof(path)),
+	                 0);
+	ck_assert_str_eq(path, "a[1].b");
+	const char *pt = strstr(text, "true");
+	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(pt - text) + 2, path,
+	                                    sizeof(path)),
+	                 0);
+	ck_assert_str_eq(path, "d");
+	/* Broken text, or a position past the end: no path, and no overrun. */
+	ck_assert_int_eq(mgrok_json_path_at("{\"a\" 1}", 7, 6, path, sizeof(path)), -1);
+	ck_assert_int_eq(mgrok_json_path_at("[1, 2", 5, 50, path, sizeof(path)), -1);
+	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5,
+	                                    path, 4),
+	                 -1);
+}
+END_TEST
+
+/* The loader reads text from memory as it reads a file (fuzzing uses it). */
+START_TEST(test_load_text)
+{
+	struct mgrok_server_conf c;
+	struct mgrok_conf_error e;
+	static const char text[] = "{\"limits\": {\"max_pending_per_address\": 3}}";
+	mgrok_server_conf_defaults(&c);
+	ck_assert_uint_eq(c.max_pending_per_address, 8);
+	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", text, sizeof(text) - 1, &e), 0);
+	ck_assert_uint_eq(c.max_pending_per_address, 3);
+	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", "{\"limits\": 1}", 13, &e), -1);
+	ck_assert_str_eq(e.file, "mem.json");
+	ck_assert_str_eq(e.key, "limits");
+	ck_assert_int_eq(e.line, 1);
+	mgrok_server_conf_free(&c);
+}
+END_TEST
+
 /* Checks between keys: the value left out keeps its default. */
 START_TEST(test_cross_checks)
 {
@@ -1133,6 +1220,9 @@ static Suite *config_suite(void)
 	tcase_add_test(errors, test_wrong_type);
 	tcase_add_test(errors, test_impossible_values);
 	tcase_add_test(errors, test_cross_checks);
+	tcase_add_test(errors, test_plugin_names);
+	tcase_add_test(errors, test_integer_too_large);
+	tcase_add_test(errors, test_load_text);
 	tcase_add_test(errors, test_allow_ports_errors);
 	tcase_add_test(errors, test_duplicate_key);
 	tcase_add_test(errors, test_proxy_errors);
@@ -1148,6 +1238,7 @@ static Suite *config_suite(void)
 	tcase_add_test(locate, test_locate_nested);
 	tcase_add_test(locate, test_locate_strings);
 	tcase_add_test(locate, test_locate_truncated);
+	tcase_add_test(locate, test_path_at);
 	suite_add_tcase(s, locate);
 
 	TCase *parsers = tcase_create("parsers");
