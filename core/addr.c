@@ -162,3 +162,18 @@ int mgrok_tcp_listen(const struct mgrok_sockaddr *a, int backlog)
 	}
 	return fd;
 }
+
+bool mgrok_addr_ip16(const struct sockaddr *sa, uint8_t ip[16])
+{
+	if (sa->sa_family == AF_INET) {
+		memset(ip, 0, 10);
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}

@@ -2,6 +2,7 @@
 #ifndef MGROK_ADDR_H
 #define MGROK_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -27,6 +28,9 @@ int mgrok_addr_resolve(const char *s, const char *default_host, struct mgrok_soc
                        size_t errlen);
 const char *mgrok_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 uint16_t mgrok_addr_port(const struct sockaddr *sa);
+/* The IP of sa as 16 bytes (IPv4 as IPv4-mapped IPv6), the key of per-host
+ * limits. Returns false for a family without one. */
+bool mgrok_addr_ip16(const struct sockaddr *sa, uint8_t ip[16]);
 void mgrok_addr_set_port(struct sockaddr *sa, uint16_t port);
 
 /* Socket options every tunnel socket gets: non-blocking, close-on-exec, TCP_NODELAY. */

@@ -44,10 +44,12 @@ void mgrok_buf_reserve(struct mgrok_buf *b, size_t n)
 {
 	if (mgrok_buf_room(b) >= n)
 		return;
-	/* Sliding the unread bytes down is cheaper than growing when the
-	 * consumed prefix alone makes enough room. */
-	if (b->off && b->cap - b->len >= n && b->off >= b->len) {
-		memcpy(b->data, b->data + b->off, b->len);
+	/* Sliding the unread bytes down when that makes room is cheaper than a
+	 * realloc, which would copy them too; and it keeps a buffer's block
+	 * within about twice what it holds, so a bound on the bytes bounds
+	 * the block. */
+	if (b->off && b->cap - b->len >= n) {
+		memmove(b->data, b->data + b->off, b->len);
 		b->off = 0;
 		return;
 	}

@@ -92,13 +92,16 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 	struct mgrok_proxy *px = find_proxy(cl, f->u.ack.name.p, f->u.ack.name.len);
 	int mlen = (int)f->u.ack.message.len;
 	const char *msg = (const char *)f->u.ack.message.p;
-	if (!px) {
-		MGROK_WARN("REGISTER_ACK for unknown proxy '%.*s'", (int)f->u.ack.name.len,
-		           (const char *)f->u.ack.name.p);
+	/* Only an answer to a REGISTER still open counts: a server that sends
+	 * more could otherwise print lines at will. */
+	if (!px || !cl->acks_pending || px->bound) {
+		MGROK_SESSION_LOG(cl->sess, MGROK_LOGK_UNKNOWN, MGROK_LOG_WARN,
+		                  "session %u: REGISTER_ACK for %s proxy '%.*s'", cl->sess->id,
+		                  px ? "registered" : "unknown", (int)f->u.ack.name.len,
+		                  (const char *)f->u.ack.name.p);
 		return;
 	}
-	if (cl->acks_pending)
-		cl->acks_pending--;
+	cl->acks_pending--;
 	if (f->u.ack.status == MGROK_ACK_OK) {
 		px->bound = true;
 		cl->acks_ok++;
@@ -135,9 +138,18 @@ static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
 	    find_proxy(cl, f->u.new_stream.name.p, f->u.new_stream.name.len);
 	struct mgrok_stream *st = mgrok_stream_accept(s, f->stream_id, px);
 	if (!px || !px->bound) {
-		MGROK_WARN("session %u stream %u: NEW_STREAM for unknown proxy '%.*s'", s->id,
-		           f->stream_id, (int)f->u.new_stream.name.len,
-		           (const char *)f->u.new_stream.name.p);
+		MGROK_SESSION_LOG(s, MGROK_LOGK_UNKNOWN, MGROK_LOG_WARN,
+		                  "session %u stream %u: NEW_STREAM for unknown proxy '%.*s'", s->id,
+		                  f->stream_id, (int)f->u.new_stream.name.len,
+		                  (const char *)f->u.new_stream.name.p);
+		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
+		return 0;
+	}
+	/* The server opens streams; each costs us a socket: bound them as it does. */
+	if (s->mux.count > s->max_streams) {
+		MGROK_SESSION_LOG(s, MGROK_LOGK_LOCAL, MGROK_LOG_WARN,
+		                  "session %u proxy %s: %u streams open, refusing stream %u", s->id,
+		                  px->name, s->max_streams, f->stream_id);
 		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
 		return 0;
 	}

@@ -352,6 +352,13 @@ void mgrok_decoder_init(struct mgrok_decoder *d, enum mgrok_role sender)
 
 void mgrok_decoder_free(struct mgrok_decoder *d) { mgrok_buf_free(&d->partial); }
 
+/* The callback paused: what is left of this feed waits in partial. */
+static int pause_with(struct mgrok_decoder *d, const uint8_t *p, size_t len)
+{
+	mgrok_buf_append(&d->partial, p, len);
+	return MGROK_DECODE_PAUSE;
+}
+
 int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mgrok_frame_cb cb,
                        void *arg)
 {
@@ -362,9 +369,10 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 	if (d->err[0])
 		return -1;
 	/*
-	 * Finish the straddling frame first. Copying only up to parse's hint
-	 * keeps partial within one frame and leaves every later frame of this
-	 * feed to be delivered in place.
+	 * Bytes kept from before come first: whole frames left by a pause, then
+	 * at most one straddling frame. Copying only up to parse's hint keeps
+	 * that within one frame and leaves every later frame of this feed to be
+	 * delivered in place.
 	 */
 	while (d->partial.len) {
 		rc = mgrok_frame_parse(mgrok_buf_head(&d->partial), d->partial.len, d->sender, &f, &used,
@@ -374,9 +382,11 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 		if (rc > 0) {
 			rc = cb(arg, &f);
 			mgrok_buf_consume(&d->partial, used);
+			if (rc == MGROK_DECODE_PAUSE)
+				return pause_with(d, p, len);
 			if (rc)
 				return rc;
-			break;
+			continue;
 		}
 		if (!len)
 			return 0;
@@ -387,6 +397,9 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 		p += n;
 		len -= n;
 	}
+	/* A pause may have grown the buffer well past one frame. */
+	if (d->partial.cap > 2 * (MGROK_DATA_HEADER + MGROK_DATA_MAX))
+		mgrok_buf_free(&d->partial);
 	while (len) {
 		rc = mgrok_frame_parse(p, len, d->sender, &f, &used, d->err, sizeof(d->err));
 		if (rc < 0)
@@ -396,10 +409,12 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 			return 0;
 		}
 		rc = cb(arg, &f);
-		if (rc)
-			return rc;
 		p += used;
 		len -= used;
+		if (rc == MGROK_DECODE_PAUSE)
+			return pause_with(d, p, len);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }

@@ -149,17 +149,21 @@ struct mgrok_decoder {
 };
 
 /*
- * cb returns 0 to go on, anything else to stop feeding: that value is
+ * cb returns 0 to go on; MGROK_DECODE_PAUSE to stop after this frame and
+ * keep the rest of the fed bytes in the decoder (the next feed, which may be
+ * empty, delivers them first); anything else to stop feeding: that value is
  * returned and the fed bytes after that frame are dropped (a callback stops
- * only when the session is closing). cb must not feed the same decoder.
+ * so only when the session is closing). cb must not feed the same decoder.
  */
 typedef int (*mgrok_frame_cb)(void *arg, const struct mgrok_frame *f);
+#define MGROK_DECODE_PAUSE 2
 
 void mgrok_decoder_init(struct mgrok_decoder *d, enum mgrok_role sender);
 void mgrok_decoder_free(struct mgrok_decoder *d);
 /* Returns 0 when all bytes were taken, -1 on a protocol error (reason in
  * d->err), or the callback's non-zero value. After -1 the decoder stays
- * failed: every later feed returns -1 without reading. */
+ * failed: every later feed returns -1 without reading. A pause keeps at
+ * most the bytes of that one feed (plus one partial frame). */
 int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mgrok_frame_cb cb,
                        void *arg);
 

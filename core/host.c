@@ -26,13 +26,31 @@ struct mgrok_timer {
 	void *arg;
 };
 
+/* The limit of one call site of a plugin; sites past the table share its last slot. */
+static struct mgrok_log_limit *site_limit(struct mgrok_plugin *p, const char *fmt)
+{
+	size_t i = 0;
+	while (i < MGROK_PLUGIN_LOG_SITES - 1 && p->log_site[i] && p->log_site[i] != fmt)
+		i++;
+	if (!p->log_site[i]) {
+		p->log_site[i] = fmt;
+		p->log_limit[i] = (struct mgrok_log_limit){.kind = fmt, .burst = 10};
+	}
+	return &p->log_limit[i];
+}
+
 static void host_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
 {
 	char prefix[80];
 	va_list ap;
 	snprintf(prefix, sizeof(prefix), "plugin %s", self ? self->desc->name : "?");
 	va_start(ap, fmt);
-	mgrok_vlog(level, prefix, fmt, ap);
+	if (self && level <= MGROK_LOG_INFO && mgrok_loop)
+		/* The loader's own record, handed to the plugin as const. */
+		mgrok_vlog_limited(site_limit((struct mgrok_plugin *)self, fmt), 0, prefix,
+		                   ev_now(mgrok_loop), level, fmt, ap);
+	else
+		mgrok_vlog(level, prefix, fmt, ap);
 	va_end(ap);
 }
 

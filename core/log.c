@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -33,4 +34,56 @@ void mgrok_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	mgrok_vlog(level, NULL, fmt, ap);
 	va_end(ap);
+}
+
+static void summary(struct mgrok_log_limit *l, unsigned session, double now)
+{
+	if (!l->suppressed)
+		return;
+	char who[32] = "";
+	if (session)
+		snprintf(who, sizeof(who), "session %u: ", session);
+	mgrok_log(l->level, "%ssuppressed %lu similar lines (%s) in %.0f s", who, l->suppressed,
+	          l->kind, now - l->window_start);
+	l->suppressed = 0;
+}
+
+void mgrok_vlog_limited(struct mgrok_log_limit *l, unsigned session, const char *prefix, double now,
+                        int level, const char *fmt, va_list ap)
+{
+	if (level > mgrok_log_level)
+		return;
+	if (!l->lines || now - l->window_start >= MGROK_LOG_WINDOW) {
+		summary(l, session, now);
+		l->window_start = now;
+		l->lines = 0;
+	}
+	if (l->lines >= l->burst) {
+		l->suppressed++;
+		l->level = level;
+		return;
+	}
+	l->lines++;
+	mgrok_vlog(level, prefix, fmt, ap);
+}
+
+void mgrok_log_limited(struct mgrok_log_limit *l, unsigned session, double now, int level,
+                       const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	mgrok_vlog_limited(l, session, NULL, now, level, fmt, ap);
+	va_end(ap);
+}
+
+void mgrok_log_limit_flush(struct mgrok_log_limit *l, unsigned session, double now)
+{
+	summary(l, session, now);
+	l->lines = 0;
+}
+
+void mgrok_log_limit_tick(struct mgrok_log_limit *l, unsigned session, double now)
+{
+	if (l->suppressed && now - l->window_start >= MGROK_LOG_WINDOW)
+		mgrok_log_limit_flush(l, session, now);
 }

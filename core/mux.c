@@ -21,6 +21,7 @@ void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role)
 	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
 	m->count = 0;
 	m->last_id = 0;
+	m->grown = 0;
 	m->err[0] = '\0';
 }
 
@@ -114,6 +115,7 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s)
 	if (*pp) {
 		*pp = s->hnext;
 		m->count--;
+		m->grown -= s->recv_size + s->debt - MGROK_WINDOW_INITIAL;
 	}
 	s->hnext = NULL;
 }
@@ -205,7 +207,15 @@ static unsigned rounds_to_grow(const struct mgrok_mux_stream *s)
 	return s->recv_size < MGROK_WINDOW_EAGER ? 1 : MGROK_WINDOW_STALL_ROUNDS;
 }
 
-uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
+/* The doubled window, as far as the session's growth budget reaches. */
+static uint32_t grown_size(const struct mgrok_mux *m, const struct mgrok_mux_stream *s)
+{
+	uint32_t want = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
+	uint64_t room = m->grown < MGROK_SESSION_GROWTH_MAX ? MGROK_SESSION_GROWTH_MAX - m->grown : 0;
+	return want - s->recv_size > room ? s->recv_size + (uint32_t)room : want;
+}
+
+uint32_t mgrok_mux_consumed(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len)
 {
 	s->held -= (uint32_t)len < s->held ? (uint32_t)len : s->held;
 	s->recv_unacked += (uint32_t)len;
@@ -223,11 +233,13 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len)
 	if (s->debt) {
 		uint32_t pay = s->debt < inc ? s->debt : inc;
 		s->debt -= pay;
+		m->grown -= pay;
 		inc -= pay;
 	} else if (mgrok_mux_autotune && s->starved_rounds >= rounds_to_grow(s) && !s->held &&
 	           s->recv_size < MGROK_WINDOW_MAX) {
-		uint32_t grown = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
+		uint32_t grown = grown_size(m, s);
 		inc += grown - s->recv_size;
+		m->grown += grown - s->recv_size;
 		s->recv_size = grown;
 	}
 	s->starved = false;

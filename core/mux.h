@@ -48,6 +48,7 @@ struct mgrok_mux {
 	unsigned shift;
 	size_t count;
 	uint32_t last_id; /* highest stream ID opened so far (by us or the peer) */
+	uint64_t grown;   /* credit the streams' windows grant beyond the initial, in all */
 	char err[128];
 };
 
@@ -80,6 +81,10 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 #define MGROK_WINDOW_STALL 0.002
 #define MGROK_WINDOW_STALL_ROUNDS 2
 #define MGROK_WINDOW_EAGER (1024u * 1024u)
+/* Growth is shared: all streams of a session together grant at most this
+ * much beyond their initial windows, so what a peer can make the session
+ * hold is bounded by max_streams initial windows plus this. */
+#define MGROK_SESSION_GROWTH_MAX (32u * 1024u * 1024u)
 extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */
@@ -97,7 +102,7 @@ void mgrok_mux_sent_close(struct mgrok_mux_stream *s);
  * increment to send now, or 0 (credit is returned in batches of at least
  * half a window so that updates stay rare).
  */
-uint32_t mgrok_mux_consumed(struct mgrok_mux_stream *s, size_t len);
+uint32_t mgrok_mux_consumed(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len);
 
 static inline bool mgrok_mux_done(const struct mgrok_mux_stream *s)
 {

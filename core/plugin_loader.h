@@ -8,7 +8,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "log.h"
 #include "mgrok/plugin.h"
+
+/* A plugin's log lines at info and above are limited per call site (the
+ * format string): a remote peer may drive them (log.h). */
+#define MGROK_PLUGIN_LOG_SITES 16
 
 struct mgrok_plugin {
 	char *path;
@@ -16,6 +21,8 @@ struct mgrok_plugin {
 	const struct mgrok_plugin_desc *desc;
 	void *inst;       /* set by desc->init */
 	bool initialized; /* desc->fini is owed */
+	const char *log_site[MGROK_PLUGIN_LOG_SITES];
+	struct mgrok_log_limit log_limit[MGROK_PLUGIN_LOG_SITES];
 };
 
 struct mgrok_registry {

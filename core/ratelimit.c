@@ -1,22 +1,8 @@
 #include "ratelimit.h"
 
-#include <netinet/in.h>
 #include <string.h>
 
-static bool key_of(const struct sockaddr *sa, uint8_t ip[16])
-{
-	if (sa->sa_family == AF_INET) {
-		memset(ip, 0, 10);
-		ip[10] = ip[11] = 0xff;
-		memcpy(ip + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		return true;
-	}
-	return false;
-}
+#include "addr.h"
 
 static size_t home_of(const uint8_t ip[16])
 {
@@ -66,7 +52,7 @@ void mgrok_ratelimit_init(struct mgrok_ratelimit *r, unsigned max_failures, doub
 bool mgrok_ratelimit_blocked(struct mgrok_ratelimit *r, const struct sockaddr *sa, double now)
 {
 	uint8_t ip[16];
-	if (!r->max_failures || !key_of(sa, ip))
+	if (!r->max_failures || !mgrok_addr_ip16(sa, ip))
 		return false;
 	struct mgrok_ratelimit_entry *e = find(r, ip, false, now);
 	if (!e || now >= e->blocked_until)
@@ -79,7 +65,7 @@ bool mgrok_ratelimit_blocked(struct mgrok_ratelimit *r, const struct sockaddr *s
 bool mgrok_ratelimit_failure(struct mgrok_ratelimit *r, const struct sockaddr *sa, double now)
 {
 	uint8_t ip[16];
-	if (!r->max_failures || !key_of(sa, ip))
+	if (!r->max_failures || !mgrok_addr_ip16(sa, ip))
 		return false;
 	struct mgrok_ratelimit_entry *e = find(r, ip, true, now);
 	e->last_seen = now;

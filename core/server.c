@@ -25,6 +25,19 @@ struct srv_method {
 	const struct mgrok_auth_ops *authz; /* the plugin's ops if it has the 1.1 ones, else NULL */
 };
 
+/* Server-wide log lines about new connections, limited per kind (log.h). */
+enum srv_logk {
+	SRV_LOG_REFUSED,   /* connections refused for the handshake limits */
+	SRV_LOG_HANDSHAKE, /* failed handshakes and the blocks they start */
+	SRV_LOG_SESSIONS,  /* sessions authenticated, introduced, replaced, closed */
+	SRV_LOG_ACCEPT,    /* accept(2) failures */
+	SRV_LOG_COUNT,
+};
+
+/* accept(2) out of descriptors: the connection stays queued, and trying
+ * again at once would spin. */
+#define ACCEPT_PAUSE 0.25
+
 struct mgrok_server {
 	const struct mgrok_server_conf *conf;
 	struct mgrok_registry reg;
@@ -36,8 +49,12 @@ struct mgrok_server {
 	struct mgrok_tls *tls; /* NULL: plaintext control port */
 	int lfd;
 	ev_io lio;
-	struct srv_session *sessions;
-	unsigned pending; /* sessions still in the handshake */
+	ev_timer accept_retry;
+	ev_timer log_tick; /* reports suppressed lines once their window is over */
+	struct srv_session *sessions;    /* authenticated */
+	struct srv_session *handshaking; /* still in the handshake */
+	unsigned pending;                /* how many of those */
+	struct mgrok_log_limit loglim[SRV_LOG_COUNT];
 };
 
 /* The server's side of one session. */
@@ -48,12 +65,36 @@ struct srv_session {
 	bool authenticated;
 	bool hello_seen;
 	struct mgrok_sockaddr peer;
+	uint8_t ip[16]; /* of peer: the key of the per-address handshake limit */
 	const struct srv_method *method; /* how it authenticated */
 	char identity[MGROK_IDENTITY_MAX + 1];
 	char client_id[MGROK_NAME_MAX + 1];
 	struct mgrok_proxy *proxies;
 	unsigned nproxies;
 };
+
+#define SRV_LOG(srv, k, level, ...)                                                               \
+	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now(mgrok_loop), level, __VA_ARGS__)
+
+static void list_insert(struct srv_session **head, struct srv_session *ss)
+{
+	ss->prev = NULL;
+	ss->next = *head;
+	if (*head)
+		(*head)->prev = ss;
+	*head = ss;
+}
+
+static void list_remove(struct srv_session **head, struct srv_session *ss)
+{
+	if (ss->prev)
+		ss->prev->next = ss->next;
+	else
+		*head = ss->next;
+	if (ss->next)
+		ss->next->prev = ss->prev;
+	ss->prev = ss->next = NULL;
+}
 
 static const struct mgrok_auth_method *find_auth(void *arg, uint8_t id)
 {
@@ -80,8 +121,9 @@ static void send_ack(struct srv_session *ss, const struct mgrok_frame *reg, uint
 	f.u.ack.message.len = strnlen(message, MGROK_MESSAGE_MAX);
 	mgrok_session_send(ss->sess, &f);
 	if (status != MGROK_ACK_OK)
-		MGROK_INFO("session %u: REGISTER '%.*s' refused: %s", ss->sess->id,
-		           (int)f.u.ack.name.len, (const char *)f.u.ack.name.p, message);
+		MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+		                  "session %u: REGISTER '%.*s' refused: %s", ss->sess->id,
+		                  (int)f.u.ack.name.len, (const char *)f.u.ack.name.p, message);
 }
 
 static struct mgrok_proxy *find_proxy(struct srv_session *ss, const uint8_t *name, size_t len)
@@ -293,8 +335,9 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	snprintf(px->public_addr, sizeof(px->public_addr), "%s://%s:%u", plugin->desc->name, host,
 	         px->spec.remote_port);
 	send_ack(ss, f, MGROK_ACK_OK, px->spec.remote_port, px->public_addr);
-	MGROK_INFO("session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
-	           px->public_addr, px->spec.local_port);
+	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
+	                  px->public_addr, px->spec.local_port);
 }
 
 static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
@@ -304,14 +347,16 @@ static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
 	                memcmp((*pp)->name, f->u.unreg_name.p, f->u.unreg_name.len) == 0))
 		pp = &(*pp)->next;
 	if (!*pp) {
-		MGROK_INFO("session %u: UNREGISTER of unknown proxy '%.*s'", ss->sess->id,
-		           (int)f->u.unreg_name.len, (const char *)f->u.unreg_name.p);
+		MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+		                  "session %u: UNREGISTER of unknown proxy '%.*s'", ss->sess->id,
+		                  (int)f->u.unreg_name.len, (const char *)f->u.unreg_name.p);
 		return;
 	}
 	struct mgrok_proxy *px = *pp;
 	*pp = px->next;
 	ss->nproxies--;
-	MGROK_INFO("session %u proxy %s: unregistered", ss->sess->id, px->name);
+	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+	                  "session %u proxy %s: unregistered", ss->sess->id, px->name);
 	proxy_free(ss, px);
 }
 
@@ -321,14 +366,16 @@ static void on_hello(struct srv_session *ss, const struct mgrok_frame *f)
 	memcpy(ss->client_id, f->u.hello.client_id.p, f->u.hello.client_id.len);
 	ss->client_id[f->u.hello.client_id.len] = '\0';
 	ss->hello_seen = true;
-	MGROK_INFO("session %u: client %s, %.*s", ss->sess->id, ss->client_id,
-	           (int)f->u.hello.info.len, (const char *)f->u.hello.info.p);
+	SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: client %s, %.*s",
+	        ss->sess->id, ss->client_id, (int)f->u.hello.info.len,
+	        (const char *)f->u.hello.info.p);
 	for (struct srv_session *o = ss->srv->sessions; o; o = o->next) {
 		if (o == ss || !o->hello_seen || strcmp(o->identity, ss->identity) != 0 ||
 		    strcmp(o->client_id, ss->client_id) != 0)
 			continue;
-		MGROK_INFO("session %u replaces session %u of client %s", ss->sess->id, o->sess->id,
-		           ss->client_id);
+		SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO,
+		        "session %u replaces session %u of client %s", ss->sess->id, o->sess->id,
+		        ss->client_id);
 		/* Closing it frees its ports before this session's REGISTERs. */
 		mgrok_session_close(o->sess, MGROK_GOAWAY_REPLACED, MGROK_CLOSE_LOCAL,
 		                    "replaced by a newer session of the same client");
@@ -343,13 +390,16 @@ static void srv_on_open(struct mgrok_session *s)
 	struct srv_session *ss = s->owner;
 	ss->authenticated = true;
 	ss->srv->pending--;
+	list_remove(&ss->srv->handshaking, ss);
+	list_insert(&ss->srv->sessions, ss);
 	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
 	ss->method = (const struct srv_method *)s->hs.method;
 	const struct mgrok_auth_ops *ops = ss->method ? ss->method->authz : NULL;
 	unsigned own = ops && ops->max_streams ? ops->max_streams(ss->method->m.inst, ss->identity) : 0;
 	if (own && own < s->max_streams)
 		s->max_streams = own;
-	MGROK_INFO("session %u: %s authenticated as '%s'", s->id, s->peer, ss->identity);
+	SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: %s authenticated as '%s'",
+	        s->id, s->peer, ss->identity);
 }
 
 static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
@@ -386,10 +436,14 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 		srv->pending--;
 	if (!ss->authenticated && s->hs_failed &&
 	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(mgrok_loop)))
-		MGROK_WARN("%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
-		           srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
-	if (ss->authenticated || why != MGROK_CLOSE_LOST || s->hs_failed)
-		MGROK_INFO("session %u: closed: %s", s->id, reason);
+		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_WARN,
+		        "%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
+		        srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
+	if (ss->authenticated)
+		SRV_LOG(srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: closed: %s", s->id, reason);
+	else if (why != MGROK_CLOSE_LOST || s->hs_failed)
+		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_INFO, "session %u: %s: closed: %s", s->id,
+		        s->peer, reason);
 	else
 		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer, reason);
 	/* Streams are gone already; close the listeners now so the ports are free at once. */
@@ -398,12 +452,7 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 		ss->proxies = px->next;
 		proxy_free(ss, px);
 	}
-	if (ss->prev)
-		ss->prev->next = ss->next;
-	else
-		srv->sessions = ss->next;
-	if (ss->next)
-		ss->next->prev = ss->prev;
+	list_remove(ss->authenticated ? &srv->sessions : &srv->handshaking, ss);
 	free(ss);
 }
 
@@ -413,6 +462,83 @@ static const struct mgrok_session_ops srv_ops = {
     .on_close = srv_on_close,
 };
 
+/* Connections from the address of ss still in the handshake, ss included. */
+static unsigned pending_from(const struct mgrok_server *srv, const uint8_t ip[16])
+{
+	unsigned n = 0;
+	for (const struct srv_session *o = srv->handshaking; o; o = o->next)
+		n += memcmp(o->ip, ip, sizeof(o->ip)) == 0;
+	return n;
+}
+
+/* Whether a new connection may start a handshake (PROTOCOL.md 4). */
+static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, uint8_t ip[16])
+{
+	char text[MGROK_ADDRSTRLEN];
+	if (mgrok_ratelimit_blocked(srv->failures, (const struct sockaddr *)&peer->ss,
+	                            ev_now(mgrok_loop)))
+		return false;
+	if (srv->pending >= srv->conf->max_pending) {
+		/* The newest pending connection is the one to drop. */
+		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
+		        "%u connections still in the handshake: refusing one from %s", srv->pending,
+		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)));
+		return false;
+	}
+	/* One host must not hold every handshake slot (a slow trickle would). */
+	if (mgrok_addr_ip16((const struct sockaddr *)&peer->ss, ip) &&
+	    pending_from(srv, ip) >= srv->conf->max_pending_per_address) {
+		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
+		        "%s has %u connections in the handshake: refusing another",
+		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)),
+		        srv->conf->max_pending_per_address);
+		return false;
+	}
+	return true;
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_server *srv =
+	    (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, accept_retry));
+	ev_io_start(loop, &srv->lio);
+}
+
+/* accept(2) failed with errno: returns whether to go on accepting now. */
+static bool accept_failed(struct mgrok_server *srv)
+{
+	int e = errno;
+	if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
+		return false;
+	if (e == ECONNABORTED || e == EPROTO || e == EPERM)
+		return true; /* that one connection is gone; the next may be fine */
+	SRV_LOG(srv, SRV_LOG_ACCEPT, MGROK_LOG_WARN, "accept: %s: pausing accepts for %.2f s",
+	        strerror(e), ACCEPT_PAUSE);
+	ev_io_stop(mgrok_loop, &srv->lio);
+	ev_timer_set(&srv->accept_retry, ACCEPT_PAUSE, 0.);
+	ev_timer_start(mgrok_loop, &srv->accept_retry);
+	return false;
+}
+
+static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_sockaddr *peer,
+                          const uint8_t ip[16])
+{
+	mgrok_socket_tune(fd);
+	struct srv_session *ss = mgrok_xcalloc(1, sizeof(*ss));
+	ss->srv = srv;
+	ss->peer = *peer;
+	memcpy(ss->ip, ip, sizeof(ss->ip));
+	ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
+	mgrok_addr_format((const struct sockaddr *)&peer->ss, ss->sess->peer, sizeof(ss->sess->peer));
+	ss->sess->hb_interval = srv->conf->heartbeat_interval;
+	ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
+	ss->sess->max_streams = srv->conf->max_streams;
+	list_insert(&srv->handshaking, ss);
+	srv->pending++;
+	MGROK_DEBUG("session %u: connection from %s", ss->sess->id, ss->sess->peer);
+	mgrok_session_start_server(ss->sess, srv->conf->handshake_timeout, find_auth, srv);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct mgrok_server *srv = (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, lio));
@@ -421,39 +547,24 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		int fd = accept4(srv->lfd, (struct sockaddr *)&peer.ss, &peer.len,
 		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				MGROK_WARN("accept: %s", strerror(errno));
+			if (accept_failed(srv))
+				continue;
 			return;
 		}
-		if (mgrok_ratelimit_blocked(srv->failures, (struct sockaddr *)&peer.ss,
-		                            ev_now(mgrok_loop))) {
+		uint8_t ip[16] = {0};
+		if (admit(srv, &peer, ip))
+			start_session(srv, fd, &peer, ip);
+		else
 			close(fd);
-			continue;
-		}
-		if (srv->pending >= srv->conf->max_pending) {
-			/* The newest pending connection is the one to drop (PROTOCOL.md 4). */
-			MGROK_WARN("%u connections still in the handshake: refusing a new one",
-			           srv->pending);
-			close(fd);
-			continue;
-		}
-		mgrok_socket_tune(fd);
-		struct srv_session *ss = mgrok_xcalloc(1, sizeof(*ss));
-		ss->srv = srv;
-		ss->peer = peer;
-		ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
-		mgrok_addr_format((struct sockaddr *)&peer.ss, ss->sess->peer, sizeof(ss->sess->peer));
-		ss->sess->hb_interval = srv->conf->heartbeat_interval;
-		ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
-		ss->sess->max_streams = srv->conf->max_streams;
-		ss->next = srv->sessions;
-		if (srv->sessions)
-			srv->sessions->prev = ss;
-		srv->sessions = ss;
-		srv->pending++;
-		MGROK_DEBUG("session %u: connection from %s", ss->sess->id, ss->sess->peer);
-		mgrok_session_start_server(ss->sess, srv->conf->handshake_timeout, find_auth, srv);
 	}
+}
+
+static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_server *srv =
+	    (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, log_tick));
+	for (int k = 0; k < SRV_LOG_COUNT; k++)
+		mgrok_log_limit_tick(&srv->loglim[k], 0, ev_now(loop));
 }
 
 /* ---- set-up ---------------------------------------------------------------- */
@@ -486,9 +597,24 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 
 struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *err, size_t errlen)
 {
+	static const struct {
+		const char *kind;
+		unsigned burst;
+	} limits[SRV_LOG_COUNT] = {
+	    [SRV_LOG_REFUSED] = {"connections refused", 5},
+	    [SRV_LOG_HANDSHAKE] = {"failed handshakes", 10},
+	    [SRV_LOG_SESSIONS] = {"sessions opened and closed", 100},
+	    [SRV_LOG_ACCEPT] = {"accept failures", 5},
+	};
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->conf = c;
 	srv->lfd = -1;
+	for (int k = 0; k < SRV_LOG_COUNT; k++) {
+		srv->loglim[k].kind = limits[k].kind;
+		srv->loglim[k].burst = limits[k].burst;
+	}
+	ev_timer_init(&srv->accept_retry, on_accept_retry, 0., 0.);
+	ev_timer_init(&srv->log_tick, on_log_tick, MGROK_LOG_WINDOW, MGROK_LOG_WINDOW);
 	srv->failures = mgrok_xmalloc(sizeof(*srv->failures));
 	mgrok_ratelimit_init(srv->failures, c->auth_failures, c->auth_interval);
 	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
@@ -526,6 +652,7 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 	}
 	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
 	ev_io_start(mgrok_loop, &srv->lio);
+	ev_timer_start(mgrok_loop, &srv->log_tick);
 	char text[MGROK_ADDRSTRLEN];
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
@@ -537,12 +664,19 @@ void mgrok_server_shutdown(struct mgrok_server *srv)
 {
 	if (srv->lfd >= 0) {
 		ev_io_stop(mgrok_loop, &srv->lio);
+		ev_timer_stop(mgrok_loop, &srv->accept_retry);
 		close(srv->lfd);
 		srv->lfd = -1;
 	}
+	while (srv->handshaking)
+		mgrok_session_close(srv->handshaking->sess, -1, MGROK_CLOSE_LOCAL,
+		                    "server shutting down");
 	while (srv->sessions)
 		mgrok_session_close(srv->sessions->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
 		                    "server shutting down");
+	ev_timer_stop(mgrok_loop, &srv->log_tick);
+	for (int k = 0; mgrok_loop && k < SRV_LOG_COUNT; k++)
+		mgrok_log_limit_flush(&srv->loglim[k], 0, ev_now(mgrok_loop));
 }
 
 void mgrok_server_free(struct mgrok_server *srv)

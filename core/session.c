@@ -90,10 +90,31 @@ static int flush_out(struct mgrok_session *s)
 	return 0;
 }
 
+/* The peer does not take our output: stop taking its input, which is what
+ * makes more. The decoder keeps the frames of the current read. */
+static void pause_input(struct mgrok_session *s)
+{
+	ev_io_stop(mgrok_loop, &s->rio);
+	s->paused_since = ev_now(mgrok_loop);
+	s->refeed = true;
+	MGROK_DEBUG("session %u: %zu bytes of output queued: not reading until the peer reads",
+	            s->id, s->out.len);
+}
+
+static void resume_input(struct mgrok_session *s)
+{
+	s->paused_since = 0;
+	ev_io_start(mgrok_loop, &s->rio);
+	/* The held frames have no readiness event of their own. */
+	ev_feed_event(mgrok_loop, &s->rio, EV_READ);
+}
+
 static void after_flush(struct mgrok_session *s)
 {
 	if (s->stalled && s->out.len < OUT_LOW_WATER)
 		mgrok_stream_resume_stalled(s);
+	if (s->paused_since && s->out.len < MGROK_SESSION_OUT_RESUME)
+		resume_input(s);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -168,7 +189,9 @@ static int on_frame(void *arg, const struct mgrok_frame *f)
 		rc = s->ops->on_frame(s, f);
 		break;
 	}
-	return s->closing ? 1 : rc < 0 ? 1 : 0;
+	if (s->closing || rc < 0)
+		return 1;
+	return s->out.len >= MGROK_SESSION_OUT_MAX ? MGROK_DECODE_PAUSE : 0;
 }
 
 static void handshake_done(struct mgrok_session *s)
@@ -204,9 +227,12 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		if (!s->closing && s->hs_in.len) {
 			struct mgrok_buf rest = s->hs_in;
 			memset(&s->hs_in, 0, sizeof(s->hs_in));
-			if (mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len, on_frame, s) < 0)
+			int fed = mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len, on_frame, s);
+			if (fed < 0)
 				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 				                    "protocol error: %s", s->dec.err);
+			else if (fed == MGROK_DECODE_PAUSE)
+				pause_input(s);
 			mgrok_buf_free(&rest);
 		}
 		mgrok_buf_free(&s->hs_in);
@@ -277,6 +303,8 @@ static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 	if (rc < 0)
 		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 		                    "protocol error: %s", s->dec.err);
+	else if (rc == MGROK_DECODE_PAUSE)
+		pause_input(s);
 }
 
 static void read_input(struct mgrok_session *s)
@@ -285,10 +313,14 @@ static void read_input(struct mgrok_session *s)
 
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
+	if (s->refeed) {
+		s->refeed = false;
+		feed_frames(s, NULL, 0);
+	}
 	/* Up to READ_BUDGET per wakeup drains a busy connection without
 	 * starving the other sessions and streams of this loop. */
 	bool waiting = false; /* the transport needs more bytes from the socket */
-	for (size_t budget = READ_BUDGET; budget && !s->closing;) {
+	for (size_t budget = READ_BUDGET; budget && !s->closing && !s->paused_since;) {
 		/* A TLS read returns one record: collect several, so that frames
 		 * are decoded (and written on) in place rather than reassembled. */
 		size_t want = budget < sizeof(rbuf) ? budget : sizeof(rbuf);
@@ -333,7 +365,7 @@ static void read_input(struct mgrok_session *s)
 	/* Records the TLS layer already holds get no readiness event of their
 	 * own: come back for them, unless it is waiting for the rest of one
 	 * (then the socket will say so, and feeding would spin). */
-	if (!s->closing && !waiting && mgrok_transport_pending(&s->tr))
+	if (!s->closing && !s->paused_since && !waiting && mgrok_transport_pending(&s->tr))
 		ev_feed_event(mgrok_loop, &s->rio, EV_READ);
 }
 
@@ -355,7 +387,15 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 	struct mgrok_session *s = container_of(w, struct mgrok_session, beat);
 	double now = ev_now(loop);
 	s->in_cb++;
-	if (now - s->last_recv >= s->hb_timeout) {
+	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
+		mgrok_log_limit_tick(&s->loglim[k], s->id, now);
+	if (s->paused_since && now - s->paused_since >= s->hb_timeout) {
+		/* Not reading, we cannot tell a live peer: its not reading is what counts. */
+		MGROK_WARN("session %u: %s has not read %zu KiB of queued output for %.0f s: "
+		           "closing it", s->id, s->peer, s->out.len / 1024, now - s->paused_since);
+		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
+		                    "output not read for %.0f s", now - s->paused_since);
+	} else if (!s->paused_since && now - s->last_recv >= s->hb_timeout) {
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
 		                    "nothing received for %.0f s", now - s->last_recv);
 	} else if (s->open && now - s->last_send >= s->hb_interval) {
@@ -394,6 +434,20 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 	s->hb_timeout = 30;
 	s->max_streams = 4096;
 	s->last_recv = s->last_send = ev_now(mgrok_loop);
+	static const struct {
+		const char *kind;
+		unsigned burst;
+	} limits[MGROK_LOGK_COUNT] = {
+	    [MGROK_LOGK_REGISTER] = {"REGISTER and UNREGISTER", 10},
+	    [MGROK_LOGK_VISITOR] = {"visitors refused", 5},
+	    [MGROK_LOGK_FLOW] = {"windows overrun", 5},
+	    [MGROK_LOGK_LOCAL] = {"local service unreachable", 5},
+	    [MGROK_LOGK_UNKNOWN] = {"unknown proxy", 5},
+	};
+	for (int k = 0; k < MGROK_LOGK_COUNT; k++) {
+		s->loglim[k].kind = limits[k].kind;
+		s->loglim[k].burst = limits[k].burst;
+	}
 	strcpy(s->peer, "-");
 	/* Frames arriving here were sent by the other role. */
 	mgrok_decoder_init(&s->dec, role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER);
@@ -486,6 +540,8 @@ static void finalize(struct mgrok_session *s)
 		mgrok_stream_destroy(s->streams, true);
 	mgrok_hs_end(&s->hs);
 	mgrok_transport_close(&s->tr);
+	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
+		mgrok_log_limit_flush(&s->loglim[k], s->id, ev_now(mgrok_loop));
 	/* The owner still sees a whole session (proxies, ids) in on_close. */
 	s->in_cb++;
 	s->ops->on_close(s, s->why, s->reason);

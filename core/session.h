@@ -13,6 +13,8 @@
 #include "buf.h"
 #include "codec.h"
 #include "handshake.h"
+#include "host.h"
+#include "log.h"
 #include "mux.h"
 #include "transport.h"
 
@@ -29,6 +31,28 @@ struct mgrok_gather {
 	const uint8_t *p;
 	size_t len;
 };
+
+/* Log lines the peer can trigger at will, limited per session and kind (log.h). */
+enum mgrok_session_logk {
+	MGROK_LOGK_REGISTER, /* server: REGISTER accepted or refused, UNREGISTER */
+	MGROK_LOGK_VISITOR,  /* server: a visitor refused at the stream limit */
+	MGROK_LOGK_FLOW,     /* a stream's window overrun */
+	MGROK_LOGK_LOCAL,    /* client: the local service could not be reached, or refused */
+	MGROK_LOGK_UNKNOWN,  /* client: NEW_STREAM or REGISTER_ACK for a proxy it does not have */
+	MGROK_LOGK_COUNT,
+};
+
+#define MGROK_SESSION_LOG(s, k, level, ...)                                                        \
+	mgrok_log_limited(&(s)->loglim[k], (s)->id, ev_now(mgrok_loop), level, __VA_ARGS__)
+
+/*
+ * Queued output at which the session stops reading its peer: every frame
+ * read may queue a reply, so a peer that does not read could otherwise make
+ * us hold any amount. Reading resumes below MGROK_SESSION_OUT_RESUME; a
+ * peer that leaves it paused for the heartbeat timeout is dropped.
+ */
+#define MGROK_SESSION_OUT_MAX (4u * 1024 * 1024)
+#define MGROK_SESSION_OUT_RESUME (1024u * 1024)
 
 /* Why a session ended, as its owner needs to know. */
 enum mgrok_close_why {
@@ -78,7 +102,9 @@ struct mgrok_session {
 	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
-	double last_refusal_log; /* visitors refused over max_streams: log throttle */
+	double paused_since;  /* reading stopped for a full output queue, else 0 */
+	bool refeed;          /* the decoder holds frames read before the pause */
+	struct mgrok_log_limit loglim[MGROK_LOGK_COUNT];
 	unsigned max_streams;
 	int peer_goaway; /* code of a GO_AWAY received, or -1 */
 	enum mgrok_close_why why;

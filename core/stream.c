@@ -139,7 +139,7 @@ static bool finish_if_done(struct mgrok_stream *st)
 
 static void send_credit(struct mgrok_stream *st, size_t written)
 {
-	uint32_t inc = mgrok_mux_consumed(&st->ms, written);
+	uint32_t inc = mgrok_mux_consumed(&st->sess->mux, &st->ms, written);
 	if (!inc)
 		return;
 	struct mgrok_frame f = {.type = MGROK_FRAME_WINDOW_UPDATE, .stream_id = st->ms.id};
@@ -287,7 +287,8 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	if (v == MGROK_MUX_PROTOCOL)
 		return -1;
 	if (v == MGROK_MUX_RESET_FLOW) {
-		MGROK_WARN("session %u proxy %s: %s", s->id, proxy_name(st), s->mux.err);
+		MGROK_SESSION_LOG(s, MGROK_LOGK_FLOW, MGROK_LOG_WARN, "session %u proxy %s: %s", s->id,
+		                  proxy_name(st), s->mux.err);
 		mgrok_stream_reset(st, MGROK_RESET_FLOW_CONTROL);
 		return 0;
 	}
@@ -442,9 +443,10 @@ static void connect_done(struct mgrok_stream *st)
 	if (getsockopt(st->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err) {
-		MGROK_INFO("session %u proxy %s stream %u: cannot connect to %s: %s", st->sess->id,
-		           proxy_name(st), st->ms.id, st->proxy ? st->proxy->local : "-",
-		           strerror(err));
+		MGROK_SESSION_LOG(st->sess, MGROK_LOGK_LOCAL, MGROK_LOG_INFO,
+		                  "session %u proxy %s stream %u: cannot connect to %s: %s",
+		                  st->sess->id, proxy_name(st), st->ms.id,
+		                  st->proxy ? st->proxy->local : "-", strerror(err));
 		mgrok_stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
@@ -491,18 +493,15 @@ struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const str
 		return NULL;
 	mgrok_addr_format(source, src, sizeof(src));
 	if (s->mux.count >= s->max_streams) {
-		/* Visitors choose how often this happens: one line a second at most. */
-		double now = ev_now(mgrok_loop);
-		if (now - s->last_refusal_log >= 1.0) {
-			s->last_refusal_log = now;
-			MGROK_WARN("session %u proxy %s: %u streams open, refusing visitor %s", s->id,
-			           px->name, s->max_streams, src);
-		}
+		MGROK_SESSION_LOG(s, MGROK_LOGK_VISITOR, MGROK_LOG_WARN,
+		                  "session %u proxy %s: %u streams open, refusing visitor %s", s->id,
+		                  px->name, s->max_streams, src);
 		return NULL;
 	}
 	uint32_t id = mgrok_mux_next_id(&s->mux);
 	if (!id) {
-		MGROK_WARN("session %u: stream IDs used up", s->id);
+		MGROK_SESSION_LOG(s, MGROK_LOGK_VISITOR, MGROK_LOG_WARN,
+		                  "session %u: stream IDs used up, refusing visitor %s", s->id, src);
 		return NULL;
 	}
 	struct mgrok_stream *st = stream_new(s, id, px);

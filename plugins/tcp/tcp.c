@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #include "mgrok/plugin.h"
 
 #define ACCEPTS_PER_WAKEUP 64
+/* accept(2) out of descriptors: the visitor stays queued, and trying again
+ * at once would spin. */
+#define ACCEPT_PAUSE 0.25
 
 struct tcp_plugin {
 	const struct mgrok_host *host;
@@ -24,6 +28,8 @@ struct tcp_listener {
 	struct mgrok_proxy *px;
 	int fd;
 	struct mgrok_watch *watch;
+	struct mgrok_timer *retry; /* resumes accepting after ACCEPT_PAUSE */
+	char name[65];             /* the proxy's, for logs */
 };
 
 static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, const json_t *conf,
@@ -55,6 +61,30 @@ static int check_options(void *inst, const json_t *options, char *err, size_t er
 	return 0;
 }
 
+static void resume_accept(void *arg)
+{
+	struct tcp_listener *l = arg;
+	l->tp->host->watch_set(l->watch, MGROK_EV_READ);
+}
+
+/* Returns whether to go on accepting now. */
+static bool accept_failed(struct tcp_listener *l)
+{
+	const struct mgrok_host *h = l->tp->host;
+	int e = errno;
+	if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
+		return false;
+	if (e == ECONNABORTED || e == EPROTO || e == EPERM)
+		return true; /* that visitor is gone; the next may be fine */
+	h->log(l->tp->self, MGROK_LOG_WARN, "proxy %s: accept: %s: pausing accepts for %.2f s",
+	       l->name, strerror(e), ACCEPT_PAUSE);
+	h->watch_set(l->watch, 0);
+	if (!l->retry)
+		l->retry = h->timer_new(resume_accept, l);
+	h->timer_set(l->retry, ACCEPT_PAUSE);
+	return false;
+}
+
 static void on_accept(void *arg, int fd, int events)
 {
 	struct tcp_listener *l = arg;
@@ -64,8 +94,8 @@ static void on_accept(void *arg, int fd, int events)
 		socklen_t len = sizeof(ss);
 		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				h->log(l->tp->self, MGROK_LOG_WARN, "accept: %s", strerror(errno));
+			if (accept_failed(l))
+				continue;
 			return;
 		}
 		struct mgrok_stream *st = h->stream_open(l->px, (struct sockaddr *)&ss, len);
@@ -101,6 +131,8 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 	l->tp = tp;
 	l->px = px;
 	l->fd = fd;
+	l->retry = NULL;
+	snprintf(l->name, sizeof(l->name), "%s", spec->name);
 	l->watch = tp->host->watch_new(fd, on_accept, l);
 	tp->host->watch_set(l->watch, MGROK_EV_READ);
 	*state = l;
@@ -110,6 +142,7 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 static void server_unbind(void *inst, void *state)
 {
 	struct tcp_listener *l = state;
+	l->tp->host->timer_free(l->retry);
 	l->tp->host->watch_free(l->watch);
 	close(l->fd);
 	l->tp->host->free(l);
