@@ -391,10 +391,10 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 		mgrok_log_limit_tick(&s->loglim[k], s->id, now);
 	if (s->paused_since && now - s->paused_since >= s->hb_timeout) {
 		/* Not reading, we cannot tell a live peer: its not reading is what counts. */
-		MGROK_WARN("session %u: %s has not read %zu KiB of queued output for %.0f s: "
+		MGROK_WARN("session %u: %s has not read %zu KiB of queued output for %.3g s: "
 		           "closing it", s->id, s->peer, s->out.len / 1024, now - s->paused_since);
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
-		                    "output not read for %.0f s", now - s->paused_since);
+		                    "output not read for %.3g s", now - s->paused_since);
 	} else if (!s->paused_since && now - s->last_recv >= s->hb_timeout) {
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
 		                    "nothing received for %.0f s", now - s->last_recv);

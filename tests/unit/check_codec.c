@@ -269,6 +269,7 @@ struct expect {
 	size_t got;
 	int stop_at; /* 1-based frame count at which to return stop_rc, 0: never */
 	int stop_rc;
+	unsigned pause_every; /* pause after every this many frames, 0: never */
 	const uint8_t *feed_lo, *feed_hi; /* the bytes of the current feed */
 	size_t in_place;                  /* frames whose bytes lay in the feed */
 };
@@ -289,6 +290,8 @@ static int expect_cb(void *arg, const struct mgrok_frame *f)
 	e->got++;
 	if (e->stop_at && (int)e->got == e->stop_at)
 		return e->stop_rc;
+	if (e->pause_every && e->got % e->pause_every == 0)
+		return MGROK_DECODE_PAUSE;
 	return 0;
 }
 
@@ -479,6 +482,46 @@ START_TEST(test_round_trip_random_splits)
 				memcpy(chunk, mgrok_buf_head(&b) + at, k);
 				ck_assert_int_eq(feed(&d, &e, chunk, k), 0);
 				free(chunk);
+				ck_assert_uint_lt(d.partial.len, MAX_FRAME);
+				at += k;
+			}
+			ck_assert_uint_eq(e.got, n);
+			ck_assert_uint_eq(d.partial.len, 0);
+			mgrok_decoder_free(&d);
+		}
+		mgrok_buf_free(&b);
+	}
+}
+END_TEST
+
+/* A pause (the session's output is full) keeps the rest of the feed in the
+ * decoder: empty feeds later deliver it, frame by frame, nothing lost or
+ * repeated, whatever the splits; then decoding goes on in place. */
+START_TEST(test_round_trip_with_pauses)
+{
+	make_samples(true);
+	rng_state = 20261202;
+	for (int role = MGROK_ROLE_CLIENT; role <= MGROK_ROLE_SERVER; role++) {
+		struct mgrok_buf b = {0};
+		const struct mgrok_frame *want[40];
+		size_t n = encode_stream((enum mgrok_role)role, &b, want);
+		for (int round = 0; round < 60; round++) {
+			struct expect e = {.want = want, .n = n, .pause_every = 1 + (unsigned)round % 4};
+			struct mgrok_decoder d;
+			mgrok_decoder_init(&d, (enum mgrok_role)role);
+			size_t maxchunk = round % 3 == 0 ? 300000 : round % 3 == 1 ? 300 : 16;
+			for (size_t at = 0; at < b.len;) {
+				size_t k = 1 + rng() % maxchunk;
+				if (k > b.len - at)
+					k = b.len - at;
+				uint8_t *chunk = malloc(k);
+				memcpy(chunk, mgrok_buf_head(&b) + at, k);
+				int rc = feed(&d, &e, chunk, k);
+				free(chunk);
+				/* Resume until the held bytes are all delivered (bounded). */
+				for (size_t i = 0; rc == MGROK_DECODE_PAUSE && i <= n; i++)
+					rc = feed(&d, &e, NULL, 0);
+				ck_assert_int_eq(rc, 0);
 				ck_assert_uint_lt(d.partial.len, MAX_FRAME);
 				at += k;
 			}
@@ -1418,6 +1461,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_round_trip_whole);
 	tcase_add_test(tc, test_round_trip_byte_by_byte);
 	tcase_add_test(tc, test_round_trip_random_splits);
+	tcase_add_test(tc, test_round_trip_with_pauses);
 	tcase_add_test(tc, test_truncation_every_point);
 	tcase_add_test(tc, test_truncation_big_frames);
 	tcase_add_test(tc, test_truncation_hints);

@@ -1119,6 +1119,56 @@ START_TEST(test_autotune_not_for_sporadic_pauses)
 }
 END_TEST
 
+/* Growth comes out of one budget per session: three long-path streams
+ * grow to 16 MiB only as far as 32 MiB beyond their initial windows reach
+ * in all, and a stream that goes away gives its share back. */
+START_TEST(test_autotune_session_budget)
+{
+	struct mgrok_mux m;
+	struct mgrok_mux_stream s[3];
+	mgrok_mux_init(&m, MGROK_ROLE_CLIENT);
+	mgrok_mux_autotune = true;
+	for (int i = 0; i < 3; i++)
+		mgrok_mux_insert(&m, &s[i], (uint32_t)(2 + 2 * i));
+	double t = 1.0;
+	for (int round = 0; round < 12; round++) {
+		t += 0.04;
+		for (int i = 0; i < 3; i++)
+			full_window_round(&m, &s[i], t);
+		uint64_t extra = 0;
+		for (int i = 0; i < 3; i++)
+			extra += s[i].recv_size - MGROK_WINDOW_INITIAL;
+		ck_assert_uint_eq(m.grown, extra);
+		ck_assert_uint_le(m.grown, MGROK_SESSION_GROWTH_MAX);
+	}
+	ck_assert_uint_eq(m.grown, MGROK_SESSION_GROWTH_MAX);
+	ck_assert_uint_eq(s[0].recv_size, MGROK_WINDOW_MAX); /* the first ones got theirs */
+	ck_assert_uint_lt(s[2].recv_size, MGROK_WINDOW_MAX);
+	/* The first goes: the third may grow on. */
+	mgrok_mux_remove(&m, &s[0]);
+	ck_assert_uint_eq(m.grown, MGROK_SESSION_GROWTH_MAX - (MGROK_WINDOW_MAX - MGROK_WINDOW_INITIAL));
+	for (int round = 0; round < 4; round++) {
+		t += 0.04;
+		full_window_round(&m, &s[2], t);
+	}
+	ck_assert_uint_eq(s[2].recv_size, MGROK_WINDOW_MAX);
+	/* A stream gone idle shrinks, but what it granted stays counted until
+	 * the debt is paid back. */
+	uint64_t before = m.grown;
+	t += MGROK_WINDOW_IDLE + 1;
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s[2], 1000, t), MGROK_MUX_OK);
+	ck_assert_uint_eq(s[2].recv_size, MGROK_WINDOW_INITIAL);
+	ck_assert_uint_eq(m.grown, before);
+	mgrok_mux_consumed(&m, &s[2], 1000);
+	ck_assert_uint_eq(m.grown, before); /* below half a window: nothing paid yet */
+	mgrok_mux_remove(&m, &s[1]);
+	mgrok_mux_remove(&m, &s[2]);
+	ck_assert_uint_eq(m.grown, 0);
+	mgrok_mux_free(&m);
+	mgrok_mux_autotune = false;
+}
+END_TEST
+
 /* A slow consumer: bytes still held when the update goes out. No growth,
  * or a slow local socket would make the window (and memory) balloon. */
 START_TEST(test_autotune_not_for_slow_consumer)
@@ -1211,6 +1261,7 @@ int main(void)
 	TCase *tune = tcase_create("autotune");
 	tcase_add_test(tune, test_autotune_grows_when_window_limited);
 	tcase_add_test(tune, test_autotune_not_for_slow_consumer);
+	tcase_add_test(tune, test_autotune_session_budget);
 	tcase_add_test(tune, test_autotune_not_without_a_pause);
 	tcase_add_test(tune, test_autotune_not_for_sporadic_pauses);
 	tcase_add_test(tune, test_autotune_not_when_window_to_spare);
