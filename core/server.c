@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,7 +336,7 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	snprintf(px->public_addr, sizeof(px->public_addr), "%s://%s:%u", plugin->desc->name, host,
 	         px->spec.remote_port);
 	send_ack(ss, f, MGROK_ACK_OK, px->spec.remote_port, px->public_addr);
-	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
 	                  px->public_addr, px->spec.local_port);
 }
@@ -355,7 +356,7 @@ static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
 	struct mgrok_proxy *px = *pp;
 	*pp = px->next;
 	ss->nproxies--;
-	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: unregistered", ss->sess->id, px->name);
 	proxy_free(ss, px);
 }
@@ -533,6 +534,9 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 	ss->sess->hb_interval = srv->conf->heartbeat_interval;
 	ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
 	ss->sess->max_streams = srv->conf->max_streams;
+	/* Each proxy of a full session can come up and go down once per window. */
+	unsigned proxies = srv->conf->max_proxies;
+	ss->sess->loglim[MGROK_LOGK_PROXIES].burst = proxies > UINT_MAX / 2 ? UINT_MAX : 2 * proxies;
 	list_insert(&srv->handshaking, ss);
 	srv->pending++;
 	MGROK_DEBUG("session %u: connection from %s", ss->sess->id, ss->sess->peer);

@@ -438,7 +438,8 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 		const char *kind;
 		unsigned burst;
 	} limits[MGROK_LOGK_COUNT] = {
-	    [MGROK_LOGK_REGISTER] = {"REGISTER and UNREGISTER", 10},
+	    [MGROK_LOGK_REGISTER] = {"REGISTER refused, UNREGISTER unknown", 10},
+	    [MGROK_LOGK_PROXIES] = {"proxies up and down", 128},
 	    [MGROK_LOGK_VISITOR] = {"visitors refused", 5},
 	    [MGROK_LOGK_FLOW] = {"windows overrun", 5},
 	    [MGROK_LOGK_LOCAL] = {"local service unreachable", 5},

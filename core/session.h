@@ -34,7 +34,8 @@ struct mgrok_gather {
 
 /* Log lines the peer can trigger at will, limited per session and kind (log.h). */
 enum mgrok_session_logk {
-	MGROK_LOGK_REGISTER, /* server: REGISTER accepted or refused, UNREGISTER */
+	MGROK_LOGK_REGISTER, /* server: REGISTER refused, UNREGISTER of an unknown name */
+	MGROK_LOGK_PROXIES,  /* server: proxies up and down (the owner sets the burst) */
 	MGROK_LOGK_VISITOR,  /* server: a visitor refused at the stream limit */
 	MGROK_LOGK_FLOW,     /* a stream's window overrun */
 	MGROK_LOGK_LOCAL,    /* client: the local service could not be reached, or refused */
