@@ -27,7 +27,7 @@ static void finalize(struct mgrok_session *s);
 
 bool mgrok_session_congested(const struct mgrok_session *s)
 {
-	return s->out.len >= OUT_HIGH_WATER || s->closing;
+	return s->out.len >= OUT_HIGH_WATER || s->closing || s->peer_eof;
 }
 
 static void schedule_flush(struct mgrok_session *s)
@@ -78,6 +78,8 @@ static int flush_out(struct mgrok_session *s)
 		}
 		if (s->tr.tls_fatal)
 			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->tr.err);
+		else if (s->peer_eof) /* it is gone after all */
+			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		else
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s%s",
 			                    strncmp(s->tr.err, "TLS", 3) ? "write failed: " : "", s->tr.err);
@@ -95,6 +97,10 @@ static int flush_out(struct mgrok_session *s)
 static void pause_input(struct mgrok_session *s)
 {
 	ev_io_stop(mgrok_loop, &s->rio);
+	/* The flush goes by writability from now on: a pause inside the
+	 * prepare phase (a resume's held frames) would otherwise leave the
+	 * queue to the next poll, with nothing for that poll to wait on. */
+	ev_io_start(mgrok_loop, &s->wio);
 	s->paused_since = ev_now(mgrok_loop);
 	s->refeed = true;
 	MGROK_DEBUG("session %u: %zu bytes of output queued: not reading until the peer reads",
@@ -109,11 +115,29 @@ static void resume_input(struct mgrok_session *s)
 	ev_feed_event(mgrok_loop, &s->rio, EV_READ);
 }
 
+/* The peer sent its last byte. What we queued for it may still matter (the
+ * replies to its last frames): it goes out first, then the session closes. */
+static void peer_closed(struct mgrok_session *s)
+{
+	if (!s->out.len || !s->open) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
+		return;
+	}
+	s->peer_eof = true;
+	s->paused_since = ev_now(mgrok_loop);
+	ev_io_stop(mgrok_loop, &s->rio);
+	ev_io_start(mgrok_loop, &s->wio);
+}
+
 static void after_flush(struct mgrok_session *s)
 {
+	if (s->peer_eof && !s->out.len) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
+		return;
+	}
 	if (s->stalled && s->out.len < OUT_LOW_WATER)
 		mgrok_stream_resume_stalled(s);
-	if (s->paused_since && s->out.len < MGROK_SESSION_OUT_RESUME)
+	if (s->paused_since && !s->peer_eof && s->out.len < MGROK_SESSION_OUT_RESUME)
 		resume_input(s);
 }
 
@@ -356,7 +380,7 @@ static void read_input(struct mgrok_session *s)
 			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 			                    "protocol error: connection closed in the middle of a frame");
 		else if (n == 0)
-			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
+			peer_closed(s);
 		else
 			mgrok_session_close(s, -1,
 			                    s->tr.tls_fatal ? MGROK_CLOSE_DENIED : MGROK_CLOSE_LOST, "%s",
@@ -389,7 +413,11 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 	s->in_cb++;
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
 		mgrok_log_limit_tick(&s->loglim[k], s->id, now);
-	if (s->paused_since && now - s->paused_since >= s->hb_timeout) {
+	if (s->peer_eof && now - s->paused_since >= s->hb_timeout) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST,
+		                    "connection closed by peer, %zu bytes for it not read in %.3g s",
+		                    s->out.len, now - s->paused_since);
+	} else if (s->paused_since && now - s->paused_since >= s->hb_timeout) {
 		/* Not reading, we cannot tell a live peer: its not reading is what counts. */
 		MGROK_WARN("session %u: %s has not read %zu KiB of queued output for %.3g s: "
 		           "closing it", s->id, s->peer, s->out.len / 1024, now - s->paused_since);

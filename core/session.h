@@ -103,7 +103,8 @@ struct mgrok_session {
 	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
-	double paused_since;  /* reading stopped for a full output queue, else 0 */
+	double paused_since;  /* reading stopped (a full output queue, peer_eof), else 0 */
+	bool peer_eof;        /* the peer closed its side: writing out what is queued */
 	bool refeed;          /* the decoder holds frames read before the pause */
 	struct mgrok_log_limit loglim[MGROK_LOGK_COUNT];
 	unsigned max_streams;

@@ -20,9 +20,27 @@
 #define DATAGRAMS_PER_WAKEUP 64
 #define RESET_CONNECT_FAILED 1
 
+/*
+ * A client flow's socket outlives its flow for a while, as a TCP socket's
+ * port does in TIME_WAIT. Closed at once, its port could go to the socket
+ * of the next flow while the service's reply to the old one is on its way,
+ * and that reply would reach the new flow's visitor. A retired socket keeps
+ * its port and lets what still comes fill a tiny receive buffer, unread.
+ */
+#define RETIRE_SECONDS 5.0
+#define RETIRE_MAX 256 /* past it the oldest goes early: descriptors are finite */
+
+struct retired {
+	int fd;
+	double until;
+};
+
 struct udp_plugin {
 	const struct mgrok_host *host;
 	const struct mgrok_plugin *self;
+	struct retired retired[RETIRE_MAX]; /* a ring, oldest at head */
+	unsigned head, nretired;
+	struct mgrok_timer *reaper;
 };
 
 struct udp_options {
@@ -309,14 +327,57 @@ static void client_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	cf->last_active = cf->up->host->now();
 }
 
+static void close_oldest_retired(struct udp_plugin *up)
+{
+	close(up->retired[up->head].fd);
+	up->head = (up->head + 1) % RETIRE_MAX;
+	up->nretired--;
+}
+
+static void reap_retired(void *arg)
+{
+	struct udp_plugin *up = arg;
+	double now = up->host->now();
+	while (up->nretired && up->retired[up->head].until <= now)
+		close_oldest_retired(up);
+	if (up->nretired)
+		up->host->timer_set(up->reaper, up->retired[up->head].until - now);
+}
+
+static void retire_socket(struct udp_plugin *up, int fd)
+{
+	int tiny = 1; /* the kernel makes it its minimum, a couple of KiB */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+	if (up->nretired == RETIRE_MAX)
+		close_oldest_retired(up);
+	if (!up->reaper)
+		up->reaper = up->host->timer_new(reap_retired, up);
+	up->retired[(up->head + up->nretired) % RETIRE_MAX] =
+	    (struct retired){fd, up->host->now() + RETIRE_SECONDS};
+	if (up->nretired++ == 0)
+		up->host->timer_set(up->reaper, RETIRE_SECONDS);
+}
+
 static void close_socket(struct client_flow *cf)
 {
 	if (cf->fd < 0)
 		return;
 	cf->up->host->watch_free(cf->watch);
 	cf->watch = NULL;
-	close(cf->fd);
+	retire_socket(cf->up, cf->fd);
 	cf->fd = -1;
+}
+
+/* A socket for a new flow; out of descriptors, the retired ones go first. */
+static int flow_socket(struct udp_plugin *up, const struct mgrok_proxy_spec *spec)
+{
+	for (;;) {
+		int fd = socket(spec->addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd >= 0 || (errno != EMFILE && errno != ENFILE) || !up->nretired)
+			return fd;
+		while (up->nretired)
+			close_oldest_retired(up);
+	}
 }
 
 static void client_flow_end(struct flow *f)
@@ -372,7 +433,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 		h->stream_reset(st, RESET_CONNECT_FAILED);
 		return;
 	}
-	int fd = socket(spec->addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = flow_socket(up, spec);
 	if (fd < 0 || connect(fd, spec->addr, spec->addr_len) < 0) {
 		h->log(up->self, MGROK_LOG_INFO, "proxy %s: cannot open a socket to %s: %s", spec->name,
 		       h->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
@@ -425,6 +486,7 @@ static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, 
 		return -1;
 	}
 	struct udp_plugin *up = host->alloc(sizeof(*up));
+	memset(up, 0, sizeof(*up));
 	up->host = host;
 	up->self = self;
 	*inst = up;
@@ -434,6 +496,10 @@ static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, 
 static void fini(void *inst)
 {
 	struct udp_plugin *up = inst;
+	while (up->nretired)
+		close_oldest_retired(up);
+	if (up->reaper)
+		up->host->timer_free(up->reaper);
 	up->host->free(up);
 }
 

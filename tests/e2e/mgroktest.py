@@ -250,6 +250,18 @@ class Proc:
         with open(self.err_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def stderr_size(self):
+        """Bytes in the stderr log so far (a mark for stderr_since)."""
+        self._err.flush()
+        return os.path.getsize(self.err_path)
+
+    def stderr_since(self, mark):
+        """The stderr log from byte offset mark on."""
+        self._err.flush()
+        with open(self.err_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace")
+
     def stdout_text(self):
         self._reader.join(timeout=5)
         return "\n".join(self.stdout_lines())
@@ -507,13 +519,15 @@ def payload(index, size):
 # ---- visitors ------------------------------------------------------------------
 
 
-def connect(port, host="127.0.0.1", timeout=DEADLINE):
+def connect(port, host="127.0.0.1", timeout=DEADLINE, source=None):
     """A visitor connection, retried for a moment if refused (the port is
-    bound before the client prints its line, so that is only a safety net)."""
+    bound before the client prints its line, so that is only a safety net).
+    source: the local address to connect from (e.g. "127.0.0.2")."""
     end = time.monotonic() + 10
     while True:
         try:
-            s = socket.create_connection((host, port), timeout=timeout)
+            s = socket.create_connection((host, port), timeout=timeout,
+                                         source_address=(source, 0) if source else None)
             s.settimeout(timeout)
             return s
         except ConnectionRefusedError:
@@ -825,6 +839,19 @@ def f_unregister(name):
     return u8(UNREGISTER) + str8(name)
 
 
+# Frames only a server sends, for a FakeServer.
+
+
+def f_new_stream(sid, name, family=0, addr=b"", port=0):
+    tail = u8(family) + (addr + u16(port) if family else b"")
+    return u8(NEW_STREAM) + u32(sid) + str8(name) + tail
+
+
+def f_register_ack(status, name, port=0, message=b"", proxy_type=PROXY_TCP):
+    return u8(REGISTER_ACK) + u8(status) + u8(proxy_type) + u16(port) + str8(name) + \
+        str16(message)
+
+
 def token_proof(token, label, a, b):
     return hmac.new(token.encode(), label + a + b, hashlib.sha256).digest()
 
@@ -854,11 +881,38 @@ class RawSession:
     """A hand-written client: speaks the handshake and frames byte by byte,
     so tests can send what the real client never would."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=DEADLINE):
+    def __init__(self, port, host="127.0.0.1", timeout=DEADLINE, source=None, sockopts=()):
+        """source: the local address to connect from (any of 127.0.0.0/8
+        on loopback); sockopts: (level, option, value) set before connect
+        (e.g. a small SO_RCVBUF, which only takes full effect then)."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if source is None and not sockopts:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                for level, opt, value in sockopts:
+                    self.sock.setsockopt(level, opt, value)
+                if source is not None:
+                    self.sock.bind((source, 0))
+                self.sock.settimeout(timeout)
+                self.sock.connect((host, port))
+            except BaseException:
+                self.sock.close()
+                raise
         self.sock.settimeout(timeout)
         self.buf = b""
+
+    @classmethod
+    def from_socket(cls, sock, timeout=DEADLINE):
+        """A RawSession over a connected socket (one a FakeServer accepted)."""
+        self = cls.__new__(cls)
+        self.timeout = timeout
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        return self
 
     def close(self):
         self.sock.close()
@@ -1024,6 +1078,62 @@ class RawSession:
         raise TestFailure("the server sent a frame of unknown type 0x%02x (then %r)"
                           % (t, self.buf[:32]))
 
+    # the server's side, for a FakeServer
+
+    def serve_handshake(self, token):
+        """The server's side of the token method (PROTOCOL.md 2.2): checks
+        the client's proof and answers OK with the server's."""
+        magic = self.read_exact(4, "the client's magic")
+        check_eq(magic, MAGIC, "the client's magic")
+        method = self._u8("auth method")
+        check_eq(method, AUTH_TOKEN, "the client's auth method")
+        cnonce = self._str16("client nonce")
+        snonce = os.urandom(16)
+        self.send(u8(HS_CHALLENGE) + str16(snonce))
+        proof = self._str16("client proof")
+        check(hmac.compare_digest(proof, token_proof(token, b"mgrok-token-v1 client", cnonce,
+                                                     snonce)), "wrong client proof")
+        self.send(u8(HS_OK) + str16(token_proof(token, b"mgrok-token-v1 server", snonce,
+                                                cnonce)))
+        return self
+
+    def read_client_frame(self):
+        """The next frame from a client, or None at EOF."""
+        try:
+            if not self._fill(1):
+                return None
+        except ConnectionResetError:
+            return None
+        t = self._u8("frame type")
+        if t == REGISTER:
+            return Frame(t, proxy_type=self._u8("proxy type"), port=self._u16("remote port"),
+                         local_port=self._u16("local port"), name=self._str8("name"),
+                         options=self._str16("options"))
+        if t == HELLO:
+            return Frame(t, client_id=self._str8("client ID"), info=self._str16("info"))
+        if t == UNREGISTER:
+            return Frame(t, name=self._str8("name"))
+        if t in (HEARTBEAT, GO_AWAY, DATA, CLOSE, WINDOW_UPDATE, RESET):
+            self.buf = u8(t) + self.buf
+            return self.read_frame()
+        raise TestFailure("the client sent a frame of unknown type 0x%02x (then %r)"
+                          % (t, self.buf[:32]))
+
+    def next_client_frame(self, types, what=None, skip=(HEARTBEAT, WINDOW_UPDATE)):
+        """next_frame for the frames of a client."""
+        types = (types,) if isinstance(types, int) else tuple(types)
+        what = what or "/".join(FRAME_NAMES.get(x, hex(x)) for x in types)
+        while True:
+            try:
+                f = self.read_client_frame()
+            except socket.timeout:
+                raise TestFailure("timed out while waiting for %s from the client" % what)
+            check(f is not None, "connection closed while waiting for %s" % what)
+            if f.type in types:
+                return f
+            if f.type not in skip:
+                raise TestFailure("expected %s from the client, got %r" % (what, f))
+
     def next_frame(self, types, what=None, skip=(HEARTBEAT, WINDOW_UPDATE)):
         """The next frame of one of types, skipping those of the types in skip;
         fails at EOF or on any other frame."""
@@ -1058,6 +1168,134 @@ class RawSession:
         rest = self.read_eof()
         check_eq(rest, b"", "bytes after GO_AWAY (%s)" % what)
         return f
+
+
+# ---- a hostile server, and what a program costs -------------------------------
+
+
+class FakeServer:
+    """A stand-in for mgrokd on 127.0.0.1:port, written by hand, for tests of
+    mgrok against a server that misbehaves.  accept() returns a RawSession
+    over the next connection; the test plays the server's side with
+    serve_handshake, next_client_frame and send.  sockopts are set on the
+    listening socket, so accepted connections inherit them (a small
+    SO_RCVBUF makes a server that does not read)."""
+
+    def __init__(self, port, host="127.0.0.1", sockopts=()):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for level, opt, value in sockopts:
+            self.sock.setsockopt(level, opt, value)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.port = port
+
+    def accept(self, timeout=DEADLINE):
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        check(r, "nobody connected to the fake server within %.0f s" % timeout)
+        conn, _ = self.sock.accept()
+        return RawSession.from_socket(conn, timeout)
+
+    def close(self):
+        self.sock.close()
+
+
+def rss_kib(pid):
+    """The resident set size of process pid in KiB (VmRSS), or None once it
+    has exited."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class RssSampler:
+    """Samples a process's VmRSS every interval seconds in a thread, from
+    start() until stop(); .max and .samples (KiB)."""
+
+    def __init__(self, pid, interval=0.1):
+        self.pid = pid
+        self.interval = interval
+        self.samples = []
+        self.max = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self):
+        v = rss_kib(self.pid)
+        if v is not None:
+            self.samples.append(v)
+            self.max = max(self.max, v)
+        return v
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+
+
+class EchoLoop:
+    """A healthy visitor that keeps echoing through a tunnel from a thread:
+    every interval seconds a new connection to port sends a payload of a
+    new size and must get exactly it back.  .rounds counts the good round
+    trips; .errors holds what went wrong (the test checks it at the end)."""
+
+    def __init__(self, port, interval=0.5, host="127.0.0.1", timeout=20):
+        self.port = port
+        self.interval = interval
+        self.host = host
+        self.timeout = timeout
+        self.rounds = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            data = payload(900000 + i, 1 + (i * 7919) % 65536)
+            try:
+                got = roundtrip(self.port, data, self.host, self.timeout)
+                if got != data:
+                    self.errors.append("round %d: sent %d bytes, got %d back (%s)"
+                                       % (i, len(data), len(got),
+                                          "a prefix" if data.startswith(got) else "different"))
+                else:
+                    self.rounds += 1
+            except (OSError, TestFailure) as e:
+                self.errors.append("round %d: %r" % (i, e))
+            self._stop.wait(self.interval)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+
+    def check(self, what):
+        """Stops the loop; fails unless every round trip was exact and
+        there was at least one."""
+        self.stop()
+        check(not self.errors, "the healthy tunnel failed during %s (%d good round trips)"
+              % (what, self.rounds), errors=self.errors[:5])
+        check(self.rounds > 0, "no round trip through the healthy tunnel during %s" % what)
+        return self.rounds
 
 
 # ---- the test environment ----------------------------------------------------
