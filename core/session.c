@@ -406,6 +406,14 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- timers ---------------------------------------------------------------- */
 
+/* After a pause of the whole process (a suspended VM, SIGSTOP), the timer
+ * can fire before the read of what arrived meanwhile: that counts too. */
+static bool bytes_waiting(const struct mgrok_session *s)
+{
+	uint8_t b;
+	return recv(s->tr.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_session *s = container_of(w, struct mgrok_session, beat);
@@ -423,7 +431,7 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 		           "closing it", s->id, s->peer, s->out.len / 1024, now - s->paused_since);
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
 		                    "output not read for %.3g s", now - s->paused_since);
-	} else if (!s->paused_since && now - s->last_recv >= s->hb_timeout) {
+	} else if (!s->paused_since && now - s->last_recv >= s->hb_timeout && !bytes_waiting(s)) {
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
 		                    "nothing received for %.0f s", now - s->last_recv);
 	} else if (s->open && now - s->last_send >= s->hb_interval) {
