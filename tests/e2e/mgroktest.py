@@ -847,6 +847,17 @@ def f_new_stream(sid, name, family=0, addr=b"", port=0):
     return u8(NEW_STREAM) + u32(sid) + str8(name) + tail
 
 
+def f_new_streams(first_sid, count, name=b"nope"):
+    """count NEW_STREAM frames for name with stream IDs first_sid, +2, ...
+    (built by slicing, fast enough for floods of megabytes)."""
+    size = len(f_new_stream(0, name))
+    block = bytearray(f_new_stream(0, name) * count)
+    ids = struct.pack(">%dI" % count, *range(first_sid, first_sid + 2 * count, 2))
+    for k in range(4):
+        block[1 + k::size] = ids[k::4]
+    return bytes(block)
+
+
 def f_register_ack(status, name, port=0, message=b"", proxy_type=PROXY_TCP):
     return u8(REGISTER_ACK) + u8(status) + u8(proxy_type) + u16(port) + str8(name) + \
         str16(message)
@@ -1079,6 +1090,15 @@ class RawSession:
                           % (t, self.buf[:32]))
 
     # the server's side, for a FakeServer
+
+    def serve_registration(self, token, port):
+        """The server's side up to the REGISTER_ACK OK (on port) of the
+        client's first proxy. Returns that REGISTER."""
+        self.serve_handshake(token)
+        self.next_client_frame(HELLO)
+        reg = self.next_client_frame(REGISTER)
+        self.send(f_register_ack(ACK_OK, reg.name, port, ("tcp://127.0.0.1:%d" % port).encode()))
+        return reg
 
     def serve_handshake(self, token):
         """The server's side of the token method (PROTOCOL.md 2.2): checks

@@ -358,11 +358,7 @@ def client_bad_ids(env):
                 ("a stream ID not above the last",
                  t.f_new_stream(4, b"nope") + t.f_new_stream(4, b"nope"), "not above"))):
             sess = fake.accept(30)
-            sess.serve_handshake(TOKEN)
-            sess.next_client_frame(t.HELLO)
-            reg = sess.next_client_frame(t.REGISTER)
-            sess.send(t.f_register_ack(t.ACK_OK, reg.name, public,
-                                       ("tcp://127.0.0.1:%d" % public).encode()))
+            sess.serve_registration(TOKEN, public)
             cl.wait_lines(n + 1)
             sess.send(frames)
             f = sess.next_client_frame(t.GO_AWAY, "mgrok's GO_AWAY after %s" % what,

@@ -238,11 +238,7 @@ def client_floods(env):
     cl = env.start_client(None, None, token=None, config=cconf, lines=0, cname="mgrok")
     try:
         sess = fake.accept(20)
-        sess.serve_handshake(TOKEN)
-        sess.next_client_frame(t.HELLO)
-        reg = sess.next_client_frame(t.REGISTER)
-        sess.send(t.f_register_ack(t.ACK_OK, reg.name, public,
-                                   ("tcp://127.0.0.1:%d" % public).encode()))
+        sess.serve_registration(TOKEN, public)
         cl.wait_lines(1)
         mark = cl.stderr_size()
         got = [0]
@@ -277,11 +273,7 @@ def client_floods(env):
                   r"proxy 'stranger'", n_new + n_ack, "e: NEW_STREAM and REGISTER_ACK floods")
         # mgrok goes on: it reconnects and registers again.
         again = fake.accept(30)
-        again.serve_handshake(TOKEN)
-        again.next_client_frame(t.HELLO)
-        reg = again.next_client_frame(t.REGISTER)
-        again.send(t.f_register_ack(t.ACK_OK, reg.name, public,
-                                    ("tcp://127.0.0.1:%d" % public).encode()))
+        again.serve_registration(TOKEN, public)
         cl.wait_lines(2)
         again.close()
     finally:

@@ -21,7 +21,6 @@ bound.
 Against a build without the bound, RSS grows by hundreds of MiB within
 seconds; the flood stops as soon as it passes the margin, so that the test
 fails fast without filling the machine."""
-import array
 import os
 import socket
 import sys
@@ -164,22 +163,6 @@ def server_flood(env):
 # ---- 2. mgrok and a server that does not read ---------------------------------------------
 
 
-def new_stream_block(first_sid, count, name=b"nope"):
-    """count NEW_STREAM frames for proxy name, stream IDs first_sid, +2, ...,
-    family 0; built column by column (a Python loop would not keep up)."""
-    size = 1 + 4 + 1 + len(name) + 1
-    tmpl = bytearray(t.f_new_stream(0, name))
-    assert len(tmpl) == size
-    block = bytearray(tmpl * count)
-    ids = array.array("I", range(first_sid, first_sid + 2 * count, 2))
-    if sys.byteorder == "little":
-        ids.byteswap()
-    raw = ids.tobytes()
-    for k in range(4):
-        block[1 + k::size] = raw[k::4]
-    return bytes(block)
-
-
 class NewStreamFlooder(Flooder):
     """A Flooder whose blocks carry ever higher stream IDs (PROTOCOL.md 3.2:
     they must increase)."""
@@ -193,7 +176,7 @@ class NewStreamFlooder(Flooder):
     def _run(self):
         self.sock.settimeout(0.25)
         while not self._stop.is_set():
-            block = memoryview(new_stream_block(self.next_sid, self.PER_BLOCK))
+            block = memoryview(t.f_new_streams(self.next_sid, self.PER_BLOCK))
             self.next_sid += 2 * self.PER_BLOCK
             off = 0
             while off < len(block) and not self._stop.is_set():
@@ -208,16 +191,6 @@ class NewStreamFlooder(Flooder):
                 off += n
 
 
-def serve_registration(sess, port):
-    """The server's side up to the REGISTER_ACK of the client's one proxy."""
-    sess.serve_handshake(TOKEN)
-    sess.next_client_frame(t.HELLO)
-    reg = sess.next_client_frame(t.REGISTER)
-    sess.send(t.f_register_ack(t.ACK_OK, reg.name, port,
-                               ("tcp://127.0.0.1:%d" % port).encode()))
-    return reg
-
-
 def client_flood(env):
     port = env.ports.take()
     public = env.ports.take()  # never bound: the fake server only names it
@@ -229,7 +202,7 @@ def client_flood(env):
     cl = env.start_client(None, None, token=None, config=cconf, lines=0, cname="mgrok")
     try:
         sess = fake.accept(20)
-        serve_registration(sess, public)
+        sess.serve_registration(TOKEN, public)
         cl.wait_lines(1)
         time.sleep(0.5)
         baseline = t.rss_kib(cl.pid)
@@ -252,7 +225,7 @@ def client_flood(env):
                                     sampler.max - baseline))
         # It reconnects and registers again with a server that behaves.
         again = fake.accept(30)
-        serve_registration(again, public)
+        again.serve_registration(TOKEN, public)
         cl.wait_lines(2)
         t.check(cl.alive(), "mgrok died after the flood")
         again.close()

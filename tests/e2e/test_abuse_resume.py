@@ -15,7 +15,6 @@ test ends) turns it into a failure.
    INVALID read as it comes (about 80 MiB of them).
 2. mgrok: a hand-written server sends 16 MiB of NEW_STREAM frames for a
    proxy mgrok does not have and reads every RESET (about 8.7 MiB)."""
-import array
 import os
 import sys
 import threading
@@ -111,16 +110,12 @@ def client_side(env):
     cl = env.start_client(None, None, token=None, config=cconf, lines=0, cname="mgrok")
     try:
         sess = fake.accept(20)
-        sess.serve_handshake(TOKEN)
-        sess.next_client_frame(t.HELLO)
-        reg = sess.next_client_frame(t.REGISTER)
-        sess.send(t.f_register_ack(t.ACK_OK, reg.name, public,
-                                   ("tcp://127.0.0.1:%d" % public).encode()))
+        sess.serve_registration(TOKEN, public)
         cl.wait_lines(1)
         sample = t.f_new_stream(2, b"nope")
         n = (16 << 20) // len(sample)
         sess.sock.settimeout(None)  # the Exchange's deadline applies
-        took = Exchange(sess.sock, new_streams(2, n), n * len(t.f_reset(2, t.RESET_REFUSED))
+        took = Exchange(sess.sock, t.f_new_streams(2, n), n * len(t.f_reset(2, t.RESET_REFUSED))
                         ).wait("2: mgrok")
         sess.close()
     finally:
@@ -128,19 +123,6 @@ def client_side(env):
     t.log("2: %d NEW_STREAM frames, %d RESETs read in %.1f s" % (n, n, took))
     t.check(cl.alive(), "mgrok died")
     t.check_eq(cl.stop(), 0, "exit code of mgrok on SIGTERM")
-
-
-def new_streams(first_sid, count, name=b"nope"):
-    """count NEW_STREAM frames with stream IDs first_sid, +2, ..."""
-    size = len(t.f_new_stream(0, name))
-    block = bytearray(t.f_new_stream(0, name) * count)
-    ids = array.array("I", range(first_sid, first_sid + 2 * count, 2))
-    if sys.byteorder == "little":
-        ids.byteswap()
-    raw = ids.tobytes()
-    for k in range(4):
-        block[1 + k::size] = raw[k::4]
-    return bytes(block)
 
 
 def main(env):
