@@ -79,9 +79,10 @@ static void copy_printable(char *dst, size_t cap, const uint8_t *src, size_t len
 /* "47 45 54" for the log line of a dropped connection; n <= MAGIC_LEN. */
 static void hex_bytes(char dst[3 * MAGIC_LEN + 1], const uint8_t *p, size_t n)
 {
-	dst[0] = '\0';
+	char *at = dst;
+	*at = '\0';
 	for (size_t i = 0; i < n; i++)
-		snprintf(dst + 3 * i, 4, "%s%02x", i ? " " : "", p[i]);
+		at += snprintf(at, 4, "%s%02x", i ? " " : "", p[i]);
 }
 
 static const char *method_name(const struct mgrok_hs *hs)

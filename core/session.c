@@ -320,7 +320,7 @@ static bool sniff_tls(struct mgrok_session *s)
 static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 {
 	s->feed_lo = rbuf;
-	s->feed_hi = rbuf + n;
+	s->feed_hi = rbuf ? rbuf + n : NULL; /* NULL: only what the decoder holds */
 	int rc = mgrok_decoder_feed(&s->dec, rbuf, n, on_frame, s);
 	s->feed_lo = s->feed_hi = NULL;
 	mgrok_stream_flush_gathered(s);

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<target>/.
+
+Every seed is built here from PROTOCOL.md and the targets' input formats
+(see the comment at the top of each tests/fuzz/fuzz_*.c), so the corpus can
+be reviewed and made again:
+
+    python3 tests/fuzz/make_seeds.py           # (re)writes the seeds
+    python3 tests/fuzz/make_seeds.py --check   # fails if a seed is missing or differs
+
+Files in the corpus directories that this script does not make (crash
+reproducers, crash-*) are left alone.
+"""
+import argparse
+import hashlib
+import hmac
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+
+# ---- the wire (PROTOCOL.md 2 and 3) ----------------------------------------
+
+REGISTER, NEW_STREAM, DATA, CLOSE, HEARTBEAT, REGISTER_ACK = 1, 2, 3, 4, 5, 6
+WINDOW_UPDATE, RESET, GO_AWAY, UNREGISTER, HELLO = 7, 8, 9, 10, 11
+
+
+def str8(b):
+    return bytes([len(b)]) + b
+
+
+def str16(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def addr(family=4, ip=b"\xc0\x00\x02\x01", port=40000):
+    return bytes([family]) + (ip + struct.pack(">H", port) if family else b"")
+
+
+def register(name, ptype=1, remote=20080, local=8080, options=b""):
+    return struct.pack(">BBHH", REGISTER, ptype, remote, local) + str8(name) + str16(options)
+
+
+def new_stream(sid, name, source=None):
+    return struct.pack(">BI", NEW_STREAM, sid) + str8(name) + (source or addr())
+
+
+def data(sid, payload):
+    return struct.pack(">BI", DATA, sid) + str16(payload)
+
+
+def close(sid):
+    return struct.pack(">BI", CLOSE, sid)
+
+
+def heartbeat():
+    return bytes([HEARTBEAT])
+
+
+def register_ack(status, name, ptype=1, port=20080, message=b"tcp://tunnel:20080"):
+    return struct.pack(">BBBH", REGISTER_ACK, status, ptype, port) + str8(name) + str16(message)
+
+
+def window_update(sid, inc):
+    return struct.pack(">BII", WINDOW_UPDATE, sid, inc)
+
+
+def reset(sid, code=0):
+    return struct.pack(">BIB", RESET, sid, code)
+
+
+def go_away(code=0, message=b"bye"):
+    return bytes([GO_AWAY, code]) + str16(message)
+
+
+def unregister(name):
+    return bytes([UNREGISTER]) + str8(name)
+
+
+def hello(client_id=b"client-1", info=b'{"version":"0.1.0"}'):
+    return bytes([HELLO]) + str8(client_id) + str16(info)
+
+
+def hs_first(method, payload=b""):
+    return b"GRT1" + bytes([method]) + str16(payload)
+
+
+def hs_answer(payload):
+    return str16(payload)
+
+
+def hs_reply(status, payload=b""):
+    return bytes([status]) + str16(payload)
+
+
+OK, CHALLENGE, DENIED, UNSUPPORTED = 0, 1, 2, 3
+
+# ---- auth proofs, with the harness's random bytes 0, 1, 2, ... (fuzz.h) -------
+
+TOKEN = b"fuzz-token"
+USERS = {b"alice": b"alice-token", b"bob": b"bob-token"}
+COUNTING = bytes(range(16))  # the first 16 random bytes after a reset
+
+
+def mac(key, *parts):
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def token_client_proof(cnonce, snonce, key=TOKEN):
+    return mac(key, b"mgrok-token-v1 client", cnonce, snonce)
+
+
+def token_server_proof(snonce, cnonce, key=TOKEN):
+    return mac(key, b"mgrok-token-v1 server", snonce, cnonce)
+
+
+def users_client_proof(user, cnonce, snonce, key):
+    return mac(key, b"mgrok-users-v1 client", user, cnonce, snonce)
+
+
+def users_server_proof(user, snonce, cnonce, key):
+    return mac(key, b"mgrok-users-v1 server", snonce, cnonce, user)
+
+
+# ---- fuzz_codec: split seed, pause seed, wire bytes ----------------------------
+
+def codec_seeds():
+    from_client = [register(b"web", options=b'{"x":1}'), data(1, b"hello"), close(3), heartbeat(),
+                   window_update(5, 65536), reset(7, 2), go_away(0), unregister(b"web"), hello()]
+    from_server = [new_stream(2, b"web"), new_stream(4, b"dns", addr(6, bytes(15) + b"\x01", 53)),
+                   new_stream(6, b"x", addr(0)), register_ack(0, b"web"),
+                   register_ack(5, b"bad", message=b"invalid name")]
+    s = {}
+    for i, f in enumerate(from_client + from_server):
+        s["frame-%02d-type%02d" % (i, f[0])] = bytes([0, 0]) + f
+    s["client-all-whole"] = bytes([0, 0]) + b"".join(from_client)
+    s["client-all-split"] = bytes([3, 7]) + b"".join(from_client)
+    s["server-all-split"] = bytes([0xc3, 1]) + b"".join(from_server)
+    s["bytewise"] = bytes([1, 2]) + b"".join(from_client[:4])
+    s["data-max-truncated"] = bytes([9, 5]) + data(2, bytes(65535))[:200]
+    # near misses
+    s["truncated"] = bytes([2, 0]) + register(b"web")[:-1]
+    s["unknown-type"] = bytes([0, 0]) + heartbeat() + b"\x0c\x00"
+    s["stream-id-0"] = bytes([0, 0]) + close(0)
+    s["bad-family"] = bytes([0, 0]) + struct.pack(">BI", NEW_STREAM, 2) + str8(b"web") + b"\x05"
+    s["name-too-long"] = bytes([0, 0]) + unregister(b"n" * 65)
+    s["empty-name"] = bytes([0, 0]) + hello(b"")
+    s["message-too-long"] = bytes([0, 0]) + go_away(1, b"m" * 1025)
+    # handshake messages
+    s["hs-first"] = bytes([0, 0]) + hs_first(1, bytes(16))
+    s["hs-answer"] = bytes([0, 0]) + hs_answer(bytes(32))
+    s["hs-reply"] = bytes([0, 0]) + hs_reply(CHALLENGE, bytes(16))
+    s["hs-bad-magic"] = bytes([0, 0]) + b"GET / HTTP/1.1\r\n"
+    s["hs-too-long"] = bytes([0, 0]) + b"GRT1\x00\x10\x01"
+    return s
+
+
+# ---- fuzz_handshake: mode (bit 0 client, bits 1-2 method), split seed, peer bytes --
+
+def handshake_seeds():
+    s = {}
+    cnonce = bytes(range(0xc0, 0xd0))
+    # server role: the client's messages
+    s["server-none"] = bytes([0, 0]) + hs_first(0)
+    s["server-none-split"] = bytes([0, 1]) + hs_first(0) + hello()
+    s["server-token"] = bytes([0, 3]) + hs_first(1, cnonce) + hs_answer(
+        token_client_proof(cnonce, COUNTING))
+    s["server-token-wrong"] = bytes([0, 0]) + hs_first(1, cnonce) + hs_answer(bytes(32))
+    user = b"alice"
+    s["server-users"] = bytes([0, 5]) + hs_first(2, str8(user) + cnonce) + hs_answer(
+        users_client_proof(user, cnonce, COUNTING, USERS[user]))
+    s["server-users-unknown"] = bytes([0, 0]) + hs_first(2, str8(b"carol") + cnonce) + hs_answer(
+        bytes(32))
+    s["server-unsupported"] = bytes([0, 0]) + hs_first(9)
+    s["server-bad-magic"] = bytes([0, 1]) + b"X"
+    s["server-bad-magic-late"] = bytes([0, 3]) + b"GRT1" + bytes(3) + b"GRT1"
+    s["server-too-long"] = bytes([0, 0]) + b"GRT1\x01\x10\x01" + bytes(8)
+    s["server-too-many"] = bytes([0, 2]) + hs_first(1, cnonce) + hs_answer(bytes(32)) * 4
+    # client role: the server's replies
+    snonce = bytes(range(0x50, 0x60))
+    s["client-none"] = bytes([1, 0]) + hs_reply(OK)
+    s["client-none-challenged"] = bytes([1, 0]) + hs_reply(CHALLENGE)
+    s["client-token"] = bytes([3, 2]) + hs_reply(CHALLENGE, snonce) + hs_reply(
+        OK, token_server_proof(snonce, COUNTING))
+    s["client-token-no-proof"] = bytes([3, 0]) + hs_reply(OK)
+    s["client-users"] = bytes([5, 1]) + hs_reply(CHALLENGE, snonce) + hs_reply(
+        OK, users_server_proof(b"alice", snonce, COUNTING, USERS[b"alice"]))
+    s["client-users-bob"] = bytes([7, 0]) + hs_reply(CHALLENGE, snonce) + hs_reply(OK, bytes(32))
+    s["client-denied"] = bytes([1, 0]) + hs_reply(DENIED, b"authentication failed")
+    s["client-unsupported"] = bytes([3, 0]) + hs_reply(UNSUPPORTED, b"auth method 0x01 \x01")
+    s["client-bad-status"] = bytes([1, 0]) + b"\x07\x00\x00"
+    return s
+
+
+# ---- the config loaders and the users file: the text itself -----------------------
+
+def read(path):
+    with open(os.path.join(TOP, path), "rb") as f:
+        return f.read()
+
+
+def server_config_seeds():
+    return {
+        "mgrokd.json": read("etc/mgrokd.json"),
+        "empty-object": b"{}\n",
+        "auth-array": b'{"auth": [{"method": "none"}, {"method": "token", "token_file": "/t"},\n'
+                      b' {"method": "users", "file": "/u"}], "allow_ports": [8080, "20000-20100"]}\n',
+        "tls": b'{"listen": "[::1]:7000", "tls": {"cert": "c.pem", "key": "k.pem"},\n'
+               b' "rate_limit": {"failures": 3, "interval": 5}}\n',
+        "limits": b'{"limits": {"max_proxies": 1, "max_streams": 2, "max_pending": 3,\n'
+                  b' "max_pending_per_address": 1}, "log": {"level": "debug"}}\n',
+        "unknown-key": b'{"listen": "127.0.0.1:7000",\n  "lissten": 1}\n',
+        "wrong-type": b'{"heartbeat": {"interval": "10"}}\n',
+        "duplicate-key": b'{"listen": "a:1", "listen": "b:2"}\n',
+        "big-integer": b'{"limits": {"max_streams": 99999999999999999999999}}\n',
+        "syntax-error": b'{"listen": "127.0.0.1:7000",,}\n',
+        "bad-port-range": b'{"allow_ports": ["20100-20000", 0, 70000]}\n',
+        "plugins": b'{"plugins": ["tcp.so", "../evil.so"]}\n',
+        "not-object": b"[1, 2, 3]\n",
+        "escapes": b'{"public_host": "h\\u00e9\\ud83d\\ude00", "\\u006cisten": "x:1"}\n',
+    }
+
+
+def client_config_seeds():
+    return {
+        "mgrok.json": read("etc/mgrok.json"),
+        "minimal": b'{"proxies": [{"name": "web", "type": "tcp", "local": "127.0.0.1:80"}]}\n',
+        "udp-users-tls": b'{"server": "[::1]:7000", "auth": {"method": "users", "user": "alice",\n'
+                         b' "token_env": "T"}, "tls": {"ca": "ca.pem", "server_name": "h",\n'
+                         b' "fingerprint": "sha256:' + b"ab" * 32 + b'"},\n'
+                         b' "proxies": [{"name": "dns", "type": "udp", "local": "53",\n'
+                         b'   "remote_port": 20053, "options": {"idle_timeout": 30}}]}\n',
+        "no-proxies": b'{"server": "h:1"}\n',
+        "duplicate-proxy": b'{"proxies": [{"name": "a", "type": "tcp", "local": "1"},\n'
+                           b' {"name": "a", "type": "tcp", "local": "2"}]}\n',
+        "bad-name": b'{"proxies": [{"name": "a b", "type": "tcp", "local": "1"}]}\n',
+        "bad-port": b'{"proxies": [{"name": "a", "type": "tcp", "local": "1",\n'
+                    b'  "remote_port": 65536}]}\n',
+        "unknown-nested": b'{"reconnect": {"initial": 1, "max": 2, "jitter": 3}}\n',
+        "big-integer": b'{"proxies": [{"name": "a", "type": "tcp", "local": "1",\n'
+                       b'  "remote_port": 123456789012345678901234567890}]}\n',
+        "truncated": read("etc/mgrok.json")[:100],
+    }
+
+
+def users_seeds():
+    return {
+        "two-users": b'{"users": {"alice": {"token": "alice-token"},\n'
+                     b'  "bob": {"token": "bob-token", "ports": [20080, "20000-20010"],\n'
+                     b'          "max_proxies": 2, "max_streams": 5, "types": ["tcp"]}}}\n',
+        "one-user": b'{"users": {"a": {"token": "t"}}}',
+        "token-file-missing": b'{"users": {"a": {"token_file": "/nonexistent/token"}}}',
+        "both-tokens": b'{"users": {"a": {"token": "t", "token_file": "/f"}}}',
+        "bad-name": b'{"users": {"a b": {"token": "t"}}}',
+        "bad-ports": b'{"users": {"a": {"token": "t", "ports": ["2-1", 0, "x"]}}}',
+        "bad-types": b'{"users": {"a": {"token": "t", "types": ["tcp", ""]}}}',
+        "big-integer": b'{"users": {"a": {"token": "t", "max_streams": 1e400, '
+                       b'"ports": [99999999999999999999]}}}',
+        "no-users": b'{"users": {}}',
+        "extra-key": b'{"users": {"a": {"token": "t"}}, "more": 1}',
+        "unknown-key": b'{"users": {"a": {"token": "t", "admin": true}}}',
+        "syntax-error": b'{"users": {"a": {"token": "secret-token-text"',
+    }
+
+
+# ---- fuzz_session: flags, then commands (enum op in fuzz_session.c) -------------
+
+RAW, FRAME, REPEAT, OPEN, LOCAL_WRITE, LOCAL_CTRL, DGRAM, PEER, TIMER, RUN, CLOSE_OP = range(11)
+F_CLIENT, F_HANDSHAKE, F_HELLO, F_READ, F_SMALL, F_MAXSTREAMS, F_AUTOTUNE, F_DRAIN = (
+    1, 2, 4, 8, 16, 32, 64, 128)
+# Names as fuzz_session.c numbers them.
+P0, P1, U0, U1, P2_UPPER, X, EMPTY, LONGEST = range(8)
+# build_frame's selectors: the frames a client may send, and a server.
+C_REGISTER, C_DATA, C_CLOSE, C_HEARTBEAT, C_WINDOW, C_RESET, C_GOAWAY, C_UNREGISTER, C_HELLO = (
+    range(9))
+S_NEW_STREAM, S_DATA, S_CLOSE, S_HEARTBEAT, S_ACK, S_WINDOW, S_RESET, S_GOAWAY = range(8)
+
+
+def sid(stream_id):
+    """build_frame's selector for an even stream ID from 2 to 64."""
+    return (stream_id - 2) // 2
+
+
+def run(n=1):
+    return bytes([RUN, n - 1])
+
+
+def op(*b):
+    return bytes(b)
+
+
+def literal(payload):
+    return bytes([len(payload)]) + payload
+
+
+def kib(n):
+    return bytes([0x7f + n])
+
+
+def raw(b):
+    return bytes([RAW, len(b)]) + b
+
+
+def session_seeds():
+    start = F_HANDSHAKE | F_HELLO | F_READ | F_DRAIN
+    reg_p0 = op(FRAME, C_REGISTER, 1, 80, P0, 1)
+    reg_u0 = op(FRAME, C_REGISTER, 2, 0, U0, 0)
+    s = {}
+    s["server-register-visitor-data"] = bytes([start]) + reg_p0 + run(2) + op(OPEN, 0) + run(2) + \
+        op(LOCAL_WRITE, 0, 100) + run(2) + op(FRAME, C_DATA, sid(2)) + literal(b"hello") + run(2) + \
+        op(FRAME, C_WINDOW, sid(2), 16) + op(LOCAL_CTRL, 0, 0) + run(2) + op(FRAME, C_CLOSE, sid(2)) + \
+        run(3)
+    s["server-datagrams"] = bytes([start]) + reg_u0 + run(2) + op(OPEN, 0) + run(1) + \
+        op(DGRAM, 0, 0) + literal(b"query") + op(FRAME, C_DATA, sid(2)) + literal(b"Echo") + run(2) + \
+        op(FRAME, C_DATA, sid(2)) + literal(b"R") + run(2) + op(OPEN, 0) + op(DGRAM, 1, 1) + run(1) + \
+        op(FRAME, C_CLOSE, sid(4)) + run(2) + op(OPEN, 0) + op(DGRAM, 2, 3) + op(DGRAM, 2, 2) + run(1)
+    s["server-window-overrun"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + run(1) + \
+        op(REPEAT, 0, 4) + op(FRAME, C_DATA, sid(2), 0xff) + run(4)
+    s["server-window-overflow"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + run(1) + \
+        op(FRAME, C_WINDOW, sid(2), 0xff) + struct.pack(">I", 0xfffffff0) + run(2)
+    s["server-close-twice"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + run(1) + \
+        op(REPEAT, 0, 1) + op(FRAME, C_CLOSE, sid(2)) + run(2)
+    s["server-hello-twice"] = bytes([start]) + op(FRAME, C_HELLO, 0) + run(2)
+    s["server-unregister"] = bytes([start]) + reg_p0 + op(FRAME, C_REGISTER, 1, 81, P1, 0) + run(1) + \
+        op(OPEN, 0, OPEN, 1, OPEN, 0) + run(2) + op(FRAME, C_UNREGISTER, P0) + run(2) + \
+        op(FRAME, C_REGISTER, 1, 0, P2_UPPER, 3) + op(FRAME, C_UNREGISTER, X) + run(2)
+    s["server-goaway"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + \
+        op(FRAME, C_GOAWAY, 0) + run(2)
+    s["server-reset-unknown"] = bytes([start]) + op(FRAME, C_RESET, sid(64), 1) + \
+        op(FRAME, C_DATA, 0xf8) + struct.pack(">I", 12345) + literal(b"x") + \
+        op(FRAME, C_CLOSE, 0xf1) + run(2)
+    s["server-congested"] = bytes([start | F_SMALL]) + reg_p0 + run(1) + op(OPEN, 0, OPEN, 0) + \
+        op(PEER, 0) + op(LOCAL_WRITE, 0, 0xff, LOCAL_WRITE, 1, 0xff) + run(4) + op(PEER, 0) + run(4)
+    # Output over 1 MiB: the streams stall until the peer reads again.
+    s["server-stall"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + run(1) + \
+        op(FRAME, C_WINDOW, sid(2), 0xff) + struct.pack(">I", 0x00f00000) + op(PEER, 0) + \
+        (op(LOCAL_WRITE, 0, 0xff) + run(4)) * 8 + op(PEER, 0) + run(4) * 3
+    # Output over 4 MiB (4096 refusals of the longest name, 1 KiB each):
+    # the session stops reading, and drops the peer when told the pause is
+    # old. (That it reads on when the peer does is, for now, the reproducer
+    # crash-session-refeed-null-offset: op(PEER, 0) + run(4) * 12 instead.)
+    flood = op(REPEAT, 0x0f, 0xff) + op(FRAME, C_REGISTER, 1, 0, LONGEST, 0)
+    s["server-paused-timeout"] = bytes([start]) + op(PEER, 0) + flood + run(4) * 10 + \
+        op(TIMER, 2) + run(2)
+    s["server-max-streams"] = bytes([start | F_MAXSTREAMS]) + reg_p0 + run(1) + \
+        op(OPEN, 0, OPEN, 0, OPEN, 0, OPEN, 0) + run(2)
+    s["server-timers"] = bytes([F_READ]) + op(TIMER, 3) + run(1)
+    s["server-heartbeat"] = bytes([start]) + op(TIMER, 0) + run(1) + op(TIMER, 1) + run(1)
+    s["server-handshake-bytes"] = bytes([F_READ]) + raw(b"GRT1") + run(1) + raw(b"\x00\x00\x00") + \
+        raw(hello()) + run(2)
+    s["server-bad-magic"] = bytes([F_READ]) + raw(b"GET / HTTP/1.0\r\n\r\n") + run(2)
+    s["server-peer-gone"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + op(PEER, 3) + \
+        op(LOCAL_WRITE, 0, 50) + run(2)
+    s["server-peer-eof-mid-frame"] = bytes([start]) + raw(b"\x01\x01") + op(PEER, 1) + run(2)
+    s["server-owner-close"] = bytes([start]) + reg_p0 + run(1) + op(OPEN, 0) + op(CLOSE_OP, 1)
+    # the session as the client
+    cstart = F_CLIENT | F_HANDSHAKE | F_READ | F_DRAIN
+    s["client-streams"] = bytes([cstart]) + run(2) + op(OPEN, P0) + run(2) + \
+        op(FRAME, S_DATA, sid(2)) + literal(b"GET / HTTP/1.0\r\n\r\n") + run(2) + \
+        op(LOCAL_WRITE, 0, 0x81) + run(2) + op(FRAME, S_WINDOW, sid(2), 64) + \
+        op(LOCAL_CTRL, 0, 1) + run(2) + op(FRAME, S_CLOSE, sid(2)) + run(2)
+    s["client-connecting"] = bytes([cstart]) + op(FRAME, S_NEW_STREAM, sid(6), P1, 1) + run(3) + \
+        op(FRAME, S_DATA, sid(6)) + literal(b"x") + run(2)
+    s["client-datagrams"] = bytes([cstart]) + op(OPEN, U0) + op(FRAME, S_DATA, sid(2)) + \
+        literal(b"Echo") + run(2) + op(DGRAM, 0, 0) + literal(b"answer") + op(DGRAM, 0, 1) + \
+        op(FRAME, S_CLOSE, sid(2)) + run(2)
+    s["client-unknown-proxy"] = bytes([cstart]) + op(OPEN, X) + op(FRAME, S_ACK, 0, P0) + \
+        op(FRAME, S_ACK, 2, X) + run(2)
+    s["client-stream-id-down"] = bytes([cstart]) + op(FRAME, S_NEW_STREAM, sid(8), P0, 0) + \
+        op(FRAME, S_NEW_STREAM, sid(4), P0, 0) + run(2)
+    s["client-odd-id"] = bytes([cstart]) + op(FRAME, S_NEW_STREAM, 0xf3, P0, 1) + run(2)
+    s["client-challenged"] = bytes([F_CLIENT | F_READ]) + raw(hs_reply(CHALLENGE)) + run(2)
+    s["client-goaway"] = bytes([cstart]) + op(FRAME, S_GOAWAY, 3) + run(2)
+    # 70 datagram streams at once: the stream table grows.
+    s["client-many-streams"] = bytes([cstart]) + op(OPEN, U0) * 70 + run(2) + \
+        op(FRAME, S_DATA, sid(64)) + literal(b"Echo") + run(2)
+    s["client-reset"] = bytes([cstart]) + op(OPEN, P0, OPEN, P1) + run(1) + \
+        op(FRAME, S_RESET, sid(2), 1) + op(FRAME, S_RESET, sid(2), 1) + run(2)
+    return s
+
+
+TARGETS = {
+    "fuzz_codec": codec_seeds,
+    "fuzz_handshake": handshake_seeds,
+    "fuzz_server_config": server_config_seeds,
+    "fuzz_client_config": client_config_seeds,
+    "fuzz_users": users_seeds,
+    "fuzz_session": session_seeds,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare instead of writing")
+    ap.add_argument("--out", default=os.path.join(HERE, "corpus"), help="corpus root")
+    args = ap.parse_args()
+    bad = 0
+    for target, make in TARGETS.items():
+        d = os.path.join(args.out, target)
+        os.makedirs(d, exist_ok=True)
+        for name, content in sorted(make().items()):
+            path = os.path.join(d, name)
+            if args.check:
+                try:
+                    with open(path, "rb") as f:
+                        same = f.read() == content
+                except OSError:
+                    same = False
+                if not same:
+                    print("differs or missing: %s" % os.path.relpath(path, TOP))
+                    bad += 1
+            else:
+                with open(path, "wb") as f:
+                    f.write(content)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
