@@ -6,7 +6,9 @@
  */
 #define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,26 +23,23 @@
 #define RESET_CONNECT_FAILED 1
 
 /*
- * A client flow's socket outlives its flow for a while, as a TCP socket's
- * port does in TIME_WAIT. Closed at once, its port could go to the socket
- * of the next flow while the service's reply to the old one is on its way,
- * and that reply would reach the new flow's visitor. A retired socket keeps
- * its port and lets what still comes fill a tiny receive buffer, unread.
+ * A client flow's local port is not reused by this process for a while, as
+ * a TCP port waits in TIME_WAIT. The service sees one address for every
+ * flow's socket, so a new flow whose socket got the port of one that just
+ * ended would receive the service's late replies to the old flow and pass
+ * them to its own visitor. A new socket that gets a port closed less than
+ * PORT_QUARANTINE ago is replaced (up to PORT_TRIES times).
  */
-#define RETIRE_SECONDS 5.0
-#define RETIRE_MAX 256 /* past it the oldest goes early: descriptors are finite */
-
-struct retired {
-	int fd;
-	double until;
-};
+#define PORT_QUARANTINE 5.0 /* s */
+#define PORT_TRIES 16
 
 struct udp_plugin {
 	const struct mgrok_host *host;
 	const struct mgrok_plugin *self;
-	struct retired retired[RETIRE_MAX]; /* a ring, oldest at head */
-	unsigned head, nretired;
-	struct mgrok_timer *reaper;
+	/* Per local port, when a flow's socket on it last closed: deciseconds
+	 * since epoch, plus one (0: not lately). Allocated with the first flow. */
+	uint32_t *port_closed;
+	double epoch;
 };
 
 struct udp_options {
@@ -81,6 +80,7 @@ struct client_flow {
 	struct mgrok_stream *st;
 	const char *name;
 	int fd;
+	uint16_t port; /* fd's local port */
 	struct mgrok_watch *watch;
 	struct mgrok_timer *idle;
 	double idle_timeout;
@@ -327,35 +327,9 @@ static void client_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	cf->last_active = cf->up->host->now();
 }
 
-static void close_oldest_retired(struct udp_plugin *up)
+static uint32_t decis(const struct udp_plugin *up)
 {
-	close(up->retired[up->head].fd);
-	up->head = (up->head + 1) % RETIRE_MAX;
-	up->nretired--;
-}
-
-static void reap_retired(void *arg)
-{
-	struct udp_plugin *up = arg;
-	double now = up->host->now();
-	while (up->nretired && up->retired[up->head].until <= now)
-		close_oldest_retired(up);
-	if (up->nretired)
-		up->host->timer_set(up->reaper, up->retired[up->head].until - now);
-}
-
-static void retire_socket(struct udp_plugin *up, int fd)
-{
-	int tiny = 1; /* the kernel makes it its minimum, a couple of KiB */
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
-	if (up->nretired == RETIRE_MAX)
-		close_oldest_retired(up);
-	if (!up->reaper)
-		up->reaper = up->host->timer_new(reap_retired, up);
-	up->retired[(up->head + up->nretired) % RETIRE_MAX] =
-	    (struct retired){fd, up->host->now() + RETIRE_SECONDS};
-	if (up->nretired++ == 0)
-		up->host->timer_set(up->reaper, RETIRE_SECONDS);
+	return (uint32_t)((up->host->now() - up->epoch) * 10) + 1;
 }
 
 static void close_socket(struct client_flow *cf)
@@ -364,19 +338,48 @@ static void close_socket(struct client_flow *cf)
 		return;
 	cf->up->host->watch_free(cf->watch);
 	cf->watch = NULL;
-	retire_socket(cf->up, cf->fd);
+	close(cf->fd);
 	cf->fd = -1;
+	cf->up->port_closed[cf->port] = decis(cf->up);
 }
 
-/* A socket for a new flow; out of descriptors, the retired ones go first. */
-static int flow_socket(struct udp_plugin *up, const struct mgrok_proxy_spec *spec)
+static uint16_t local_port(int fd)
 {
-	for (;;) {
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* A socket connected to the local service, on a port no flow has closed
+ * lately. Returns the fd (its port in *port) or -1 with errno. */
+static int flow_socket(struct udp_plugin *up, const struct mgrok_proxy_spec *spec, uint16_t *port)
+{
+	if (!up->port_closed) {
+		/* Private to the plugin, never handed across: libc's allocator. */
+		up->port_closed = calloc(65536, sizeof(*up->port_closed));
+		if (!up->port_closed)
+			return -1;
+		up->epoch = up->host->now();
+	}
+	for (int tries = 0;; tries++) {
 		int fd = socket(spec->addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd >= 0 || (errno != EMFILE && errno != ENFILE) || !up->nretired)
+		if (fd < 0)
+			return -1;
+		if (connect(fd, spec->addr, spec->addr_len) < 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		*port = local_port(fd);
+		uint32_t closed = up->port_closed[*port];
+		if (!closed || decis(up) - closed >= PORT_QUARANTINE * 10 || tries == PORT_TRIES)
 			return fd;
-		while (up->nretired)
-			close_oldest_retired(up);
+		close(fd); /* still waiting out its last flow: try for another */
 	}
 }
 
@@ -433,12 +436,11 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 		h->stream_reset(st, RESET_CONNECT_FAILED);
 		return;
 	}
-	int fd = flow_socket(up, spec);
-	if (fd < 0 || connect(fd, spec->addr, spec->addr_len) < 0) {
+	uint16_t port;
+	int fd = flow_socket(up, spec, &port);
+	if (fd < 0) {
 		h->log(up->self, MGROK_LOG_INFO, "proxy %s: cannot open a socket to %s: %s", spec->name,
 		       h->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		h->stream_reset(st, RESET_CONNECT_FAILED);
 		return;
 	}
@@ -450,6 +452,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	cf->st = st;
 	cf->name = spec->name;
 	cf->fd = fd;
+	cf->port = port;
 	cf->idle_timeout = opt.idle_timeout;
 	cf->last_active = h->now();
 	cf->watch = h->watch_new(fd, client_readable, cf);
@@ -496,10 +499,7 @@ static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, 
 static void fini(void *inst)
 {
 	struct udp_plugin *up = inst;
-	while (up->nretired)
-		close_oldest_retired(up);
-	if (up->reaper)
-		up->host->timer_free(up->reaper);
+	free(up->port_closed);
 	up->host->free(up);
 }
 

@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -463,33 +466,6 @@ static void fire(struct mock_timer *t)
 	ck_assert_msg(t->armed, "firing a timer that is not armed");
 	t->armed = false;
 	t->cb(t->arg);
-}
-
-/*
- * A client flow's socket outlives its flow: it keeps its port for 5 s, so
- * that a late reply to the old flow cannot reach a new flow's socket that
- * got the same port, and then the plugin's reaper timer closes it.
- */
-static void expect_retired(int fd, int port)
-{
-	ck_assert_msg(fcntl(fd, F_GETFD) >= 0, "the flow's socket was closed at once");
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	ck_assert_int_eq(ntohs(a.sin_port), port);
-	struct mock_timer *reaper = NULL;
-	for (int i = 0; i < mock.n_timers; i++)
-		if (mock.timers[i].live && mock.timers[i].armed && mock.timers[i].delay == 5.0)
-			reaper = &mock.timers[i];
-	ck_assert_ptr_nonnull(reaper);
-	mock.clock += 4.9;
-	fire(reaper);
-	ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* too early: it stays, and the timer again */
-	ck_assert(reaper->armed);
-	mock.clock += 0.1;
-	fire(reaper);
-	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
-	ck_assert_int_eq(errno, EBADF);
 }
 
 /* ---- sockets ---------------------------------------------------------------- */
@@ -1398,7 +1374,8 @@ START_TEST(test_client_relay)
 	end_stream(c.st);
 	ck_assert(!c.w->live);
 	ck_assert(!c.idle->live);
-	expect_retired(fd, c.port);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
 	ck_assert_uint_eq(mock.live_allocs, c.allocs_before);
 	close(c.echo);
 	ck_assert_int_eq(next_fd(), fd0);
@@ -1464,7 +1441,8 @@ START_TEST(test_client_idle)
 	ck_assert_int_eq(c.st->closes, 1);
 	ck_assert_int_eq(mock.n_closed, 1);
 	ck_assert(!c.w->live);
-	expect_retired(fd, c.port);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
 
 	/* Until the peer's CLOSE ends it, a late datagram is dropped quietly. */
 	to_plugin(c.st, "late", 4);
@@ -1477,6 +1455,63 @@ START_TEST(test_client_idle)
 }
 END_TEST
 
+/*
+ * In a network namespace of its own whose ephemeral ports are only 40000-
+ * 40015, with loopback up. Needs CAP_SYS_ADMIN (make check runs as root);
+ * false without it.
+ */
+static bool few_ephemeral_ports(void)
+{
+	if (unshare(CLONE_NEWNET) < 0)
+		return false;
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	ck_assert_int_eq(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags |= IFF_UP;
+	ck_assert_int_eq(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
+	close(s);
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fprintf(f, "40000 40015\n"), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	return true;
+}
+
+/*
+ * The port of a flow that just ended is not taken by the next flows: the
+ * service would send its late replies to the old flow there, and they
+ * would reach the new flow's visitor (tests/soak/test_udp_crosstalk.py).
+ * With 16 ports, 8 flows one after the other all got distinct ports only
+ * about 12% of the time before the quarantine. Without the rights for a
+ * namespace, the same check runs over the machine's whole port range.
+ */
+START_TEST(test_client_ports_not_reused)
+{
+	bool few = few_ephemeral_ports();
+	int echo = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in a = loopback(39999);
+	ck_assert_int_eq(bind(echo, (struct sockaddr *)&a, sizeof(a)), 0);
+	enum { FLOWS = 8 };
+	uint16_t ports[FLOWS];
+	for (int i = 0; i < FLOWS; i++) {
+		int watches = mock.n_watches;
+		struct mock_stream *st = stream_new();
+		client_open_with("{}", (struct sockaddr *)&a, sizeof(a), st);
+		ck_assert_int_eq(st->reset_code, -1);
+		ports[i] = local_port(mock.watches[watches].fd);
+		if (few)
+			ck_assert(ports[i] >= 40000 && ports[i] <= 40015);
+		for (int j = 0; j < i; j++)
+			ck_assert_msg(ports[j] != ports[i], "flow %d got the port of flow %d (%u)", i, j,
+			              ports[i]);
+		end_stream(st);
+		mock.clock += 0.5; /* all within the 5 s quarantine */
+	}
+	close(echo);
+}
+END_TEST
+
 /* The idle close may end the flow inside stream_close (from the timer's callback). */
 START_TEST(test_client_close_at_once)
 {
@@ -1485,14 +1520,12 @@ START_TEST(test_client_close_at_once)
 	struct client c = client_start("{\"idle_timeout\": 5}", 5);
 	mock.close_ends_at_once = true;
 	mock.clock = 105;
-	int fd = c.w->fd;
 	fire(c.idle);
 	ck_assert_int_eq(c.st->closes, 1);
 	ck_assert(c.st->ended);
 	ck_assert(!c.w->live);
 	ck_assert(!c.idle->live);
 	ck_assert_uint_eq(mock.live_allocs, c.allocs_before);
-	expect_retired(fd, c.port);
 	close(c.echo);
 	ck_assert_int_eq(next_fd(), fd0);
 }
@@ -1591,6 +1624,7 @@ static Suite *udp_plugin_suite(void)
 	tcase_add_test(tc, test_client_two_flows);
 	tcase_add_test(tc, test_client_idle);
 	tcase_add_test(tc, test_client_close_at_once);
+	tcase_add_test(tc, test_client_ports_not_reused);
 	tcase_add_test(tc, test_client_refused);
 	tcase_add_test(tc, test_client_open_fails);
 	tcase_set_timeout(tc, 30);
