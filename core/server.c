@@ -463,7 +463,7 @@ static const struct mgrok_session_ops srv_ops = {
     .on_close = srv_on_close,
 };
 
-/* Connections from the address of ss still in the handshake, ss included. */
+/* Connections from address ip still in the handshake. */
 static unsigned pending_from(const struct mgrok_server *srv, const uint8_t ip[16])
 {
 	unsigned n = 0;
