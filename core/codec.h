@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "mgrok/plugin.h"
 
 #define MGROK_MAGIC "GRT1"
 #define MGROK_HS_PAYLOAD_MAX 4096
@@ -37,34 +38,9 @@ enum mgrok_frame_type {
 	MGROK_FRAME_HELLO = 0x0B,
 };
 
-/* Server reply status (PROTOCOL.md 2). Results of the handshake state
+/* The handshake reply status, RESET codes and REGISTER_ACK status are in
+ * mgrok/plugin.h: plugins speak them too. Results of the handshake state
  * machines are MGROK_HS_* in handshake.h. */
-enum mgrok_hs_status {
-	MGROK_HS_STATUS_OK = 0x00,
-	MGROK_HS_STATUS_CHALLENGE = 0x01,
-	MGROK_HS_STATUS_DENIED = 0x02,
-	MGROK_HS_STATUS_UNSUPPORTED = 0x03,
-};
-
-enum mgrok_ack_status {
-	MGROK_ACK_OK = 0,
-	MGROK_ACK_PORT_IN_USE = 1,
-	MGROK_ACK_PORT_NOT_ALLOWED = 2,
-	MGROK_ACK_NAME_IN_USE = 3,
-	MGROK_ACK_UNKNOWN_PROXY_TYPE = 4,
-	MGROK_ACK_INVALID = 5,
-	MGROK_ACK_LIMIT = 6,
-	MGROK_ACK_FORBIDDEN = 7,
-};
-
-enum mgrok_reset_code {
-	MGROK_RESET_CANCEL = 0,
-	MGROK_RESET_CONNECT_FAILED = 1,
-	MGROK_RESET_REFUSED = 2,
-	MGROK_RESET_FLOW_CONTROL = 3,
-	MGROK_RESET_TIMEOUT = 4,
-	MGROK_RESET_INTERNAL = 5,
-};
 
 enum mgrok_goaway_code {
 	MGROK_GOAWAY_NORMAL = 0,

@@ -170,6 +170,20 @@ static void public_host(struct srv_session *ss, char *buf, size_t len)
 	snprintf(buf, len, "%s", text);
 }
 
+/* A refusing verdict as the ack status it names (enum mgrok_authz_result is
+ * made of them); a value a plugin made up refuses as FORBIDDEN. */
+static uint8_t refusal(int verdict)
+{
+	switch (verdict) {
+	case MGROK_AUTHZ_PORT_NOT_ALLOWED:
+	case MGROK_AUTHZ_LIMIT:
+	case MGROK_AUTHZ_FORBIDDEN:
+		return (uint8_t)verdict;
+	default:
+		return MGROK_ACK_FORBIDDEN;
+	}
+}
+
 /* The auth plugin's verdict on a REGISTER (ABI 1.1), MGROK_AUTHZ_OK without one. */
 static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port, char *reason,
                      size_t len)
@@ -317,7 +331,7 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 		proxy_free(ss, px);
 		if (!msg[0])
 			snprintf(msg, sizeof(msg), "not allowed for '%s'", ss->identity);
-		send_ack(ss, f, (uint8_t)verdict, 0, msg);
+		send_ack(ss, f, refusal(verdict), 0, msg);
 		return;
 	}
 	char err[256];

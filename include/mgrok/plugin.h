@@ -1,6 +1,16 @@
 /*
  * mgrok plugin ABI, version 1.
  *
+ * What each minor version added:
+ *   1.0  the descriptor, the host table up to addr_format, proxy ops up to
+ *        check_options, auth ops up to end.
+ *   1.1  datagram streams (host stream_attach_datagram, stream_send,
+ *        stream_close; proxy on_datagram, on_stream_end); auth authorize,
+ *        max_streams, reload.
+ *   1.2  the wire's codes as named enums (mgrok_reset_code, mgrok_hs_status,
+ *        mgrok_ack_status), with mgrok_authz_result defined from the last.
+ *        Values and layouts are unchanged: a 1.1 plugin is a 1.2 plugin.
+ *
  * A plugin is a shared object that exports exactly one symbol,
  * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
  * checks the descriptor's ABI version and size before it touches anything
@@ -32,7 +42,7 @@ extern "C" {
 #endif
 
 #define MGROK_PLUGIN_ABI_MAJOR 1
-#define MGROK_PLUGIN_ABI_MINOR 1
+#define MGROK_PLUGIN_ABI_MINOR 2
 #define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
 
 enum mgrok_plugin_kind {
@@ -45,6 +55,38 @@ enum mgrok_log_level {
 	MGROK_LOG_WARN = 1,
 	MGROK_LOG_INFO = 2,
 	MGROK_LOG_DEBUG = 3,
+};
+
+/* ---- the wire's codes (doc/protocol.md 2 and 3) ------------------------ */
+
+/* The server's handshake reply status; client_step sees OK or CHALLENGE. */
+enum mgrok_hs_status {
+	MGROK_HS_STATUS_OK = 0x00,
+	MGROK_HS_STATUS_CHALLENGE = 0x01,
+	MGROK_HS_STATUS_DENIED = 0x02,
+	MGROK_HS_STATUS_UNSUPPORTED = 0x03,
+};
+
+/* RESET codes, for host->stream_reset. */
+enum mgrok_reset_code {
+	MGROK_RESET_CANCEL = 0,
+	MGROK_RESET_CONNECT_FAILED = 1,
+	MGROK_RESET_REFUSED = 2,
+	MGROK_RESET_FLOW_CONTROL = 3,
+	MGROK_RESET_TIMEOUT = 4,
+	MGROK_RESET_INTERNAL = 5,
+};
+
+/* REGISTER_ACK status. */
+enum mgrok_ack_status {
+	MGROK_ACK_OK = 0,
+	MGROK_ACK_PORT_IN_USE = 1,
+	MGROK_ACK_PORT_NOT_ALLOWED = 2,
+	MGROK_ACK_NAME_IN_USE = 3,
+	MGROK_ACK_UNKNOWN_PROXY_TYPE = 4,
+	MGROK_ACK_INVALID = 5,
+	MGROK_ACK_LIMIT = 6,
+	MGROK_ACK_FORBIDDEN = 7,
 };
 
 /* fd watching: events for watch_set(); 0 stops the watcher. */
@@ -104,7 +146,7 @@ struct mgrok_host {
 	 * SOCK_CLOEXEC: the host checks both and sets what is missing.
 	 */
 	void (*stream_attach_fd)(struct mgrok_stream *st, int fd, int connecting);
-	/* RESET a stream (PROTOCOL.md 3.2 codes) and release it. */
+	/* RESET a stream (code: enum mgrok_reset_code) and release it. */
 	void (*stream_reset)(struct mgrok_stream *st, uint8_t code);
 
 	/* Formats "1.2.3.4:80" or "[::1]:80". Returns buf. */
@@ -163,7 +205,8 @@ struct mgrok_proxy_ops {
 	/*
 	 * Client: a NEW_STREAM arrived for this proxy. Open the local end and
 	 * hand it over with host->stream_attach_fd(), or call
-	 * host->stream_reset(st, 1 CONNECT_FAILED). Called once per stream.
+	 * host->stream_reset(st, MGROK_RESET_CONNECT_FAILED). Called once per
+	 * stream.
 	 */
 	void (*client_open)(void *inst, const struct mgrok_proxy_spec *spec, struct mgrok_stream *st);
 	/*
@@ -190,10 +233,10 @@ struct mgrok_authz {
 
 /* authorize() answers: OK, or the REGISTER_ACK status to refuse with. */
 enum mgrok_authz_result {
-	MGROK_AUTHZ_OK = 0,
-	MGROK_AUTHZ_PORT_NOT_ALLOWED = 2,
-	MGROK_AUTHZ_LIMIT = 6,
-	MGROK_AUTHZ_FORBIDDEN = 7,
+	MGROK_AUTHZ_OK = MGROK_ACK_OK,
+	MGROK_AUTHZ_PORT_NOT_ALLOWED = MGROK_ACK_PORT_NOT_ALLOWED,
+	MGROK_AUTHZ_LIMIT = MGROK_ACK_LIMIT,
+	MGROK_AUTHZ_FORBIDDEN = MGROK_ACK_FORBIDDEN,
 };
 
 enum mgrok_auth_result {
@@ -223,7 +266,8 @@ struct mgrok_auth_ops {
 	/* Client: the first payload, in out. Returns CONTINUE or DENIED. */
 	int (*client_start)(void *inst, void **state, struct mgrok_auth_msg *m);
 	/*
-	 * Client: the server answered CHALLENGE (status 1) or OK (status 0).
+	 * Client: the server answered status MGROK_HS_STATUS_CHALLENGE or
+	 * MGROK_HS_STATUS_OK.
 	 * For CHALLENGE return CONTINUE with the answer in out; for OK check
 	 * the server's final payload and return OK or DENIED.
 	 */

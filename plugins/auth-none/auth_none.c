@@ -59,7 +59,7 @@ static int none_client_step(void *inst, void *state, int status, struct mgrok_au
 {
 	(void)inst;
 	(void)state;
-	if (status != 0) {
+	if (status != MGROK_HS_STATUS_OK) {
 		set_text(m, "unexpected challenge for auth method none");
 		return MGROK_AUTH_DENIED;
 	}

@@ -257,7 +257,7 @@ static int token_client_step(void *inst, void *state, int status, struct mgrok_a
 	uint8_t mac[MAC_LEN];
 	int rc = MGROK_AUTH_DENIED;
 
-	if (status == 1) {
+	if (status == MGROK_HS_STATUS_CHALLENGE) {
 		if (h->have_snonce || m->in_len != NONCE_LEN) {
 			set_text(m, "malformed token challenge from the server");
 			return MGROK_AUTH_DENIED;

@@ -524,7 +524,7 @@ static int users_client_step(void *inst, void *state, int status, struct mgrok_a
 	uint8_t mac[MAC_LEN];
 	int rc = MGROK_AUTH_OK;
 
-	if (status == 1) {
+	if (status == MGROK_HS_STATUS_CHALLENGE) {
 		if (h->challenged || m->in_len != NONCE_LEN)
 			return deny(m, "malformed users challenge from the server");
 		memcpy(h->snonce, m->in, NONCE_LEN);

@@ -154,7 +154,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	int fd = socket(spec->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		tp->host->log(tp->self, MGROK_LOG_WARN, "socket: %s", strerror(errno));
-		tp->host->stream_reset(st, 1 /* CONNECT_FAILED */);
+		tp->host->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
 	if (connect(fd, spec->addr, spec->addr_len) == 0) {
@@ -169,7 +169,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	tp->host->log(tp->self, MGROK_LOG_INFO, "proxy %s: cannot connect to %s: %s", spec->name,
 	              tp->host->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
 	close(fd);
-	tp->host->stream_reset(st, 1 /* CONNECT_FAILED */);
+	tp->host->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 }
 
 static const struct mgrok_proxy_ops ops = {

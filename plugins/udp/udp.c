@@ -20,7 +20,6 @@
 #define DEFAULT_MAX_FLOWS 1024
 #define MAX_FLOWS_LIMIT 65536
 #define DATAGRAMS_PER_WAKEUP 64
-#define RESET_CONNECT_FAILED 1
 
 /*
  * A client flow's local port is not reused by this process for a while, as
@@ -433,7 +432,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	struct udp_options opt;
 	char err[128], a[64];
 	if (parse_options(spec->options, &opt, err, sizeof(err)) < 0) {
-		h->stream_reset(st, RESET_CONNECT_FAILED);
+		h->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
 	uint16_t port;
@@ -441,7 +440,7 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	if (fd < 0) {
 		h->log(up->self, MGROK_LOG_INFO, "proxy %s: cannot open a socket to %s: %s", spec->name,
 		       h->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
-		h->stream_reset(st, RESET_CONNECT_FAILED);
+		h->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
 	struct client_flow *cf = h->alloc(sizeof(*cf));

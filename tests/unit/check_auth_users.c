@@ -98,7 +98,7 @@ static const struct mgrok_plugin_desc *users_desc(void)
 	ck_assert_msg(entry != NULL, "%s: no %s", path, MGROK_PLUGIN_ENTRY_SYMBOL);
 	const struct mgrok_plugin_desc *d = entry();
 	ck_assert_uint_eq(d->abi_major, MGROK_PLUGIN_ABI_MAJOR);
-	ck_assert_uint_eq(d->abi_minor, 1);
+	ck_assert_uint_eq(d->abi_minor, MGROK_PLUGIN_ABI_MINOR);
 	ck_assert_uint_eq(d->kind, MGROK_PLUGIN_AUTH);
 	ck_assert_str_eq(d->name, "users");
 	ck_assert_uint_eq(d->wire_id, 0x02);

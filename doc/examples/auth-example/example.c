@@ -188,7 +188,7 @@ static int example_client_step(void *inst, void *state, int status, struct mgrok
 {
 	struct example *x = inst;
 	(void)state;
-	if (status == 0)
+	if (status == MGROK_HS_STATUS_OK)
 		return MGROK_AUTH_OK; /* nothing to check: the server proves nothing */
 	if (m->in_len != NONCE_LEN || mac(x->me.secret, m->in, x->me.name, m->out) < 0) {
 		snprintf(m->text, m->text_cap, "malformed challenge from the server");
