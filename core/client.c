@@ -218,16 +218,16 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	}
 	if (cl->stopping)
 		return;
-	if (why == MGROK_CLOSE_DENIED) {
-		if (strncmp(reason, "TLS", 3) == 0 || strcmp(reason, "authentication failed") == 0)
-			fprintf(stderr, "mgrok: %s\n", reason);
+	if (why == MGROK_CLOSE_DENIED || why == MGROK_CLOSE_TLS_CERT) {
+		/* The server said no, or is not who it should be: retrying cannot
+		 * change that (unless asked to). The reason is its text or TLS's. */
+		if (why == MGROK_CLOSE_DENIED)
+			fprintf(stderr, "mgrok: the server refused the connection: %s\n", reason);
 		else
-			fprintf(stderr, "mgrok: %s: %s\n",
-			        strstr(reason, "authentication failed")
-			            ? "authentication failed"
-			            : "the server refused the connection",
-			        reason);
-		MGROK_ERROR("session %u: refused by the server: %s", s->id, reason);
+			fprintf(stderr, "mgrok: %s\n", reason);
+		MGROK_ERROR("session %u: %s: %s", s->id,
+		            why == MGROK_CLOSE_DENIED ? "refused by the server" : "server not verified",
+		            reason);
 		if (!cl->conf->retry_on_deny) {
 			stop(cl, 1);
 			return;

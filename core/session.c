@@ -76,13 +76,13 @@ static int flush_out(struct mgrok_session *s)
 				ev_io_start(mgrok_loop, &s->wio);
 			return 0;
 		}
-		if (s->tr.tls_fatal)
-			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->tr.err);
+		if (s->tr.cause == MGROK_IO_TLS_CERT)
+			mgrok_session_close(s, -1, MGROK_CLOSE_TLS_CERT, "%s", s->tr.err);
 		else if (s->peer_eof) /* it is gone after all */
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		else
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s%s",
-			                    strncmp(s->tr.err, "TLS", 3) ? "write failed: " : "", s->tr.err);
+			                    s->tr.cause == MGROK_IO_SOCKET ? "write failed: " : "", s->tr.err);
 		return -1;
 	}
 	ev_io_stop(mgrok_loop, &s->wio);
@@ -383,7 +383,9 @@ static void read_input(struct mgrok_session *s)
 			peer_closed(s);
 		else
 			mgrok_session_close(s, -1,
-			                    s->tr.tls_fatal ? MGROK_CLOSE_DENIED : MGROK_CLOSE_LOST, "%s",
+			                    s->tr.cause == MGROK_IO_TLS_CERT ? MGROK_CLOSE_TLS_CERT
+			                                                     : MGROK_CLOSE_LOST,
+			                    "%s",
 			                    s->tr.err);
 	}
 	/* Records the TLS layer already holds get no readiness event of their

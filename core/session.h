@@ -58,9 +58,10 @@ enum mgrok_session_logk {
 /* Why a session ended, as its owner needs to know. */
 enum mgrok_close_why {
 	MGROK_CLOSE_LOST = 0,     /* connection failed or lost, timeout, protocol error */
-	MGROK_CLOSE_DENIED = 1,   /* the handshake was refused */
+	MGROK_CLOSE_DENIED = 1,   /* the handshake was refused (the reason is the peer's text) */
 	MGROK_CLOSE_GOAWAY = 2,   /* the peer sent GO_AWAY (code in s->peer_goaway) */
 	MGROK_CLOSE_LOCAL = 3,    /* we closed it (shutdown, takeover) */
+	MGROK_CLOSE_TLS_CERT = 4, /* the peer's certificate did not verify */
 };
 
 struct mgrok_session_ops {

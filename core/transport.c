@@ -25,10 +25,13 @@ static ssize_t tls_result(struct mgrok_transport *t, int n, bool reading)
 	}
 	unsigned long code = ERR_peek_last_error();
 	if (!SSL_is_init_finished(t->ssl)) {
-		t->tls_fatal = mgrok_tls_explain(t->ssl, code, t->err, sizeof(t->err));
+		bool cert = mgrok_tls_explain(t->ssl, code, t->err, sizeof(t->err));
+		t->cause = cert ? MGROK_IO_TLS_CERT : MGROK_IO_TLS;
 	} else if (e == SSL_ERROR_SYSCALL && !code) {
+		t->cause = MGROK_IO_SOCKET;
 		snprintf(t->err, sizeof(t->err), "%s", errno ? strerror(errno) : "connection closed");
 	} else {
+		t->cause = MGROK_IO_TLS;
 		char buf[200];
 		ERR_error_string_n(code, buf, sizeof(buf));
 		snprintf(t->err, sizeof(t->err), "TLS: %s", buf);
@@ -53,6 +56,7 @@ ssize_t mgrok_transport_read(struct mgrok_transport *t, void *buf, size_t len)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return MGROK_IO_AGAIN;
+		t->cause = MGROK_IO_SOCKET;
 		snprintf(t->err, sizeof(t->err), "%s", strerror(errno));
 		return MGROK_IO_ERROR;
 	}
@@ -69,6 +73,7 @@ ssize_t mgrok_transport_write(struct mgrok_transport *t, const void *buf, size_t
 		ssize_t r = tls_result(t, n, false);
 		/* A write never reports the end of the stream: the peer is gone. */
 		if (r == 0) {
+			t->cause = MGROK_IO_SOCKET;
 			snprintf(t->err, sizeof(t->err), "connection closed");
 			return MGROK_IO_ERROR;
 		}
@@ -82,6 +87,7 @@ ssize_t mgrok_transport_write(struct mgrok_transport *t, const void *buf, size_t
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return MGROK_IO_AGAIN;
+		t->cause = MGROK_IO_SOCKET;
 		snprintf(t->err, sizeof(t->err), "%s", strerror(errno));
 		return MGROK_IO_ERROR;
 	}

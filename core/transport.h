@@ -11,14 +11,22 @@
 #include <sys/types.h>
 
 #define MGROK_IO_AGAIN (-1) /* would block: wait for readiness and retry */
-#define MGROK_IO_ERROR (-2) /* failed: the reason is in t->err */
+#define MGROK_IO_ERROR (-2) /* failed: the reason is in t->err, its cause in t->cause */
+
+/* What a failed read or write failed at. The text in err is for people;
+ * decisions go by this. */
+enum mgrok_io_cause {
+	MGROK_IO_SOCKET = 0, /* the socket: an errno, or the peer closed it */
+	MGROK_IO_TLS,        /* TLS, other than the certificate */
+	MGROK_IO_TLS_CERT,   /* the peer's certificate did not verify */
+};
 
 struct mgrok_transport {
 	int fd;
 	SSL *ssl;              /* NULL: plain TCP */
 	bool read_wants_write; /* the last read is waiting for writability */
 	bool write_wants_read; /* the last write is waiting for readability */
-	bool tls_fatal;        /* the TLS failure was the peer's certificate */
+	enum mgrok_io_cause cause; /* of the last MGROK_IO_ERROR */
 	char err[256];
 };
 
