@@ -8,6 +8,7 @@
 
 #include "addr.h"
 #include "host.h"
+#include "defaults.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "proxy.h"
@@ -15,7 +16,6 @@
 #include "stream.h"
 #include "tls.h"
 
-#define SESSION_STABLE_AFTER 60.0 /* s; a session this old resets the backoff */
 
 struct mgrok_client {
 	const struct mgrok_client_conf *conf;
@@ -241,7 +241,7 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	} else {
 		MGROK_WARN("session %u: %s", s->id, reason);
 	}
-	if (s->open && ev_now(mgrok_loop) - cl->opened_at > SESSION_STABLE_AFTER)
+	if (s->open && ev_now(mgrok_loop) - cl->opened_at > MGROK_SESSION_STABLE_AFTER)
 		cl->backoff = cl->conf->reconnect_initial;
 	schedule_reconnect(cl);
 }

@@ -16,6 +16,10 @@
 #define MGROK_MAGIC "GRT1"
 #define MGROK_HS_PAYLOAD_MAX 4096
 #define MGROK_NAME_MAX 64      /* proxy names, client ids */
+#define MGROK_STR_(x) #x
+#define MGROK_STR(x) MGROK_STR_(x)
+/* What a valid proxy name is, for messages. */
+#define MGROK_NAME_RULE "1-" MGROK_STR(MGROK_NAME_MAX) " characters of A-Z a-z 0-9 . _ -"
 #define MGROK_OPTIONS_MAX 4096 /* REGISTER options; longer is REGISTER_ACK INVALID */
 #define MGROK_INFO_MAX 1024    /* HELLO info */
 #define MGROK_MESSAGE_MAX 1024 /* REGISTER_ACK and GO_AWAY messages */

@@ -22,12 +22,12 @@
 #include <string.h>
 
 #include "buf.h"
+#include "codec.h"
+#include "defaults.h"
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
-/* Protocol 3.1: proxy options travel as a str16 of at most 4096 bytes. */
-#define PROXY_OPTIONS_MAX 4096
 #define KEYLEN sizeof(((struct mgrok_conf_error *)0)->key)
-#define NAME_RULE "must be 1-64 characters of A-Z a-z 0-9 . _ -"
+#define NAME_RULE "must be " MGROK_NAME_RULE
 
 /* One file being loaded. */
 struct ctx {
@@ -533,8 +533,8 @@ static int take_options(const struct ctx *x, const char *key, json_t *v, void *d
 	char *s = json_dumps(v, JSON_COMPACT);
 	size_t n = s ? strlen(s) : 0;
 	free(s);
-	if (n > PROXY_OPTIONS_MAX)
-		return bad(x, key, "longer than %d bytes when encoded", PROXY_OPTIONS_MAX);
+	if (n > MGROK_OPTIONS_MAX)
+		return bad(x, key, "longer than %d bytes when encoded", MGROK_OPTIONS_MAX);
 	json_decref(*(json_t **)dst);
 	*(json_t **)dst = json_incref(v);
 	return 0;
@@ -808,32 +808,32 @@ int mgrok_client_conf_load_text(struct mgrok_client_conf *c, const char *name, c
 void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->listen = mgrok_xstrdup("0.0.0.0:7000");
+	c->listen = mgrok_xstrdup(MGROK_DEFAULT_LISTEN);
 	c->allow_ports = mgrok_xcalloc(1, sizeof(*c->allow_ports));
-	c->allow_ports[0] = (struct mgrok_port_range){1024, 65535};
+	c->allow_ports[0] = (struct mgrok_port_range){MGROK_DEFAULT_PORT_LO, MGROK_DEFAULT_PORT_HI};
 	c->n_allow_ports = 1;
-	c->heartbeat_interval = 10;
-	c->heartbeat_timeout = 30;
-	c->handshake_timeout = 10;
-	c->max_proxies = 64;
-	c->max_streams = 4096;
-	c->max_pending = 256;
-	c->max_pending_per_address = 8;
+	c->heartbeat_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
+	c->heartbeat_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
+	c->handshake_timeout = MGROK_DEFAULT_HANDSHAKE_TIMEOUT;
+	c->max_proxies = MGROK_DEFAULT_MAX_PROXIES;
+	c->max_streams = MGROK_DEFAULT_MAX_STREAMS;
+	c->max_pending = MGROK_DEFAULT_MAX_PENDING;
+	c->max_pending_per_address = MGROK_DEFAULT_MAX_PENDING_PER_ADDRESS;
 	c->log_level = MGROK_LOG_INFO;
-	c->auth_failures = 10;
-	c->auth_interval = 60;
+	c->auth_failures = MGROK_DEFAULT_AUTH_FAILURES;
+	c->auth_interval = MGROK_DEFAULT_AUTH_INTERVAL;
 }
 
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->server = mgrok_xstrdup("127.0.0.1:7000");
+	c->server = mgrok_xstrdup(MGROK_DEFAULT_SERVER);
 	c->auth.method = mgrok_xstrdup("none");
 	c->auth.options = xobject();
-	c->heartbeat_interval = 10;
-	c->heartbeat_timeout = 30;
-	c->reconnect_initial = 0.5;
-	c->reconnect_max = 30;
+	c->heartbeat_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
+	c->heartbeat_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
+	c->reconnect_initial = MGROK_DEFAULT_RECONNECT_INITIAL;
+	c->reconnect_max = MGROK_DEFAULT_RECONNECT_MAX;
 	c->log_level = MGROK_LOG_INFO;
 }
 

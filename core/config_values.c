@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "codec.h"
+#include "log.h"
 
 /* Digits only, 1-65535. */
 int mgrok_port_parse(const char *s, size_t n, long *port)
@@ -100,17 +102,16 @@ bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t por
 
 int mgrok_log_level_parse(const char *s)
 {
-	static const char *const names[] = {"error", "warn", "info", "debug"};
 	for (int i = 0; s && i < 4; i++) {
-		if (!strcmp(s, names[i]))
-			return i; /* the enum follows the same order */
+		if (!strcmp(s, mgrok_log_level_names[i]))
+			return i;
 	}
 	return -1;
 }
 
 bool mgrok_name_valid(const char *s, size_t len)
 {
-	if (!s || len < 1 || len > 64)
+	if (!s || len < 1 || len > MGROK_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];

@@ -6,7 +6,7 @@
 
 int mgrok_log_level = MGROK_LOG_INFO;
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+const char *const mgrok_log_level_names[4] = {"error", "warn", "info", "debug"};
 
 void mgrok_vlog(int level, const char *prefix, const char *fmt, va_list ap)
 {
@@ -24,7 +24,7 @@ void mgrok_vlog(int level, const char *prefix, const char *fmt, va_list ap)
 	if (n < 0)
 		return;
 	fprintf(stderr, "%s.%03ldZ %-5s %s%s%s\n", when, ts.tv_nsec / 1000000L,
-	        level_names[level < 0 ? 0 : level > 3 ? 3 : level], prefix ? prefix : "",
+	        mgrok_log_level_names[level < 0 ? 0 : level > 3 ? 3 : level], prefix ? prefix : "",
 	        prefix ? ": " : "", line);
 }
 

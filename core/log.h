@@ -7,6 +7,8 @@
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
 extern int mgrok_log_level;
+/* By enum mgrok_log_level: "error", "warn", "info", "debug". */
+extern const char *const mgrok_log_level_names[4];
 
 void mgrok_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mgrok_vlog(int level, const char *prefix, const char *fmt, va_list ap);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "defaults.h"
 
 enum mgrok_mux_verdict {
 	MGROK_MUX_OK = 0,
@@ -81,10 +82,6 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 #define MGROK_WINDOW_STALL 0.002
 #define MGROK_WINDOW_STALL_ROUNDS 2
 #define MGROK_WINDOW_EAGER (1024u * 1024u)
-/* Growth is shared: all streams of a session together grant at most this
- * much beyond their initial windows, so what a peer can make the session
- * hold is bounded by max_streams initial windows plus this. */
-#define MGROK_SESSION_GROWTH_MAX (32u * 1024u * 1024u)
 extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */

@@ -11,7 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define MGROK_RATELIMIT_SLOTS 4096
+#include "defaults.h"
+
 
 struct mgrok_ratelimit_entry {
 	uint8_t ip[16]; /* IPv4 as IPv4-mapped IPv6 */

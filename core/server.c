@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "host.h"
+#include "defaults.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "proxy.h"
@@ -35,9 +36,6 @@ enum srv_logk {
 	SRV_LOG_COUNT,
 };
 
-/* accept(2) out of descriptors: the connection stays queued, and trying
- * again at once would spin. */
-#define ACCEPT_PAUSE 0.25
 
 struct mgrok_server {
 	const struct mgrok_server_conf *conf;
@@ -116,8 +114,8 @@ static void send_ack(struct srv_session *ss, const struct mgrok_frame *reg, uint
 	f.u.ack.proxy_type = reg->u.reg.proxy_type;
 	f.u.ack.remote_port = port;
 	f.u.ack.name = reg->u.reg.name;
-	if (f.u.ack.name.len > 255)
-		f.u.ack.name.len = 255;
+	if (f.u.ack.name.len > UINT8_MAX) /* a str8 echoes at most that much */
+		f.u.ack.name.len = UINT8_MAX;
 	f.u.ack.message.p = (const uint8_t *)message;
 	f.u.ack.message.len = strnlen(message, MGROK_MESSAGE_MAX);
 	mgrok_session_send(ss->sess, &f);
@@ -220,7 +218,7 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 		mgrok_host_table.random(&start, sizeof(start));
 		start %= span;
 	}
-	uint32_t tries = port ? 1 : (span < 4096 ? span : 4096);
+	uint32_t tries = port ? 1 : (span < MGROK_PORT_PICK_TRIES ? span : MGROK_PORT_PICK_TRIES);
 	for (uint32_t t = 0; t < tries; t++) {
 		uint16_t p = port;
 		if (!port) {
@@ -262,7 +260,7 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 
 	/* One fault per REGISTER, in the order of PROTOCOL.md 3.1. */
 	if (!mgrok_name_valid((const char *)name->p, name->len)) {
-		send_ack(ss, f, MGROK_ACK_INVALID, 0, "invalid name: 1-64 of [A-Za-z0-9._-]");
+		send_ack(ss, f, MGROK_ACK_INVALID, 0, "invalid name: " MGROK_NAME_RULE);
 		return;
 	}
 	json_t *options = json_object();
@@ -276,7 +274,8 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 		if (!json_is_object(options)) {
 			json_decref(options);
 			send_ack(ss, f, MGROK_ACK_INVALID, 0,
-			         "options must be a JSON object of at most 4096 bytes");
+			         "options must be a JSON object of at most " MGROK_STR(MGROK_OPTIONS_MAX)
+			         " bytes");
 			return;
 		}
 	}
@@ -528,9 +527,9 @@ static bool accept_failed(struct mgrok_server *srv)
 	if (e == ECONNABORTED || e == EPROTO || e == EPERM)
 		return true; /* that one connection is gone; the next may be fine */
 	SRV_LOG(srv, SRV_LOG_ACCEPT, MGROK_LOG_WARN, "accept: %s: pausing accepts for %.2f s",
-	        strerror(e), ACCEPT_PAUSE);
+	        strerror(e), MGROK_ACCEPT_PAUSE);
 	ev_io_stop(mgrok_loop, &srv->lio);
-	ev_timer_set(&srv->accept_retry, ACCEPT_PAUSE, 0.);
+	ev_timer_set(&srv->accept_retry, MGROK_ACCEPT_PAUSE, 0.);
 	ev_timer_start(mgrok_loop, &srv->accept_retry);
 	return false;
 }
@@ -560,7 +559,7 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct mgrok_server *srv = (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, lio));
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < MGROK_ACCEPTS_PER_WAKEUP; i++) {
 		struct mgrok_sockaddr peer = {.len = sizeof(peer.ss)};
 		int fd = accept4(srv->lfd, (struct sockaddr *)&peer.ss, &peer.len,
 		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -662,7 +661,7 @@ fail:
 
 int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 {
-	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, 512);
+	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, MGROK_LISTEN_BACKLOG);
 	if (srv->lfd < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", srv->conf->listen, strerror(-srv->lfd));
 		srv->lfd = -1;

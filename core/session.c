@@ -14,12 +14,6 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
-/* Output beyond HIGH stops streams from reading; they resume below LOW. */
-#define OUT_HIGH_WATER (1024 * 1024)
-#define OUT_LOW_WATER (256 * 1024)
-/* One read's worth; frames inside are handed on without copying. */
-#define READ_CHUNK (256 * 1024)
-#define READ_BUDGET (4 * READ_CHUNK)
 
 static uint32_t next_session_id = 1;
 
@@ -27,7 +21,7 @@ static void finalize(struct mgrok_session *s);
 
 bool mgrok_session_congested(const struct mgrok_session *s)
 {
-	return s->out.len >= OUT_HIGH_WATER || s->closing || s->peer_eof;
+	return s->out.len >= MGROK_SESSION_OUT_HIGH || s->closing || s->peer_eof;
 }
 
 static void schedule_flush(struct mgrok_session *s)
@@ -87,7 +81,7 @@ static int flush_out(struct mgrok_session *s)
 	}
 	ev_io_stop(mgrok_loop, &s->wio);
 	/* A burst can grow the buffer large; an idle session should not keep it. */
-	if (s->out.cap > 4 * OUT_HIGH_WATER)
+	if (s->out.cap > 4 * MGROK_SESSION_OUT_HIGH)
 		mgrok_buf_free(&s->out);
 	return 0;
 }
@@ -135,7 +129,7 @@ static void after_flush(struct mgrok_session *s)
 		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		return;
 	}
-	if (s->stalled && s->out.len < OUT_LOW_WATER)
+	if (s->stalled && s->out.len < MGROK_SESSION_OUT_LOW)
 		mgrok_stream_resume_stalled(s);
 	if (s->paused_since && !s->peer_eof && s->out.len < MGROK_SESSION_OUT_RESUME)
 		resume_input(s);
@@ -333,7 +327,7 @@ static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 
 static void read_input(struct mgrok_session *s)
 {
-	static uint8_t rbuf[READ_CHUNK];
+	static uint8_t rbuf[MGROK_READ_CHUNK];
 
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
@@ -341,10 +335,10 @@ static void read_input(struct mgrok_session *s)
 		s->refeed = false;
 		feed_frames(s, NULL, 0);
 	}
-	/* Up to READ_BUDGET per wakeup drains a busy connection without
+	/* Up to MGROK_READ_BUDGET per wakeup drains a busy connection without
 	 * starving the other sessions and streams of this loop. */
 	bool waiting = false; /* the transport needs more bytes from the socket */
-	for (size_t budget = READ_BUDGET; budget && !s->closing && !s->paused_since;) {
+	for (size_t budget = MGROK_READ_BUDGET; budget && !s->closing && !s->paused_since;) {
 		/* A TLS read returns one record: collect several, so that frames
 		 * are decoded (and written on) in place rather than reassembled. */
 		size_t want = budget < sizeof(rbuf) ? budget : sizeof(rbuf);
@@ -468,9 +462,9 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 	s->ops = ops;
 	s->owner = owner;
 	s->peer_goaway = -1;
-	s->hb_interval = 10;
-	s->hb_timeout = 30;
-	s->max_streams = 4096;
+	s->hb_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
+	s->hb_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
+	s->max_streams = MGROK_DEFAULT_MAX_STREAMS;
 	s->last_recv = s->last_send = ev_now(mgrok_loop);
 	static const struct {
 		const char *kind;
@@ -495,7 +489,7 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 	ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
 	ev_prepare_init(&s->flush, on_prepare);
 	ev_timer_init(&s->beat, on_beat, 1., 1.);
-	ev_timer_init(&s->hs_timer, on_hs_timeout, 10., 0.);
+	ev_timer_init(&s->hs_timer, on_hs_timeout, MGROK_DEFAULT_HANDSHAKE_TIMEOUT, 0.);
 	return s;
 }
 

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "handshake.h"
+#include "defaults.h"
 #include "host.h"
 #include "log.h"
 #include "mux.h"
@@ -46,14 +47,6 @@ enum mgrok_session_logk {
 #define MGROK_SESSION_LOG(s, k, level, ...)                                                        \
 	mgrok_log_limited(&(s)->loglim[k], (s)->id, ev_now(mgrok_loop), level, __VA_ARGS__)
 
-/*
- * Queued output at which the session stops reading its peer: every frame
- * read may queue a reply, so a peer that does not read could otherwise make
- * us hold any amount. Reading resumes below MGROK_SESSION_OUT_RESUME; a
- * peer that leaves it paused for the heartbeat timeout is dropped.
- */
-#define MGROK_SESSION_OUT_MAX (4u * 1024 * 1024)
-#define MGROK_SESSION_OUT_RESUME (1024u * 1024)
 
 /* Why a session ended, as its owner needs to know. */
 enum mgrok_close_why {
