@@ -18,6 +18,7 @@
 
 
 struct mgrok_client {
+	struct mgrok_ctx *ctx;
 	const struct mgrok_client_conf *conf;
 	struct mgrok_registry reg;
 	struct mgrok_auth_method auth;
@@ -41,8 +42,8 @@ static void stop(struct mgrok_client *cl, int code)
 {
 	cl->stopping = true;
 	cl->exit_code = code;
-	ev_timer_stop(mgrok_loop, &cl->retry);
-	ev_break(mgrok_loop, EVBREAK_ALL);
+	ev_timer_stop(cl->ctx->loop, &cl->retry);
+	ev_break(cl->ctx->loop, EVBREAK_ALL);
 }
 
 static void schedule_reconnect(struct mgrok_client *cl)
@@ -53,7 +54,7 @@ static void schedule_reconnect(struct mgrok_client *cl)
 	double delay = cl->backoff * (0.75 + 0.5 * (r / 4294967295.0));
 	MGROK_INFO("reconnecting in %.1f s", delay);
 	ev_timer_set(&cl->retry, delay, 0.);
-	ev_timer_start(mgrok_loop, &cl->retry);
+	ev_timer_start(cl->ctx->loop, &cl->retry);
 	cl->backoff *= 2;
 	if (cl->backoff > cl->conf->reconnect_max)
 		cl->backoff = cl->conf->reconnect_max;
@@ -170,7 +171,7 @@ static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
 static void cl_on_open(struct mgrok_session *s)
 {
 	struct mgrok_client *cl = s->owner;
-	cl->opened_at = ev_now(mgrok_loop);
+	cl->opened_at = ev_now(cl->ctx->loop);
 	MGROK_INFO("session %u: connected to %s", s->id, cl->conf->server);
 
 	struct mgrok_frame hello = {.type = MGROK_FRAME_HELLO};
@@ -241,7 +242,7 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	} else {
 		MGROK_WARN("session %u: %s", s->id, reason);
 	}
-	if (s->open && ev_now(mgrok_loop) - cl->opened_at > MGROK_SESSION_STABLE_AFTER)
+	if (s->open && ev_now(cl->ctx->loop) - cl->opened_at > MGROK_SESSION_STABLE_AFTER)
 		cl->backoff = cl->conf->reconnect_initial;
 	schedule_reconnect(cl);
 }
@@ -287,7 +288,7 @@ static void connect_now(struct mgrok_client *cl)
 		MGROK_WARN("TLS certificate verification is off (tls.insecure): anyone on the path "
 		           "can pose as %s", cl->conf->server);
 	/* A failed connect shows up as the session's first read or write error. */
-	cl->sess = mgrok_session_new(fd, MGROK_ROLE_CLIENT, cl->tls, &cl_ops, cl);
+	cl->sess = mgrok_session_new(cl->ctx, fd, MGROK_ROLE_CLIENT, cl->tls, &cl_ops, cl);
 	mgrok_addr_format((struct sockaddr *)&sa.ss, cl->sess->peer, sizeof(cl->sess->peer));
 	cl->sess->hb_interval = cl->conf->heartbeat_interval;
 	cl->sess->hb_timeout = cl->conf->heartbeat_timeout;
@@ -337,10 +338,11 @@ static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 	return 0;
 }
 
-struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *c, bool check_only, char *err,
-                                      size_t errlen)
+struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_client_conf *c,
+                                      bool check_only, char *err, size_t errlen)
 {
 	struct mgrok_client *cl = mgrok_xcalloc(1, sizeof(*cl));
+	cl->ctx = ctx;
 	cl->conf = c;
 	cl->backoff = c->reconnect_initial;
 	ev_timer_init(&cl->retry, on_retry, 0., 0.);
@@ -383,7 +385,7 @@ fail:
 void mgrok_client_shutdown(struct mgrok_client *cl)
 {
 	cl->stopping = true;
-	ev_timer_stop(mgrok_loop, &cl->retry);
+	ev_timer_stop(cl->ctx->loop, &cl->retry);
 	if (cl->sess)
 		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL, "client shutting down");
 }

@@ -5,15 +5,17 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "context.h"
 
 struct mgrok_client;
 
 /*
- * Loads and initialises the plugins, resolves the proxies' local targets,
+ * conf and ctx must outlive the client. Loads and initialises the plugins,
+ * resolves the proxies' local targets,
  * then (unless check_only) starts connecting. Returns NULL with err filled in.
  */
-struct mgrok_client *mgrok_client_new(const struct mgrok_client_conf *conf, bool check_only,
-                                      char *err, size_t errlen);
+struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_client_conf *conf,
+                                      bool check_only, char *err, size_t errlen);
 /* GO_AWAY(NORMAL) and stop: the loop then ends. */
 void mgrok_client_shutdown(struct mgrok_client *cl);
 /* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */

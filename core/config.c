@@ -501,18 +501,19 @@ static int take_name(const struct ctx *x, const char *key, json_t *v, void *dst)
 /* A bare port (a number or digits) means a service on this host's loopback. */
 static int take_local(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
-	char buf[32];
-	long port = -1;
-	if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535)
-		port = (long)json_integer_value(v);
-	else if (json_is_string(v) && !json_string_value(v)[strspn(json_string_value(v), "0123456789")])
-		mgrok_port_parse(json_string_value(v), json_string_length(v), &port);
-	else if (!json_is_integer(v))
-		return take_hostport(x, key, v, dst);
-	if (port < 0)
-		return bad(x, key, "expected a port 1-65535 or \"host:port\"");
-	snprintf(buf, sizeof(buf), "127.0.0.1:%ld", port);
-	replace_string(dst, buf);
+	char given[32], target[300];
+	const char *s = json_string_value(v);
+	if (json_is_integer(v)) {
+		json_int_t port = json_integer_value(v);
+		snprintf(given, sizeof(given), "%lld", port < 0 ? 0LL : (long long)port);
+		s = given;
+	} else if (!s) {
+		return wrong_type(x, key, "a port or a \"host:port\" string", v);
+	}
+	const char *why = mgrok_local_target(s, target, sizeof(target));
+	if (why)
+		return bad(x, key, "%s", why);
+	replace_string(dst, target);
 	return 0;
 }
 
@@ -886,6 +887,22 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	free(c->allow_ports);
 	mgrok_tls_conf_free(&c->tls);
 	memset(c, 0, sizeof(*c));
+}
+
+void mgrok_server_conf_use_token(struct mgrok_server_conf *c, const char *token)
+{
+	server_auth_free(c->auth, c->n_auth);
+	c->auth = mgrok_xcalloc(1, sizeof(*c->auth));
+	c->n_auth = 1;
+	c->auth[0].method = mgrok_xstrdup("token");
+	c->auth[0].options = json_pack("{ss}", "token", token);
+}
+
+void mgrok_client_conf_use_token(struct mgrok_client_conf *c, const char *token)
+{
+	auth_free(&c->auth);
+	c->auth.method = mgrok_xstrdup("token");
+	c->auth.options = json_pack("{ss}", "token", token);
 }
 
 void mgrok_tls_conf_free(struct mgrok_tls_conf *t)

@@ -119,6 +119,29 @@ int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf
 void mgrok_server_conf_free(struct mgrok_server_conf *c);
 void mgrok_client_conf_free(struct mgrok_client_conf *c);
 
+/* Command-line flags, applied over a loaded (or default) config by
+ * mgrok_*_conf_apply_flags; NULL (false) members leave the config alone. */
+struct mgrok_server_flags {
+	const char *listen, *token, *allow_ports, *proxy_bind, *public_host, *plugin_dir;
+	const char *tls_cert, *tls_key;
+};
+
+struct mgrok_client_flags {
+	const char *server, *token, *plugin_dir, *tls_ca, *tls_fingerprint;
+	bool tls, tls_insecure;
+	/* The quick form, one proxy: TYPE LOCAL [--name] [--remote-port]. */
+	const char *type, *local, *name, *remote_port;
+};
+
+/* Returns 0, or -1 with err filled in (the key is the flag's name). */
+int mgrok_server_conf_apply_flags(struct mgrok_server_conf *c, const struct mgrok_server_flags *f,
+                                  struct mgrok_conf_error *err);
+int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgrok_client_flags *f,
+                                  struct mgrok_conf_error *err);
+/* The token method with this secret, in place of every configured method. */
+void mgrok_server_conf_use_token(struct mgrok_server_conf *c, const char *token);
+void mgrok_client_conf_use_token(struct mgrok_client_conf *c, const char *token);
+
 /* "20000-20100,30000" (flags) into ranges. Returns 0 or -1 with msg. */
 int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
                             size_t msglen);
@@ -127,6 +150,10 @@ bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t por
 int mgrok_log_level_parse(const char *s);
 /* s[0..n) as a port: digits only, 1-65535. Returns 0 or -1. */
 int mgrok_port_parse(const char *s, size_t n, long *port);
+/* A proxy's local target: a bare port (digits) means "127.0.0.1:PORT",
+ * anything else must be "host:port". Writes it to out. Returns NULL, or why
+ * s is not one. */
+const char *mgrok_local_target(const char *s, char *out, size_t len);
 /* Why s is not a "host:port" or "[v6]:port" (NULL if it is one). An
  * unbracketed IPv6 address is refused: "::1:80" reads two ways. */
 const char *mgrok_hostport_problem(const char *s);

@@ -132,3 +132,20 @@ const char *mgrok_plugin_name_problem(const char *name)
 		return "must be a file name inside plugin_dir (no \"/\", no \"..\")";
 	return NULL;
 }
+
+const char *mgrok_local_target(const char *s, char *out, size_t len)
+{
+	long port;
+	if (*s && !s[strspn(s, "0123456789")]) {
+		if (mgrok_port_parse(s, strlen(s), &port))
+			return "expected a port 1-65535 or \"host:port\"";
+		snprintf(out, len, "127.0.0.1:%ld", port);
+		return NULL;
+	}
+	const char *why = mgrok_hostport_problem(s);
+	if (!why && strlen(s) >= len)
+		why = "too long";
+	if (!why)
+		snprintf(out, len, "%s", s);
+	return why;
+}

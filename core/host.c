@@ -8,11 +8,17 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "context.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
 
-struct ev_loop *mgrok_loop;
+/* The one piece of state the table needs: its functions take no context. */
+static struct mgrok_ctx *host_ctx;
+
+void mgrok_host_bind(struct mgrok_ctx *ctx) { host_ctx = ctx; }
+
+struct mgrok_ctx *mgrok_host_ctx(void) { return host_ctx; }
 
 struct mgrok_watch {
 	ev_io io;
@@ -45,10 +51,10 @@ static void host_log(const struct mgrok_plugin *self, int level, const char *fmt
 	va_list ap;
 	snprintf(prefix, sizeof(prefix), "plugin %s", self ? self->desc->name : "?");
 	va_start(ap, fmt);
-	if (self && level <= MGROK_LOG_INFO && mgrok_loop)
+	if (self && level <= MGROK_LOG_INFO && host_ctx)
 		/* The loader's own record, handed to the plugin as const. */
 		mgrok_vlog_limited(site_limit((struct mgrok_plugin *)self, fmt), 0, prefix,
-		                   ev_now(mgrok_loop), level, fmt, ap);
+		                   ev_now(host_ctx->loop), level, fmt, ap);
 	else
 		mgrok_vlog(level, prefix, fmt, ap);
 	va_end(ap);
@@ -78,18 +84,18 @@ static struct mgrok_watch *watch_new(int fd, mgrok_watch_cb cb, void *arg)
 static void watch_set(struct mgrok_watch *w, int events)
 {
 	int ev = (events & MGROK_EV_READ ? EV_READ : 0) | (events & MGROK_EV_WRITE ? EV_WRITE : 0);
-	ev_io_stop(mgrok_loop, &w->io);
+	ev_io_stop(host_ctx->loop, &w->io);
 	if (!ev)
 		return;
 	ev_io_set(&w->io, w->io.fd, ev);
-	ev_io_start(mgrok_loop, &w->io);
+	ev_io_start(host_ctx->loop, &w->io);
 }
 
 static void watch_free(struct mgrok_watch *w)
 {
 	if (!w)
 		return;
-	ev_io_stop(mgrok_loop, &w->io);
+	ev_io_stop(host_ctx->loop, &w->io);
 	free(w);
 }
 
@@ -110,22 +116,22 @@ static struct mgrok_timer *timer_new(mgrok_timer_cb cb, void *arg)
 
 static void timer_set(struct mgrok_timer *t, double after)
 {
-	ev_timer_stop(mgrok_loop, &t->t);
+	ev_timer_stop(host_ctx->loop, &t->t);
 	if (after <= 0)
 		return;
 	ev_timer_set(&t->t, after, 0.);
-	ev_timer_start(mgrok_loop, &t->t);
+	ev_timer_start(host_ctx->loop, &t->t);
 }
 
 static void timer_free(struct mgrok_timer *t)
 {
 	if (!t)
 		return;
-	ev_timer_stop(mgrok_loop, &t->t);
+	ev_timer_stop(host_ctx->loop, &t->t);
 	free(t);
 }
 
-static double host_now(void) { return ev_now(mgrok_loop); }
+static double host_now(void) { return ev_now(host_ctx->loop); }
 
 const struct mgrok_host mgrok_host_table = {
     .abi_major = MGROK_PLUGIN_ABI_MAJOR,

@@ -1,4 +1,4 @@
-/* The function table handed to plugins, and the loop it runs on. */
+/* The function table handed to plugins, and the context it runs on. */
 #ifndef MGROK_HOST_H
 #define MGROK_HOST_H
 
@@ -6,8 +6,13 @@
 
 #include "mgrok/plugin.h"
 
+struct mgrok_ctx;
+
 extern const struct mgrok_host mgrok_host_table;
-/* The process's event loop; set by main before any plugin is initialised. */
-extern struct ev_loop *mgrok_loop;
+/* The context the table's functions run on (timers, watchers, the clock):
+ * bound by main before any plugin is initialised. */
+void mgrok_host_bind(struct mgrok_ctx *ctx);
+/* The bound context, or NULL. */
+struct mgrok_ctx *mgrok_host_ctx(void);
 
 #endif

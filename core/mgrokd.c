@@ -1,15 +1,12 @@
 /* mgrokd: the tunnel server. Parses arguments and wires the parts. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "config.h"
-#include "host.h"
 #include "log.h"
-#include "mux.h"
+#include "run.h"
 #include "server.h"
 #include "tls.h"
 
@@ -80,25 +77,6 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static void replace(char **slot, const char *value)
-{
-	free(*slot);
-	*slot = strdup(value);
-}
-
-static void use_token(struct mgrok_server_conf *c, const char *token)
-{
-	for (size_t i = 0; i < c->n_auth; i++) {
-		free(c->auth[i].method);
-		json_decref(c->auth[i].options);
-	}
-	free(c->auth);
-	c->auth = calloc(1, sizeof(*c->auth));
-	c->n_auth = 1;
-	c->auth[0].method = strdup("token");
-	c->auth[0].options = json_pack("{ss}", "token", token);
-}
-
 /* --gen-cert: a first deployment's certificate, and the pin for its clients. */
 static int generate_cert(const char *dir, const char *name)
 {
@@ -115,68 +93,32 @@ static int generate_cert(const char *dir, const char *name)
 	return 0;
 }
 
-static struct mgrok_server *server;
-static struct mgrok_server_conf conf;
-static const char *conf_path;
-static bool ports_from_flag;
+struct args {
+	const char *path, *gen_cert;
+	bool check;
+	int verbosity;
+	struct mgrok_server_flags flags;
+};
 
-/*
- * SIGHUP: the auth plugins re-read their files (users), and the config's
- * allow_ports apply to REGISTERs from now on. Sessions and their proxies stay.
- */
-static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+/* Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
-	MGROK_INFO("SIGHUP: reloading");
-	if (conf_path && !ports_from_flag) {
-		struct mgrok_server_conf fresh;
-		struct mgrok_conf_error cerr;
-		char err[512];
-		mgrok_server_conf_defaults(&fresh);
-		if (mgrok_server_conf_load(&fresh, conf_path, &cerr) < 0) {
-			MGROK_ERROR("reload: %s (keeping the old configuration)",
-			            mgrok_conf_error_format(&cerr, err, sizeof(err)));
-		} else {
-			struct mgrok_port_range *old = conf.allow_ports;
-			conf.allow_ports = fresh.allow_ports;
-			conf.n_allow_ports = fresh.n_allow_ports;
-			fresh.allow_ports = old;
-		}
-		mgrok_server_conf_free(&fresh);
-	}
-	mgrok_server_reload(server);
-}
-
-static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	MGROK_INFO("signal %d: shutting down", w->signum);
-	mgrok_server_shutdown(server);
-	ev_break(loop, EVBREAK_ALL);
-}
-
-int main(int argc, char **argv)
-{
-	struct mgrok_conf_error cerr;
-	char err[512];
-	const char *path = NULL, *listen = NULL, *token = NULL, *ports = NULL, *bind = NULL,
-	           *public_host = NULL, *plugin_dir = NULL, *tls_cert = NULL, *tls_key = NULL,
-	           *gen_cert = NULL;
-	int check = 0, verbosity = 0, opt;
-
+	int opt;
 	while ((opt = getopt_long(argc, argv, "c:vqh", options, NULL)) != -1) {
 		switch (opt) {
-		case 'c': path = optarg; break;
-		case OPT_CHECK: check = 1; break;
-		case OPT_LISTEN: listen = optarg; break;
-		case OPT_TOKEN: token = optarg; break;
-		case OPT_PORTS: ports = optarg; break;
-		case OPT_BIND: bind = optarg; break;
-		case OPT_PUBLIC: public_host = optarg; break;
-		case OPT_PLUGINS: plugin_dir = optarg; break;
-		case OPT_TLS_CERT: tls_cert = optarg; break;
-		case OPT_TLS_KEY: tls_key = optarg; break;
-		case OPT_GEN_CERT: gen_cert = optarg; break;
-		case 'v': verbosity++; break;
-		case 'q': verbosity--; break;
+		case 'c': a->path = optarg; break;
+		case OPT_CHECK: a->check = true; break;
+		case OPT_LISTEN: a->flags.listen = optarg; break;
+		case OPT_TOKEN: a->flags.token = optarg; break;
+		case OPT_PORTS: a->flags.allow_ports = optarg; break;
+		case OPT_BIND: a->flags.proxy_bind = optarg; break;
+		case OPT_PUBLIC: a->flags.public_host = optarg; break;
+		case OPT_PLUGINS: a->flags.plugin_dir = optarg; break;
+		case OPT_TLS_CERT: a->flags.tls_cert = optarg; break;
+		case OPT_TLS_KEY: a->flags.tls_key = optarg; break;
+		case OPT_GEN_CERT: a->gen_cert = optarg; break;
+		case 'v': a->verbosity++; break;
+		case 'q': a->verbosity--; break;
 		case OPT_VERSION: printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
 		                         MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR); return 0;
 		case 'h': usage(stdout); return 0;
@@ -188,87 +130,96 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_CONFIG;
 	}
+	return -1;
+}
 
-	if (gen_cert)
-		return generate_cert(gen_cert, public_host ? public_host : "localhost");
-
-	mgrok_server_conf_defaults(&conf);
-	if (path && mgrok_server_conf_load(&conf, path, &cerr) < 0) {
+/* The file, then the flags over it. Returns 0, or -1 having said why. */
+static int configure(const struct args *a, struct mgrok_server_conf *conf)
+{
+	struct mgrok_conf_error cerr;
+	char err[512];
+	mgrok_server_conf_defaults(conf);
+	if ((a->path && mgrok_server_conf_load(conf, a->path, &cerr) < 0) ||
+	    mgrok_server_conf_apply_flags(conf, &a->flags, &cerr) < 0 ||
+	    mgrok_server_conf_check(conf, &cerr) < 0) {
 		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
-		mgrok_server_conf_free(&conf);
-		return EXIT_CONFIG;
+		return -1;
 	}
-	if (!token)
-		token = getenv("MGROK_TOKEN");
-	if (token && *token)
-		use_token(&conf, token);
-	if (listen)
-		replace(&conf.listen, listen);
-	if (bind)
-		replace(&conf.proxy_bind, bind);
-	if (public_host)
-		replace(&conf.public_host, public_host);
-	if (plugin_dir)
-		replace(&conf.plugin_dir, plugin_dir);
-	if (tls_cert)
-		replace(&conf.tls.cert, tls_cert);
-	if (tls_key)
-		replace(&conf.tls.key, tls_key);
-	conf_path = path;
-	ports_from_flag = ports != NULL;
-	if (ports) {
-		struct mgrok_port_range *r;
-		size_t n;
-		if (mgrok_port_ranges_parse(ports, &r, &n, err, sizeof(err)) < 0) {
-			fprintf(stderr, "mgrokd: --allow-ports: %s\n", err);
-			mgrok_server_conf_free(&conf);
-			return EXIT_CONFIG;
-		}
-		free(conf.allow_ports);
-		conf.allow_ports = r;
-		conf.n_allow_ports = n;
-	}
-	if (mgrok_server_conf_check(&conf, &cerr) < 0) {
-		fprintf(stderr, "mgrokd: %s\n", mgrok_conf_error_format(&cerr, err, sizeof(err)));
-		mgrok_server_conf_free(&conf);
-		return EXIT_CONFIG;
-	}
-	mgrok_log_level = conf.log_level + verbosity;
-	if (mgrok_log_level < MGROK_LOG_ERROR)
-		mgrok_log_level = MGROK_LOG_ERROR;
-	if (!check && !path && !listen)
-		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
-	mgrok_loop = ev_default_loop(EVFLAG_AUTO);
-	server = mgrok_server_new(&conf, err, sizeof(err));
-	if (!server) {
-		/* Plugin options are checked by the plugins: name the file they came from. */
-		fprintf(stderr, "mgrokd: %s%s%s\n", path ? path : "", path ? ": " : "", err);
-		mgrok_server_conf_free(&conf);
-		return EXIT_CONFIG;
-	}
-	if (check || mgrok_server_listen(server, err, sizeof(err)) < 0) {
-		if (check)
-			printf("%s: configuration is valid\n", path ? path : "(command line)");
-		else
-			fprintf(stderr, "mgrokd: %s\n", err);
-		mgrok_server_free(server);
-		mgrok_server_conf_free(&conf);
-		return check ? 0 : EXIT_RUNTIME;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	/* For benchmarks: the fixed 256 KiB window of PROTOCOL.md 3.3. */
-	if (getenv("MGROK_NO_AUTOTUNE"))
-		mgrok_mux_autotune = false;
-	ev_signal sigterm, sigint, sighup;
-	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
-	ev_signal_init(&sigint, on_stop_signal, SIGINT);
-	ev_signal_init(&sighup, on_reload_signal, SIGHUP);
-	ev_signal_start(mgrok_loop, &sigterm);
-	ev_signal_start(mgrok_loop, &sigint);
-	ev_signal_start(mgrok_loop, &sighup);
-	ev_run(mgrok_loop, 0);
-	mgrok_server_free(server);
-	mgrok_server_conf_free(&conf);
-	ev_loop_destroy(mgrok_loop);
 	return 0;
+}
+
+struct daemon {
+	struct mgrok_server *server;
+	const struct args *args;
+};
+
+static void on_stop(void *arg)
+{
+	struct daemon *d = arg;
+	mgrok_server_shutdown(d->server);
+}
+
+/* SIGHUP: the file's allow_ports (unless --allow-ports set them) and the
+ * auth plugins' files apply from now on; a broken file changes nothing. */
+static void on_reload(void *arg)
+{
+	struct daemon *d = arg;
+	struct mgrok_server_conf fresh;
+	struct mgrok_conf_error cerr;
+	char err[512];
+	bool reread = d->args->path && !d->args->flags.allow_ports;
+	mgrok_server_conf_defaults(&fresh);
+	if (reread && mgrok_server_conf_load(&fresh, d->args->path, &cerr) < 0) {
+		MGROK_ERROR("reload: %s (keeping the old configuration)",
+		            mgrok_conf_error_format(&cerr, err, sizeof(err)));
+		reread = false;
+	}
+	mgrok_server_reload(d->server, reread ? &fresh : NULL);
+	mgrok_server_conf_free(&fresh);
+}
+
+static int serve(const struct args *a, const struct mgrok_server_conf *conf)
+{
+	static const struct mgrok_run_ops ops = {.stop = on_stop, .reload = on_reload};
+	struct mgrok_ctx ctx;
+	char err[512];
+	int status = 0;
+	mgrok_run_init(&ctx);
+	struct daemon d = {.server = mgrok_server_new(&ctx, conf, err, sizeof(err)), .args = a};
+	if (!d.server) {
+		/* Plugin options are checked by the plugins: name the file they came from. */
+		fprintf(stderr, "mgrokd: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "", err);
+		status = EXIT_CONFIG;
+	} else if (a->check) {
+		printf("%s: configuration is valid\n", a->path ? a->path : "(command line)");
+	} else if (mgrok_server_listen(d.server, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mgrokd: %s\n", err);
+		status = EXIT_RUNTIME;
+	} else {
+		mgrok_run(&ctx, &ops, &d);
+	}
+	mgrok_server_free(d.server);
+	mgrok_run_free(&ctx);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = {0};
+	struct mgrok_server_conf conf;
+	int status = parse_args(argc, argv, &a);
+	if (status >= 0)
+		return status;
+	if (a.gen_cert)
+		return generate_cert(a.gen_cert, a.flags.public_host ? a.flags.public_host : "localhost");
+	if (configure(&a, &conf) < 0) {
+		mgrok_server_conf_free(&conf);
+		return EXIT_CONFIG;
+	}
+	mgrok_log_setup(conf.log_level, a.verbosity);
+	if (!a.check && !a.path && !a.flags.listen)
+		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
+	status = serve(&a, &conf);
+	mgrok_server_conf_free(&conf);
+	return status;
 }

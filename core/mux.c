@@ -13,9 +13,9 @@ static size_t bucket_of(const struct mgrok_mux *m, uint32_t id)
 	return (size_t)((id * 2654435769u) >> (32 - m->shift));
 }
 
-void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role)
+void mgrok_mux_init(struct mgrok_mux *m, bool autotune)
 {
-	m->role = role;
+	m->autotune = autotune;
 	m->shift = 6;
 	m->nbuckets = (size_t)1 << m->shift;
 	m->buckets = mgrok_xcalloc(m->nbuckets, sizeof(*m->buckets));
@@ -119,8 +119,6 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s)
 	}
 	s->hnext = NULL;
 }
-
-bool mgrok_mux_autotune = true;
 
 /* A quiet stream gives up a grown window: what it already granted stays
  * granted, the credit it returns is held back until it is back to size. */
@@ -235,7 +233,7 @@ uint32_t mgrok_mux_consumed(struct mgrok_mux *m, struct mgrok_mux_stream *s, siz
 		s->debt -= pay;
 		m->grown -= pay;
 		inc -= pay;
-	} else if (mgrok_mux_autotune && s->starved_rounds >= rounds_to_grow(s) && !s->held &&
+	} else if (m->autotune && s->starved_rounds >= rounds_to_grow(s) && !s->held &&
 	           s->recv_size < MGROK_WINDOW_MAX) {
 		uint32_t grown = grown_size(m, s);
 		inc += grown - s->recv_size;

@@ -43,7 +43,7 @@ struct mgrok_mux_stream {
 };
 
 struct mgrok_mux {
-	enum mgrok_role role; /* our role */
+	bool autotune;        /* windows grow (below); off for benchmarks and some tests */
 	struct mgrok_mux_stream **buckets;
 	size_t nbuckets; /* 1 << shift */
 	unsigned shift;
@@ -53,7 +53,7 @@ struct mgrok_mux {
 	char err[128];
 };
 
-void mgrok_mux_init(struct mgrok_mux *m, enum mgrok_role role);
+void mgrok_mux_init(struct mgrok_mux *m, bool autotune);
 /* Frees the table only; the streams belong to the caller. */
 void mgrok_mux_free(struct mgrok_mux *m);
 
@@ -75,14 +75,13 @@ void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
  * the consumer, holds it back), the next WINDOW_UPDATE doubles the window,
  * up to 16 MiB. From MGROK_WINDOW_EAGER on, that takes such a wait in
  * MGROK_WINDOW_STALL_ROUNDS updates in a row. A stream idle for
- * MGROK_WINDOW_IDLE seconds goes back to the initial window. Off when
- * mgrok_mux_autotune is false (tests, benchmarks).
+ * MGROK_WINDOW_IDLE seconds goes back to the initial window. Off when the
+ * mux's autotune is false.
  */
 #define MGROK_WINDOW_IDLE 2.0
 #define MGROK_WINDOW_STALL 0.002
 #define MGROK_WINDOW_STALL_ROUNDS 2
 #define MGROK_WINDOW_EAGER (1024u * 1024u)
-extern bool mgrok_mux_autotune;
 
 /* Incoming DATA of len bytes at time now: checks direction state and window. */
 int mgrok_mux_recv_data(struct mgrok_mux *m, struct mgrok_mux_stream *s, size_t len, double now);

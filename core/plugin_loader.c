@@ -190,8 +190,8 @@ void mgrok_registry_free(struct mgrok_registry *r)
 {
 	for (size_t i = 0; i < r->n; i++) {
 		struct mgrok_plugin *p = r->v[i];
-		for (size_t k = 0; mgrok_loop && k < MGROK_PLUGIN_LOG_SITES; k++)
-			mgrok_log_limit_flush(&p->log_limit[k], 0, ev_now(mgrok_loop));
+		for (size_t k = 0; mgrok_host_ctx() && k < MGROK_PLUGIN_LOG_SITES; k++)
+			mgrok_log_limit_flush(&p->log_limit[k], 0, mgrok_host_table.now());
 		if (p->initialized && p->desc->fini)
 			p->desc->fini(p->inst);
 		/* Sanitizer builds keep modules mapped so that leak reports can

@@ -38,7 +38,11 @@ enum srv_logk {
 
 
 struct mgrok_server {
+	struct mgrok_ctx *ctx;
 	const struct mgrok_server_conf *conf;
+	/* The server's own copy: SIGHUP replaces it (mgrok_server_reload). */
+	struct mgrok_port_range *allow_ports;
+	size_t n_allow_ports;
 	struct mgrok_registry reg;
 	struct srv_method *methods;
 	size_t n_methods;
@@ -73,7 +77,7 @@ struct srv_session {
 };
 
 #define SRV_LOG(srv, k, level, ...)                                                               \
-	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now(mgrok_loop), level, __VA_ARGS__)
+	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
 
 static void list_insert(struct srv_session **head, struct srv_session *ss)
 {
@@ -204,13 +208,13 @@ static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint1
 static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port, char *err,
                      size_t errlen)
 {
-	const struct mgrok_server_conf *c = ss->srv->conf;
+	const struct mgrok_server *srv = ss->srv;
 	const struct mgrok_proxy_ops *ops = px->plugin->desc->proxy;
-	uint16_t control = mgrok_addr_port((struct sockaddr *)&ss->srv->listen_addr.ss);
+	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
 
 	uint32_t span = 0;
-	for (size_t i = 0; i < c->n_allow_ports; i++)
-		span += (uint32_t)(c->allow_ports[i].hi - c->allow_ports[i].lo) + 1;
+	for (size_t i = 0; i < srv->n_allow_ports; i++)
+		span += (uint32_t)(srv->allow_ports[i].hi - srv->allow_ports[i].lo) + 1;
 	/* Port 0: walk the allowed ranges from a random point so that
 	 * sessions do not all collide on the first port. */
 	uint32_t start = 0;
@@ -223,10 +227,10 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 		uint16_t p = port;
 		if (!port) {
 			uint32_t k = (start + t) % span;
-			for (size_t i = 0; i < c->n_allow_ports; i++) {
-				uint32_t n = (uint32_t)(c->allow_ports[i].hi - c->allow_ports[i].lo) + 1;
+			for (size_t i = 0; i < srv->n_allow_ports; i++) {
+				uint32_t n = (uint32_t)(srv->allow_ports[i].hi - srv->allow_ports[i].lo) + 1;
 				if (k < n) {
-					p = (uint16_t)(c->allow_ports[i].lo + k);
+					p = (uint16_t)(srv->allow_ports[i].lo + k);
 					break;
 				}
 				k -= n;
@@ -320,7 +324,7 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	uint16_t port = f->u.reg.remote_port;
 	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
 	if (verdict == MGROK_AUTHZ_OK && port &&
-	    (port == control || !mgrok_port_allowed(c->allow_ports, c->n_allow_ports, port))) {
+	    (port == control || !mgrok_port_allowed(srv->allow_ports, srv->n_allow_ports, port))) {
 		snprintf(msg, sizeof(msg), "port %u is not allowed on this server", port);
 		verdict = MGROK_AUTHZ_PORT_NOT_ALLOWED;
 	}
@@ -449,7 +453,7 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	if (!ss->authenticated)
 		srv->pending--;
 	if (!ss->authenticated && s->hs_failed &&
-	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(mgrok_loop)))
+	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(srv->ctx->loop)))
 		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_WARN,
 		        "%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
 		        srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
@@ -490,7 +494,7 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 {
 	char text[MGROK_ADDRSTRLEN];
 	if (mgrok_ratelimit_blocked(srv->failures, (const struct sockaddr *)&peer->ss,
-	                            ev_now(mgrok_loop)))
+	                            ev_now(srv->ctx->loop)))
 		return false;
 	if (srv->pending >= srv->conf->max_pending) {
 		/* The newest pending connection is the one to drop. */
@@ -528,9 +532,9 @@ static bool accept_failed(struct mgrok_server *srv)
 		return true; /* that one connection is gone; the next may be fine */
 	SRV_LOG(srv, SRV_LOG_ACCEPT, MGROK_LOG_WARN, "accept: %s: pausing accepts for %.2f s",
 	        strerror(e), MGROK_ACCEPT_PAUSE);
-	ev_io_stop(mgrok_loop, &srv->lio);
+	ev_io_stop(srv->ctx->loop, &srv->lio);
 	ev_timer_set(&srv->accept_retry, MGROK_ACCEPT_PAUSE, 0.);
-	ev_timer_start(mgrok_loop, &srv->accept_retry);
+	ev_timer_start(srv->ctx->loop, &srv->accept_retry);
 	return false;
 }
 
@@ -542,7 +546,7 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 	ss->srv = srv;
 	ss->peer = *peer;
 	memcpy(ss->ip, ip, sizeof(ss->ip));
-	ss->sess = mgrok_session_new(fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
+	ss->sess = mgrok_session_new(srv->ctx, fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
 	mgrok_addr_format((const struct sockaddr *)&peer->ss, ss->sess->peer, sizeof(ss->sess->peer));
 	ss->sess->hb_interval = srv->conf->heartbeat_interval;
 	ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
@@ -586,6 +590,14 @@ static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- set-up ---------------------------------------------------------------- */
 
+static void copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c)
+{
+	free(srv->allow_ports);
+	srv->allow_ports = mgrok_xmalloc(c->n_allow_ports * sizeof(*c->allow_ports));
+	memcpy(srv->allow_ports, c->allow_ports, c->n_allow_ports * sizeof(*c->allow_ports));
+	srv->n_allow_ports = c->n_allow_ports;
+}
+
 static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 {
 	const struct mgrok_server_conf *c = srv->conf;
@@ -612,7 +624,8 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *err, size_t errlen)
+struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_server_conf *c,
+                                      char *err, size_t errlen)
 {
 	static const struct {
 		const char *kind;
@@ -624,7 +637,9 @@ struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *c, char *e
 	    [SRV_LOG_ACCEPT] = {"accept failures", 5},
 	};
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
+	srv->ctx = ctx;
 	srv->conf = c;
+	copy_allow_ports(srv, c);
 	srv->lfd = -1;
 	for (int k = 0; k < SRV_LOG_COUNT; k++) {
 		srv->loglim[k].kind = limits[k].kind;
@@ -668,8 +683,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 		return -1;
 	}
 	ev_io_init(&srv->lio, on_accept, srv->lfd, EV_READ);
-	ev_io_start(mgrok_loop, &srv->lio);
-	ev_timer_start(mgrok_loop, &srv->log_tick);
+	ev_io_start(srv->ctx->loop, &srv->lio);
+	ev_timer_start(srv->ctx->loop, &srv->log_tick);
 	char text[MGROK_ADDRSTRLEN];
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
@@ -680,8 +695,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 void mgrok_server_shutdown(struct mgrok_server *srv)
 {
 	if (srv->lfd >= 0) {
-		ev_io_stop(mgrok_loop, &srv->lio);
-		ev_timer_stop(mgrok_loop, &srv->accept_retry);
+		ev_io_stop(srv->ctx->loop, &srv->lio);
+		ev_timer_stop(srv->ctx->loop, &srv->accept_retry);
 		close(srv->lfd);
 		srv->lfd = -1;
 	}
@@ -691,9 +706,9 @@ void mgrok_server_shutdown(struct mgrok_server *srv)
 	while (srv->sessions)
 		mgrok_session_close(srv->sessions->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
 		                    "server shutting down");
-	ev_timer_stop(mgrok_loop, &srv->log_tick);
-	for (int k = 0; mgrok_loop && k < SRV_LOG_COUNT; k++)
-		mgrok_log_limit_flush(&srv->loglim[k], 0, ev_now(mgrok_loop));
+	ev_timer_stop(srv->ctx->loop, &srv->log_tick);
+	for (int k = 0; srv->ctx->loop && k < SRV_LOG_COUNT; k++)
+		mgrok_log_limit_flush(&srv->loglim[k], 0, ev_now(srv->ctx->loop));
 }
 
 void mgrok_server_free(struct mgrok_server *srv)
@@ -705,12 +720,15 @@ void mgrok_server_free(struct mgrok_server *srv)
 	mgrok_tls_free(srv->tls);
 	free(srv->methods);
 	free(srv->failures);
+	free(srv->allow_ports);
 	free(srv);
 }
 
-int mgrok_server_reload(struct mgrok_server *srv)
+int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh)
 {
 	int rc = 0;
+	if (fresh)
+		copy_allow_ports(srv, fresh);
 	for (size_t i = 0; i < srv->n_methods; i++) {
 		const struct srv_method *m = &srv->methods[i];
 		char err[512] = "";

@@ -5,23 +5,28 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "context.h"
 
 struct mgrok_server;
 
 /*
- * Loads and initialises the plugins with their config, resolves the
+ * conf and ctx must outlive the server (it reads conf's limits as sessions
+ * come and go; allow_ports it copies). Loads and initialises the plugins
+ * with their config, resolves the
  * addresses and reads the TLS files: everything --check checks. Returns
  * NULL with err filled in (a configuration error).
  */
-struct mgrok_server *mgrok_server_new(const struct mgrok_server_conf *conf, char *err,
-                                      size_t errlen);
+struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_server_conf *conf,
+                                      char *err, size_t errlen);
 /* Binds the control port. Returns 0, or -1 with err filled in. */
 int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen);
 /*
- * SIGHUP: the auth plugins re-read their files; sessions stay. Returns 0,
- * or -1 if one failed (it keeps its old state).
+ * SIGHUP: the auth plugins re-read their files, and with fresh (a config
+ * just read again) its allow_ports apply to REGISTERs from now on. Sessions
+ * and their proxies stay. Returns 0, or -1 if a plugin failed (it keeps its
+ * old state).
  */
-int mgrok_server_reload(struct mgrok_server *srv);
+int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh);
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);

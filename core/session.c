@@ -15,8 +15,6 @@
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 
-static uint32_t next_session_id = 1;
-
 static void finalize(struct mgrok_session *s);
 
 bool mgrok_session_congested(const struct mgrok_session *s)
@@ -27,7 +25,7 @@ bool mgrok_session_congested(const struct mgrok_session *s)
 static void schedule_flush(struct mgrok_session *s)
 {
 	if (!ev_is_active(&s->flush) && !ev_is_active(&s->wio))
-		ev_prepare_start(mgrok_loop, &s->flush);
+		ev_prepare_start(s->ctx->loop, &s->flush);
 }
 
 void mgrok_session_send(struct mgrok_session *s, const struct mgrok_frame *f)
@@ -38,7 +36,7 @@ void mgrok_session_send(struct mgrok_session *s, const struct mgrok_frame *f)
 		MGROK_ERROR("session %u: cannot encode %s frame", s->id, mgrok_frame_type_name(f->type));
 		return;
 	}
-	s->last_send = ev_now(mgrok_loop);
+	s->last_send = ev_now(s->ctx->loop);
 	schedule_flush(s);
 }
 
@@ -51,7 +49,7 @@ uint8_t *mgrok_session_reserve(struct mgrok_session *s, size_t len)
 void mgrok_session_commit(struct mgrok_session *s, size_t len)
 {
 	s->out.len += len;
-	s->last_send = ev_now(mgrok_loop);
+	s->last_send = ev_now(s->ctx->loop);
 	schedule_flush(s);
 }
 
@@ -67,7 +65,7 @@ static int flush_out(struct mgrok_session *s)
 		if (n == MGROK_IO_AGAIN) {
 			/* A TLS write waiting for input resumes from on_readable. */
 			if (!s->tr.write_wants_read)
-				ev_io_start(mgrok_loop, &s->wio);
+				ev_io_start(s->ctx->loop, &s->wio);
 			return 0;
 		}
 		if (s->tr.cause == MGROK_IO_TLS_CERT)
@@ -79,7 +77,7 @@ static int flush_out(struct mgrok_session *s)
 			                    s->tr.cause == MGROK_IO_SOCKET ? "write failed: " : "", s->tr.err);
 		return -1;
 	}
-	ev_io_stop(mgrok_loop, &s->wio);
+	ev_io_stop(s->ctx->loop, &s->wio);
 	/* A burst can grow the buffer large; an idle session should not keep it. */
 	if (s->out.cap > 4 * MGROK_SESSION_OUT_HIGH)
 		mgrok_buf_free(&s->out);
@@ -90,12 +88,12 @@ static int flush_out(struct mgrok_session *s)
  * makes more. The decoder keeps the frames of the current read. */
 static void pause_input(struct mgrok_session *s)
 {
-	ev_io_stop(mgrok_loop, &s->rio);
+	ev_io_stop(s->ctx->loop, &s->rio);
 	/* The flush goes by writability from now on: a pause inside the
 	 * prepare phase (a resume's held frames) would otherwise leave the
 	 * queue to the next poll, with nothing for that poll to wait on. */
-	ev_io_start(mgrok_loop, &s->wio);
-	s->paused_since = ev_now(mgrok_loop);
+	ev_io_start(s->ctx->loop, &s->wio);
+	s->paused_since = ev_now(s->ctx->loop);
 	s->refeed = true;
 	MGROK_DEBUG("session %u: %zu bytes of output queued: not reading until the peer reads",
 	            s->id, s->out.len);
@@ -104,9 +102,9 @@ static void pause_input(struct mgrok_session *s)
 static void resume_input(struct mgrok_session *s)
 {
 	s->paused_since = 0;
-	ev_io_start(mgrok_loop, &s->rio);
+	ev_io_start(s->ctx->loop, &s->rio);
 	/* The held frames have no readiness event of their own. */
-	ev_feed_event(mgrok_loop, &s->rio, EV_READ);
+	ev_feed_event(s->ctx->loop, &s->rio, EV_READ);
 }
 
 /* The peer sent its last byte. What we queued for it may still matter (the
@@ -118,9 +116,9 @@ static void peer_closed(struct mgrok_session *s)
 		return;
 	}
 	s->peer_eof = true;
-	s->paused_since = ev_now(mgrok_loop);
-	ev_io_stop(mgrok_loop, &s->rio);
-	ev_io_start(mgrok_loop, &s->wio);
+	s->paused_since = ev_now(s->ctx->loop);
+	ev_io_stop(s->ctx->loop, &s->rio);
+	ev_io_start(s->ctx->loop, &s->wio);
 }
 
 static void after_flush(struct mgrok_session *s)
@@ -215,7 +213,7 @@ static int on_frame(void *arg, const struct mgrok_frame *f)
 static void handshake_done(struct mgrok_session *s)
 {
 	s->open = true;
-	ev_timer_stop(mgrok_loop, &s->hs_timer);
+	ev_timer_stop(s->ctx->loop, &s->hs_timer);
 	mgrok_hs_end(&s->hs);
 	s->ops->on_open(s);
 }
@@ -327,7 +325,7 @@ static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 
 static void read_input(struct mgrok_session *s)
 {
-	static uint8_t rbuf[MGROK_READ_CHUNK];
+	uint8_t *rbuf = s->ctx->read_buf;
 
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
@@ -341,7 +339,7 @@ static void read_input(struct mgrok_session *s)
 	for (size_t budget = MGROK_READ_BUDGET; budget && !s->closing && !s->paused_since;) {
 		/* A TLS read returns one record: collect several, so that frames
 		 * are decoded (and written on) in place rather than reassembled. */
-		size_t want = budget < sizeof(rbuf) ? budget : sizeof(rbuf);
+		size_t want = budget < MGROK_READ_CHUNK ? budget : MGROK_READ_CHUNK;
 		size_t got = 0;
 		ssize_t n;
 		do {
@@ -351,7 +349,7 @@ static void read_input(struct mgrok_session *s)
 		} while (n > 0 && s->tr.ssl && got < want);
 		budget -= got;
 		if (got) {
-			s->last_recv = ev_now(mgrok_loop);
+			s->last_recv = ev_now(s->ctx->loop);
 			if (!s->open)
 				feed_handshake(s, rbuf, got);
 			else
@@ -367,7 +365,7 @@ static void read_input(struct mgrok_session *s)
 		if (n == MGROK_IO_AGAIN) {
 			waiting = true;
 			if (s->tr.read_wants_write)
-				ev_io_start(mgrok_loop, &s->wio);
+				ev_io_start(s->ctx->loop, &s->wio);
 			break;
 		}
 		if (n == 0 && s->dec.partial.len)
@@ -386,7 +384,7 @@ static void read_input(struct mgrok_session *s)
 	 * own: come back for them, unless it is waiting for the rest of one
 	 * (then the socket will say so, and feeding would spin). */
 	if (!s->closing && !s->paused_since && !waiting && mgrok_transport_pending(&s->tr))
-		ev_feed_event(mgrok_loop, &s->rio, EV_READ);
+		ev_feed_event(s->ctx->loop, &s->rio, EV_READ);
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -448,11 +446,13 @@ static void on_hs_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- life cycle ------------------------------------------------------------ */
 
-struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgrok_tls *tls,
-                                        const struct mgrok_session_ops *ops, void *owner)
+struct mgrok_session *mgrok_session_new(struct mgrok_ctx *ctx, int fd, enum mgrok_role role,
+                                        struct mgrok_tls *tls, const struct mgrok_session_ops *ops,
+                                        void *owner)
 {
 	struct mgrok_session *s = mgrok_xcalloc(1, sizeof(*s));
-	s->id = next_session_id++;
+	s->ctx = ctx;
+	s->id = ctx->next_session_id++;
 	s->role = role;
 	s->tr.fd = fd;
 	if (tls && role == MGROK_ROLE_SERVER)
@@ -465,7 +465,7 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 	s->hb_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
 	s->hb_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
 	s->max_streams = MGROK_DEFAULT_MAX_STREAMS;
-	s->last_recv = s->last_send = ev_now(mgrok_loop);
+	s->last_recv = s->last_send = ev_now(s->ctx->loop);
 	static const struct {
 		const char *kind;
 		unsigned burst;
@@ -484,7 +484,7 @@ struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgr
 	strcpy(s->peer, "-");
 	/* Frames arriving here were sent by the other role. */
 	mgrok_decoder_init(&s->dec, role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER);
-	mgrok_mux_init(&s->mux, role);
+	mgrok_mux_init(&s->mux, ctx->autotune);
 	ev_io_init(&s->rio, on_readable, fd, EV_READ);
 	ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
 	ev_prepare_init(&s->flush, on_prepare);
@@ -499,8 +499,8 @@ static void start_io(struct mgrok_session *s)
 	 * at most that much. */
 	double tick = s->hb_interval < s->hb_timeout ? s->hb_interval : s->hb_timeout;
 	ev_timer_set(&s->beat, tick / 4, tick / 4);
-	ev_timer_start(mgrok_loop, &s->beat);
-	ev_io_start(mgrok_loop, &s->rio);
+	ev_timer_start(s->ctx->loop, &s->beat);
+	ev_io_start(s->ctx->loop, &s->rio);
 }
 
 void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeout,
@@ -510,7 +510,7 @@ void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeou
 	s->find_arg = find_arg;
 	mgrok_hs_server_init(&s->hs);
 	ev_timer_set(&s->hs_timer, handshake_timeout, 0.);
-	ev_timer_start(mgrok_loop, &s->hs_timer);
+	ev_timer_start(s->ctx->loop, &s->hs_timer);
 	start_io(s);
 }
 
@@ -564,17 +564,17 @@ void mgrok_session_leave(struct mgrok_session *s)
 
 static void finalize(struct mgrok_session *s)
 {
-	ev_io_stop(mgrok_loop, &s->rio);
-	ev_io_stop(mgrok_loop, &s->wio);
-	ev_prepare_stop(mgrok_loop, &s->flush);
-	ev_timer_stop(mgrok_loop, &s->beat);
-	ev_timer_stop(mgrok_loop, &s->hs_timer);
+	ev_io_stop(s->ctx->loop, &s->rio);
+	ev_io_stop(s->ctx->loop, &s->wio);
+	ev_prepare_stop(s->ctx->loop, &s->flush);
+	ev_timer_stop(s->ctx->loop, &s->beat);
+	ev_timer_stop(s->ctx->loop, &s->hs_timer);
 	while (s->streams)
 		mgrok_stream_destroy(s->streams, true);
 	mgrok_hs_end(&s->hs);
 	mgrok_transport_close(&s->tr);
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
-		mgrok_log_limit_flush(&s->loglim[k], s->id, ev_now(mgrok_loop));
+		mgrok_log_limit_flush(&s->loglim[k], s->id, ev_now(s->ctx->loop));
 	/* The owner still sees a whole session (proxies, ids) in on_close. */
 	s->in_cb++;
 	s->ops->on_close(s, s->why, s->reason);

@@ -12,9 +12,9 @@
 #include "addr.h"
 #include "buf.h"
 #include "codec.h"
+#include "context.h"
 #include "handshake.h"
 #include "defaults.h"
-#include "host.h"
 #include "log.h"
 #include "mux.h"
 #include "transport.h"
@@ -45,7 +45,7 @@ enum mgrok_session_logk {
 };
 
 #define MGROK_SESSION_LOG(s, k, level, ...)                                                        \
-	mgrok_log_limited(&(s)->loglim[k], (s)->id, ev_now(mgrok_loop), level, __VA_ARGS__)
+	mgrok_log_limited(&(s)->loglim[k], (s)->id, ev_now((s)->ctx->loop), level, __VA_ARGS__)
 
 
 /* Why a session ended, as its owner needs to know. */
@@ -71,6 +71,7 @@ struct mgrok_session_ops {
 };
 
 struct mgrok_session {
+	struct mgrok_ctx *ctx;
 	uint32_t id; /* for logs */
 	enum mgrok_role role;
 	struct mgrok_transport tr;
@@ -119,8 +120,9 @@ struct mgrok_session {
  * server first checks that the peer does (a plaintext GRT1 client gets a
  * DENIED it can read).
  */
-struct mgrok_session *mgrok_session_new(int fd, enum mgrok_role role, struct mgrok_tls *tls,
-                                        const struct mgrok_session_ops *ops, void *owner);
+struct mgrok_session *mgrok_session_new(struct mgrok_ctx *ctx, int fd, enum mgrok_role role,
+                                        struct mgrok_tls *tls, const struct mgrok_session_ops *ops,
+                                        void *owner);
 void mgrok_session_start_server(struct mgrok_session *s, double handshake_timeout,
                                 mgrok_auth_find_fn find, void *find_arg);
 void mgrok_session_start_client(struct mgrok_session *s, const struct mgrok_auth_method *m);

@@ -18,6 +18,8 @@
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 
+static struct ev_loop *loop_of(const struct mgrok_stream *st) { return st->sess->ctx->loop; }
+
 static const char *proxy_name(const struct mgrok_stream *st)
 {
 	return st->proxy ? st->proxy->name : "-";
@@ -78,8 +80,8 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 		unstall(st);
 	if (st->gathered)
 		drop_gathered(st);
-	ev_io_stop(mgrok_loop, &st->rio);
-	ev_io_stop(mgrok_loop, &st->wio);
+	ev_io_stop(loop_of(st), &st->rio);
+	ev_io_stop(loop_of(st), &st->wio);
 	mgrok_mux_remove(&s->mux, &st->ms);
 	if (st->prev)
 		st->prev->next = st->next;
@@ -123,9 +125,9 @@ static bool can_read(const struct mgrok_stream *st)
 static void update_read(struct mgrok_stream *st)
 {
 	if (can_read(st))
-		ev_io_start(mgrok_loop, &st->rio);
+		ev_io_start(loop_of(st), &st->rio);
 	else
-		ev_io_stop(mgrok_loop, &st->rio);
+		ev_io_stop(loop_of(st), &st->rio);
 }
 
 /* Both directions closed and everything delivered: the stream is over. */
@@ -184,10 +186,10 @@ static int drain_pending(struct mgrok_stream *st)
 	if (written)
 		send_credit(st, written);
 	if (st->pending.len) {
-		ev_io_start(mgrok_loop, &st->wio);
+		ev_io_start(loop_of(st), &st->wio);
 		return 0;
 	}
-	ev_io_stop(mgrok_loop, &st->wio);
+	ev_io_stop(loop_of(st), &st->wio);
 	/* Idle streams hold no buffer. */
 	mgrok_buf_free(&st->pending);
 	maybe_shut_wr(st);
@@ -233,7 +235,7 @@ static int write_iov(struct mgrok_stream *st, const struct iovec *iov, int n)
 		                 iov[i].iov_len - done);
 		done = 0;
 	}
-	ev_io_start(mgrok_loop, &st->wio);
+	ev_io_start(loop_of(st), &st->wio);
 	return 0;
 }
 
@@ -283,7 +285,7 @@ static bool gather(struct mgrok_stream *st, const uint8_t *p, size_t len)
 int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
 	struct mgrok_session *s = st->sess;
-	int v = mgrok_mux_recv_data(&s->mux, &st->ms, len, ev_now(mgrok_loop));
+	int v = mgrok_mux_recv_data(&s->mux, &st->ms, len, ev_now(loop_of(st)));
 	if (v == MGROK_MUX_PROTOCOL)
 		return -1;
 	if (v == MGROK_MUX_RESET_FLOW) {
@@ -348,7 +350,7 @@ void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code)
 
 static void stall(struct mgrok_stream *st)
 {
-	ev_io_stop(mgrok_loop, &st->rio);
+	ev_io_stop(loop_of(st), &st->rio);
 	st->stalled = true;
 	st->stall_next = st->sess->stalled;
 	st->sess->stalled = st;
@@ -372,7 +374,7 @@ static void read_eof(struct mgrok_stream *st)
 	struct mgrok_frame f = {.type = MGROK_FRAME_CLOSE, .stream_id = st->ms.id};
 	mgrok_session_send(st->sess, &f);
 	mgrok_mux_sent_close(&st->ms);
-	ev_io_stop(mgrok_loop, &st->rio);
+	ev_io_stop(loop_of(st), &st->rio);
 	finish_if_done(st);
 }
 
@@ -385,7 +387,7 @@ static void read_frames(struct mgrok_stream *st)
 	struct mgrok_session *s = st->sess;
 	size_t window = st->ms.send_window;
 	if (!window) {
-		ev_io_stop(mgrok_loop, &st->rio);
+		ev_io_stop(loop_of(st), &st->rio);
 		return;
 	}
 	struct iovec iov[FRAMES_PER_READ];
@@ -476,12 +478,12 @@ void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
 	ev_io_init(&st->rio, on_readable, fd, EV_READ);
 	ev_io_init(&st->wio, on_writable, fd, EV_WRITE);
 	if (st->connecting) {
-		ev_io_start(mgrok_loop, &st->wio);
+		ev_io_start(loop_of(st), &st->wio);
 		return;
 	}
 	update_read(st);
 	if (st->pending.len)
-		ev_io_start(mgrok_loop, &st->wio);
+		ev_io_start(loop_of(st), &st->wio);
 }
 
 struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const struct sockaddr *source,

@@ -29,6 +29,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "context.h"
 #include "fuzz.h"
 #include "host.h"
 #include "log.h"
@@ -36,6 +37,9 @@
 #include "session.h"
 #include "stream.h"
 #include "wire_check.h"
+
+/* The context every input's session runs on (the loop is reused). */
+static struct mgrok_ctx fuzz_ctx;
 
 #define MAX_COMMANDS 512
 #define MAX_WRITE (8u << 20) /* bytes the harness writes per input, on all sockets */
@@ -194,7 +198,7 @@ static void run(unsigned rounds)
 {
 	for (unsigned i = 0; i < rounds; i++) {
 		pump();
-		ev_run(mgrok_loop, EVRUN_NOWAIT);
+		ev_run(fuzz_ctx.loop, EVRUN_NOWAIT);
 		if (H.reading)
 			drain_peer();
 		for (unsigned k = 0; H.drain_locals && k < H.nlocals; k++)
@@ -603,7 +607,7 @@ static void timer(struct fuzz_in *in)
 		return;
 	if (what == 3) {
 		if (ev_is_active(&s->hs_timer))
-			ev_feed_event(mgrok_loop, &s->hs_timer, EV_TIMER);
+			ev_feed_event(fuzz_ctx.loop, &s->hs_timer, EV_TIMER);
 	} else {
 		if (what == 0)
 			s->last_send -= s->hb_interval;
@@ -611,9 +615,9 @@ static void timer(struct fuzz_in *in)
 			s->last_recv -= s->hb_timeout;
 		else if (s->paused_since)
 			s->paused_since -= s->hb_timeout;
-		ev_feed_event(mgrok_loop, &s->beat, EV_TIMER);
+		ev_feed_event(fuzz_ctx.loop, &s->beat, EV_TIMER);
 	}
-	ev_run(mgrok_loop, EVRUN_NOWAIT);
+	ev_run(fuzz_ctx.loop, EVRUN_NOWAIT);
 }
 
 static void command(struct fuzz_in *in)
@@ -669,7 +673,8 @@ static void setup(void)
 {
 	const char *level = getenv("MGROK_FUZZ_LOG");
 	signal(SIGPIPE, SIG_IGN);
-	mgrok_loop = ev_default_loop(0);
+	mgrok_ctx_init(&fuzz_ctx, ev_default_loop(0));
+	mgrok_host_bind(&fuzz_ctx);
 	/* Debug by default: every log line's format and arguments are exercised. */
 	mgrok_log_level = level ? mgrok_log_level_parse(level) : MGROK_LOG_DEBUG;
 	for (size_t i = 0; i < sizeof(pattern); i++)
@@ -700,7 +705,7 @@ static bool start(uint8_t flags)
 	H.reading = flags & 8;
 	H.drain_locals = flags & 0x80;
 	H.next_id = 2;
-	mgrok_mux_autotune = flags & 0x40;
+	fuzz_ctx.autotune = flags & 0x40;
 	if (!make_pair(sv))
 		return false;
 	H.peer = sv[1];
@@ -712,7 +717,7 @@ static bool start(uint8_t flags)
 	enum mgrok_role peer = H.role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER;
 	wire_init(&H.from_us, false, peer, &H.streams);
 	wire_init(&H.to_us, true, H.role, &H.streams);
-	H.s = mgrok_session_new(sv[0], H.role, NULL, &ops, &H);
+	H.s = mgrok_session_new(&fuzz_ctx, sv[0], H.role, NULL, &ops, &H);
 	if (flags & 0x20)
 		H.s->max_streams = 3;
 	if (H.role == MGROK_ROLE_SERVER)
@@ -734,7 +739,7 @@ static void finish(void)
 	if (H.s)
 		mgrok_session_close(H.s, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL, "end of input");
 	for (int i = 0; H.s && i < 8; i++)
-		ev_run(mgrok_loop, EVRUN_NOWAIT);
+		ev_run(fuzz_ctx.loop, EVRUN_NOWAIT);
 	FUZZ_ASSERT(!H.s && H.closes == 1, "the session did not close (%u on_close)", H.closes);
 	/* The last words (GO_AWAY) must parse too. */
 	drain_peer();
@@ -751,7 +756,7 @@ static void finish(void)
 	for (unsigned i = 0; i < H.nfds; i++)
 		FUZZ_ASSERT(fcntl(H.fds[i], F_GETFD) < 0 && errno == EBADF,
 		            "descriptor %d left open", H.fds[i]);
-	FUZZ_ASSERT(ev_run(mgrok_loop, EVRUN_NOWAIT) == 0,
+	FUZZ_ASSERT(ev_run(fuzz_ctx.loop, EVRUN_NOWAIT) == 0,
 	            "watchers left active after the session");
 	wire_free(&H.from_us);
 	wire_free(&H.to_us);

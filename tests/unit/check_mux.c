@@ -37,14 +37,14 @@ static uint32_t rng_range(uint32_t max) { return 1 + rng() % max; }
 static struct mgrok_mux server_mux(void)
 {
 	struct mgrok_mux m;
-	mgrok_mux_init(&m, MGROK_ROLE_SERVER);
+	mgrok_mux_init(&m, false);
 	return m;
 }
 
 static struct mgrok_mux client_mux(void)
 {
 	struct mgrok_mux m;
-	mgrok_mux_init(&m, MGROK_ROLE_CLIENT);
+	mgrok_mux_init(&m, false);
 	return m;
 }
 
@@ -70,7 +70,7 @@ static void assert_err_mentions(const struct mgrok_mux *m, const char *what)
 START_TEST(test_init_empty)
 {
 	struct mgrok_mux m = server_mux();
-	ck_assert_int_eq(m.role, MGROK_ROLE_SERVER);
+	ck_assert(!m.autotune);
 	ck_assert_uint_eq(m.count, 0);
 	ck_assert_uint_eq(m.last_id, 0);
 	ck_assert_ptr_nonnull(m.buckets);
@@ -881,8 +881,8 @@ static void run_transfer(uint32_t seed, uint64_t s2c, uint64_t c2s)
 	struct sim_end cli = {.who = "client", .out = &to_server, .to_send = c2s};
 
 	rng_state = seed;
-	mgrok_mux_init(&srv.mux, MGROK_ROLE_SERVER);
-	mgrok_mux_init(&cli.mux, MGROK_ROLE_CLIENT);
+	mgrok_mux_init(&srv.mux, false);
+	mgrok_mux_init(&cli.mux, false);
 	uint32_t id = mgrok_mux_next_id(&srv.mux);
 	ck_assert_uint_eq(id, 2);
 	mgrok_mux_insert(&srv.mux, &srv.s, id);
@@ -1030,7 +1030,7 @@ static struct mgrok_mux_stream tuned_stream(struct mgrok_mux *m)
 {
 	static struct mgrok_mux_stream s;
 	memset(&s, 0, sizeof(s));
-	mgrok_mux_init(m, MGROK_ROLE_CLIENT);
+	mgrok_mux_init(m, false);
 	mgrok_mux_insert(m, &s, 2);
 	return s;
 }
@@ -1050,7 +1050,7 @@ START_TEST(test_autotune_grows_when_window_limited)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	/* The first window: the peer stops exactly at its credit... */
 	double t = 1.0;
 	ck_assert_uint_eq(full_window_round(&m, &s, t), MGROK_WINDOW_INITIAL);
@@ -1073,7 +1073,6 @@ START_TEST(test_autotune_grows_when_window_limited)
 	ck_assert_uint_eq(full_window_round(&m, &s, t), MGROK_WINDOW_MAX);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_MAX);
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1083,12 +1082,11 @@ START_TEST(test_autotune_not_without_a_pause)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	for (int i = 0; i < 10; i++)
 		full_window_round(&m, &s, 1.0 + i * 0.0001);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1099,7 +1097,7 @@ START_TEST(test_autotune_not_for_sporadic_pauses)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	double t = 1.0;
 	for (int i = 0; i <= 40; i++) {
 		t += i % 2 ? 0.005 : 0.0001; /* 5 ms waits, every other round; the last is short */
@@ -1115,7 +1113,6 @@ START_TEST(test_autotune_not_for_sporadic_pauses)
 		ck_assert_uint_eq(s.recv_size, (i + 1) * MGROK_WINDOW_EAGER);
 	}
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1126,8 +1123,8 @@ START_TEST(test_autotune_session_budget)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s[3];
-	mgrok_mux_init(&m, MGROK_ROLE_CLIENT);
-	mgrok_mux_autotune = true;
+	mgrok_mux_init(&m, false);
+	m.autotune = true;
 	for (int i = 0; i < 3; i++)
 		mgrok_mux_insert(&m, &s[i], (uint32_t)(2 + 2 * i));
 	double t = 1.0;
@@ -1165,7 +1162,6 @@ START_TEST(test_autotune_session_budget)
 	mgrok_mux_remove(&m, &s[2]);
 	ck_assert_uint_eq(m.grown, 0);
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1175,13 +1171,12 @@ START_TEST(test_autotune_not_for_slow_consumer)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, MGROK_WINDOW_INITIAL, 1.0), MGROK_MUX_OK);
 	ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL / 2), MGROK_WINDOW_INITIAL / 2);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	ck_assert_uint_eq(s.held, MGROK_WINDOW_INITIAL / 2);
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1191,14 +1186,13 @@ START_TEST(test_autotune_not_when_window_to_spare)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	for (int i = 0; i < 10; i++) {
 		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, 100000, 1.0 + i), MGROK_MUX_OK);
 		mgrok_mux_consumed(&m, &s, 100000);
 	}
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);
-	mgrok_mux_autotune = false;
 }
 END_TEST
 
@@ -1207,7 +1201,7 @@ START_TEST(test_autotune_off)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = false;
+	m.autotune = false;
 	for (int i = 0; i < 5; i++) {
 		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, 1.0), MGROK_MUX_OK);
 		ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL), MGROK_WINDOW_INITIAL);
@@ -1223,7 +1217,7 @@ START_TEST(test_autotune_shrinks_when_idle)
 {
 	struct mgrok_mux m;
 	struct mgrok_mux_stream s = tuned_stream(&m);
-	mgrok_mux_autotune = true;
+	m.autotune = true;
 	double t = 1.0;
 	for (int i = 0; i < 10 && s.recv_size < 8 * MGROK_WINDOW_INITIAL; i++, t += 0.04)
 		full_window_round(&m, &s, t);
@@ -1235,7 +1229,7 @@ START_TEST(test_autotune_shrinks_when_idle)
 	/* Credit for consumed bytes is withheld until the outstanding window
 	 * is back within the initial size; the peer never overruns meanwhile. */
 	uint64_t granted = 0;
-	mgrok_mux_autotune = false; /* the peer keeps the window full: no regrowth here */
+	m.autotune = false; /* the peer keeps the window full: no regrowth here */
 	granted += mgrok_mux_consumed(&m, &s, 1000);
 	for (int i = 0; i < 200 && s.debt; i++) {
 		/* What is outstanding, held or unacknowledged is the window plus
@@ -1255,8 +1249,6 @@ END_TEST
 
 int main(void)
 {
-	/* The exact-window tests assume the fixed window; auto-tuning has its own. */
-	mgrok_mux_autotune = false;
 	Suite *suite = mux_suite();
 	TCase *tune = tcase_create("autotune");
 	tcase_add_test(tune, test_autotune_grows_when_window_limited);

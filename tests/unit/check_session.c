@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "codec.h"
-#include "host.h"
+#include "context.h"
 #include "session.h"
 
+/* Each test runs in a process of its own (Check forks): one context each. */
+static struct mgrok_ctx ctx;
 static int closes;
 static enum mgrok_close_why closed_why;
 static char closed_reason[256];
@@ -51,14 +53,14 @@ static const struct mgrok_session_ops ops = {on_open, on_frame, on_close};
 static struct mgrok_session *open_session(int sv[2])
 {
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	struct mgrok_session *s = mgrok_session_new(sv[0], MGROK_ROLE_SERVER, NULL, &ops, NULL);
+	struct mgrok_session *s = mgrok_session_new(&ctx, sv[0], MGROK_ROLE_SERVER, NULL, &ops, NULL);
 	s->open = true;
 	return s;
 }
 
 static void setup(void)
 {
-	mgrok_loop = ev_default_loop(0);
+	mgrok_ctx_init(&ctx, ev_default_loop(0));
 	signal(SIGPIPE, SIG_IGN);
 	closes = 0;
 	closed_reason[0] = 0;
@@ -167,7 +169,7 @@ START_TEST(test_output_bound_pauses_reading)
 {
 	int sv[2];
 	struct mgrok_session *s = open_session(sv);
-	ev_io_start(mgrok_loop, &s->rio);
+	ev_io_start(ctx.loop, &s->rio);
 	static const uint8_t reg[] = {MGROK_FRAME_REGISTER, 1, 0, 0, 0, 0, 0, 0, 0};
 	uint8_t burst[sizeof(reg) * 1000];
 	for (size_t i = 0; i < sizeof(burst); i += sizeof(reg))
@@ -179,7 +181,7 @@ START_TEST(test_output_bound_pauses_reading)
 			ck_assert_int_eq(n % (ssize_t)sizeof(reg), 0);
 			sent += (unsigned)n / sizeof(reg);
 		}
-		ev_run(mgrok_loop, EVRUN_NOWAIT);
+		ev_run(ctx.loop, EVRUN_NOWAIT);
 		ck_assert_uint_le(s->out.len, MGROK_SESSION_OUT_MAX + 1100);
 	}
 	ck_assert_msg(s->paused_since > 0, "reading never paused (%zu bytes queued)", s->out.len);
@@ -190,7 +192,7 @@ START_TEST(test_output_bound_pauses_reading)
 		ssize_t n = write(sv[1], burst, sizeof(burst));
 		if (n > 0)
 			sent += (unsigned)n / sizeof(reg);
-		ev_run(mgrok_loop, EVRUN_NOWAIT);
+		ev_run(ctx.loop, EVRUN_NOWAIT);
 	}
 	ck_assert_uint_eq(registers, at_pause);
 	ck_assert_uint_le(s->out.len, MGROK_SESSION_OUT_MAX + 1100);
@@ -202,7 +204,7 @@ START_TEST(test_output_bound_pauses_reading)
 	acks_read = 0;
 	for (int round = 0; round < 100000 && acks_read < sent; round++) {
 		drain_peer(sv[1], &dec);
-		ev_run(mgrok_loop, EVRUN_NOWAIT);
+		ev_run(ctx.loop, EVRUN_NOWAIT);
 	}
 	ck_assert_uint_eq(registers, sent);
 	ck_assert_uint_eq(acks_read, sent);
@@ -221,9 +223,9 @@ START_TEST(test_output_bound_times_out)
 	struct mgrok_session *s = open_session(sv);
 	s->hb_interval = 0.05;
 	s->hb_timeout = 0.2;
-	ev_io_start(mgrok_loop, &s->rio);
+	ev_io_start(ctx.loop, &s->rio);
 	ev_timer_set(&s->beat, 0.02, 0.02);
-	ev_timer_start(mgrok_loop, &s->beat);
+	ev_timer_start(ctx.loop, &s->beat);
 	static const uint8_t reg[] = {MGROK_FRAME_REGISTER, 1, 0, 0, 0, 0, 0, 0, 0};
 	uint8_t burst[sizeof(reg) * 1000];
 	for (size_t i = 0; i < sizeof(burst); i += sizeof(reg))
@@ -232,7 +234,7 @@ START_TEST(test_output_bound_times_out)
 	for (int round = 0; round < 100000 && !closes; round++) {
 		if (write(sv[1], burst, sizeof(burst)) < 0)
 			ck_assert(errno == EAGAIN || errno == EWOULDBLOCK);
-		ev_run(mgrok_loop, closes ? EVRUN_NOWAIT : EVRUN_ONCE);
+		ev_run(ctx.loop, closes ? EVRUN_NOWAIT : EVRUN_ONCE);
 	}
 	ck_assert_int_eq(closes, 1);
 	ck_assert_int_eq(closed_why, MGROK_CLOSE_LOST);

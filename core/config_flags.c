@@ -1,0 +1,104 @@
+/*
+ * Command-line flags over a loaded (or default) config: the mains parse the
+ * arguments, and the values go through the same rules as the file's.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "codec.h"
+
+static void replace(char **slot, const char *value)
+{
+	if (!value)
+		return;
+	free(*slot);
+	*slot = mgrok_xstrdup(value);
+}
+
+static int flag_error(struct mgrok_conf_error *err, const char *flag, const char *fmt,
+                      const char *value)
+{
+	memset(err, 0, sizeof(*err));
+	snprintf(err->key, sizeof(err->key), "%s", flag);
+	snprintf(err->msg, sizeof(err->msg), fmt, value);
+	return -1;
+}
+
+int mgrok_server_conf_apply_flags(struct mgrok_server_conf *c, const struct mgrok_server_flags *f,
+                                  struct mgrok_conf_error *err)
+{
+	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
+	if (token && *token)
+		mgrok_server_conf_use_token(c, token);
+	replace(&c->listen, f->listen);
+	replace(&c->proxy_bind, f->proxy_bind);
+	replace(&c->public_host, f->public_host);
+	replace(&c->plugin_dir, f->plugin_dir);
+	replace(&c->tls.cert, f->tls_cert);
+	replace(&c->tls.key, f->tls_key);
+	if (f->allow_ports) {
+		struct mgrok_port_range *r;
+		size_t n;
+		char msg[128];
+		if (mgrok_port_ranges_parse(f->allow_ports, &r, &n, msg, sizeof(msg)) < 0)
+			return flag_error(err, "--allow-ports", "%s", msg);
+		free(c->allow_ports);
+		c->allow_ports = r;
+		c->n_allow_ports = n;
+	}
+	return 0;
+}
+
+/* The quick form: one proxy from the command line, added to any of -c. */
+static int add_quick_proxy(struct mgrok_client_conf *c, const struct mgrok_client_flags *f,
+                           struct mgrok_conf_error *err)
+{
+	char *end, target[300], defname[80];
+	long rport = f->remote_port ? strtol(f->remote_port, &end, 10) : 0;
+	if (f->remote_port && (*end || !*f->remote_port || rport < 0 || rport > 65535))
+		return flag_error(err, "--remote-port", "'%s' is not a port (0-65535)", f->remote_port);
+	const char *why = mgrok_local_target(f->local, target, sizeof(target));
+	if (why)
+		return flag_error(err, f->local, "%s", why);
+	snprintf(defname, sizeof(defname), "%s-%s", f->type, strrchr(target, ':') + 1);
+	const char *name = f->name ? f->name : defname;
+	if (!mgrok_name_valid(name, strlen(name)))
+		return flag_error(err, "--name", "'%s' is not a valid name (" MGROK_NAME_RULE ")",
+		                  name);
+	for (size_t i = 0; i < c->n_proxies; i++)
+		if (strcmp(c->proxies[i].name, name) == 0)
+			return flag_error(err, "--name", "proxy name '%s' is also in the config file",
+			                  name);
+	c->proxies = mgrok_xrealloc(c->proxies, (c->n_proxies + 1) * sizeof(*c->proxies));
+	struct mgrok_proxy_conf *p = &c->proxies[c->n_proxies++];
+	memset(p, 0, sizeof(*p));
+	p->name = mgrok_xstrdup(name);
+	p->type = mgrok_xstrdup(f->type);
+	p->local = mgrok_xstrdup(target);
+	p->remote_port = (uint16_t)rport;
+	p->options = json_object();
+	return 0;
+}
+
+int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgrok_client_flags *f,
+                                  struct mgrok_conf_error *err)
+{
+	if (f->type && add_quick_proxy(c, f, err) < 0)
+		return -1;
+	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
+	if (token && *token)
+		mgrok_client_conf_use_token(c, token);
+	replace(&c->server, f->server);
+	replace(&c->plugin_dir, f->plugin_dir);
+	if (f->tls || f->tls_ca || f->tls_fingerprint || f->tls_insecure)
+		c->tls.enabled = true;
+	replace(&c->tls.ca, f->tls_ca);
+	replace(&c->tls.fingerprint, f->tls_fingerprint);
+	if (f->tls_insecure)
+		c->tls.insecure = true;
+	return 0;
+}

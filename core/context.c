@@ -1,0 +1,20 @@
+#include "context.h"
+
+#include <stdlib.h>
+
+#include "buf.h"
+#include "defaults.h"
+
+void mgrok_ctx_init(struct mgrok_ctx *c, struct ev_loop *loop)
+{
+	c->loop = loop;
+	c->autotune = true;
+	c->next_session_id = 1;
+	c->read_buf = mgrok_xmalloc(MGROK_READ_CHUNK);
+}
+
+void mgrok_ctx_free(struct mgrok_ctx *c)
+{
+	free(c->read_buf);
+	c->read_buf = NULL;
+}

@@ -1,0 +1,70 @@
+#include "run.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include "host.h"
+#include "log.h"
+
+void mgrok_log_setup(int conf_level, int verbosity)
+{
+	int level = conf_level + verbosity;
+	mgrok_log_level = level < MGROK_LOG_ERROR ? MGROK_LOG_ERROR : level;
+}
+
+void mgrok_run_init(struct mgrok_ctx *ctx)
+{
+	mgrok_ctx_init(ctx, ev_default_loop(EVFLAG_AUTO));
+	ctx->autotune = !getenv("MGROK_NO_AUTOTUNE");
+	mgrok_host_bind(ctx);
+}
+
+struct signals {
+	ev_signal term, intr, hup;
+	const struct mgrok_run_ops *ops;
+	void *arg;
+};
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct signals *s = w->signum == SIGTERM ? container_of(w, struct signals, term)
+	                                          : container_of(w, struct signals, intr);
+	MGROK_INFO("signal %d: shutting down", w->signum);
+	s->ops->stop(s->arg);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct signals *s = container_of(w, struct signals, hup);
+	MGROK_INFO("SIGHUP: reloading");
+	s->ops->reload(s->arg);
+}
+
+void mgrok_run(struct mgrok_ctx *ctx, const struct mgrok_run_ops *ops, void *arg)
+{
+	struct signals s = {.ops = ops, .arg = arg};
+	signal(SIGPIPE, SIG_IGN);
+	ev_signal_init(&s.term, on_stop, SIGTERM);
+	ev_signal_init(&s.intr, on_stop, SIGINT);
+	ev_signal_start(ctx->loop, &s.term);
+	ev_signal_start(ctx->loop, &s.intr);
+	if (ops->reload) {
+		ev_signal_init(&s.hup, on_hup, SIGHUP);
+		ev_signal_start(ctx->loop, &s.hup);
+	}
+	ev_run(ctx->loop, 0);
+	ev_signal_stop(ctx->loop, &s.term);
+	ev_signal_stop(ctx->loop, &s.intr);
+	if (ops->reload)
+		ev_signal_stop(ctx->loop, &s.hup);
+}
+
+void mgrok_run_free(struct mgrok_ctx *ctx)
+{
+	mgrok_host_bind(NULL);
+	ev_loop_destroy(ctx->loop);
+	mgrok_ctx_free(ctx);
+}
