@@ -93,7 +93,6 @@ static const char *method_name(const struct mgrok_hs *hs)
 void mgrok_hs_server_init(struct mgrok_hs *hs)
 {
 	memset(hs, 0, sizeof(*hs));
-	hs->server = true;
 }
 
 /* Server: a reply that ends the handshake with DENIED (reply text = reason). */

@@ -36,7 +36,6 @@ enum mgrok_hs_result {
 };
 
 struct mgrok_hs {
-	bool server;
 	bool finished;       /* DONE, DENIED, ERROR or DROP was returned */
 	unsigned messages;   /* client messages sent (client) or received (server) */
 	const struct mgrok_auth_method *method;

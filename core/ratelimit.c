@@ -57,7 +57,6 @@ bool mgrok_ratelimit_blocked(struct mgrok_ratelimit *r, const struct sockaddr *s
 	struct mgrok_ratelimit_entry *e = find(r, ip, false, now);
 	if (!e || now >= e->blocked_until)
 		return false;
-	e->refused++;
 	e->last_seen = now;
 	return true;
 }
@@ -76,7 +75,6 @@ bool mgrok_ratelimit_failure(struct mgrok_ratelimit *r, const struct sockaddr *s
 	if (++e->failures < r->max_failures || now < e->blocked_until)
 		return false;
 	e->blocked_until = now + r->interval;
-	e->refused = 0;
 	e->failures = 0;
 	e->window_start = now;
 	return true;

@@ -21,7 +21,6 @@ struct mgrok_ratelimit_entry {
 	double window_start;
 	double blocked_until;
 	double last_seen;
-	unsigned long refused; /* connections refused while blocked */
 };
 
 struct mgrok_ratelimit {

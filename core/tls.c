@@ -103,8 +103,6 @@ static int leaf_sha256(X509 *cert, unsigned char out[32])
 /* The fingerprint of the last certificate refused by a pin, for the error
  * message: OpenSSL keeps no peer certificate after a failed verification.
  * One loop, one thread: a static is enough. */
-static char refused_fp[MGROK_FINGERPRINT_LEN];
-
 static void format_fp(const unsigned char d[32], char *out, size_t len)
 {
 	snprintf(out, len, "sha256:");
@@ -118,12 +116,12 @@ static int pin_verify(int preverify_ok, X509_STORE_CTX *xs)
 	if (X509_STORE_CTX_get_error_depth(xs) > 0)
 		return 1;
 	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const struct mgrok_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct mgrok_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	unsigned char fp[32];
 	X509 *cert = X509_STORE_CTX_get_current_cert(xs);
 	if (!cert || leaf_sha256(cert, fp) < 0 || CRYPTO_memcmp(fp, t->pin, 32) != 0) {
 		if (cert)
-			format_fp(fp, refused_fp, sizeof(refused_fp));
+			format_fp(fp, t->refused_fp, sizeof(t->refused_fp));
 		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
 		return 0;
 	}
@@ -211,7 +209,7 @@ bool mgrok_tls_explain(SSL *ssl, unsigned long err_code, char *buf, size_t len)
 	const struct mgrok_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	if (v == X509_V_ERR_APPLICATION_VERIFICATION && t && t->pinned) {
 		snprintf(buf, len, "TLS: the server's certificate %s does not match the pinned fingerprint",
-		         refused_fp[0] ? refused_fp : "(none)");
+		         t->refused_fp[0] ? t->refused_fp : "(none)");
 		return true;
 	}
 	if (v != X509_V_OK && !SSL_is_server(ssl)) {

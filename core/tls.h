@@ -20,6 +20,7 @@ struct mgrok_tls {
 	bool insecure;
 	unsigned char pin[32]; /* SHA-256 of the server certificate (DER) */
 	bool pinned;
+	char refused_fp[MGROK_FINGERPRINT_LEN]; /* the last certificate the pin refused */
 	char *name; /* the name (or IP) the server certificate must carry */
 };
 
