@@ -47,6 +47,20 @@ int mgrok_plugin_init(struct mgrok_plugin *p, const json_t *conf, char *err, siz
 /* fini for every initialized plugin, then dlclose all. */
 void mgrok_registry_free(struct mgrok_registry *r);
 
+/*
+ * An op of a plugin, or NULL when the plugin does not provide it: members
+ * appended to an ops table in ABI 1.N exist only in plugins built for 1.N
+ * or later (their tables are shorter). The one place that knows which
+ * minor version brought which op (plugin.h's changelog says the same):
+ */
+#define MGROK_OP_SINCE_proxy_on_datagram 1
+#define MGROK_OP_SINCE_proxy_on_stream_end 1
+#define MGROK_OP_SINCE_auth_authorize 1
+#define MGROK_OP_SINCE_auth_max_streams 1
+#define MGROK_OP_SINCE_auth_reload 1
+#define MGROK_PLUGIN_OP(p, kind, op)                                                               \
+	((p)->desc->abi_minor >= MGROK_OP_SINCE_##kind##_##op ? (p)->desc->kind->op : NULL)
+
 /* The plugin directory: $MGROK_PLUGIN_DIR, else the installed one. */
 const char *mgrok_default_plugin_dir(void);
 

@@ -24,7 +24,7 @@ struct srv_session;
 /* An auth method the server offers. */
 struct srv_method {
 	struct mgrok_auth_method m; /* first: the handshake gets &m */
-	const struct mgrok_auth_ops *authz; /* the plugin's ops if it has the 1.1 ones, else NULL */
+	const struct mgrok_plugin *plugin;
 };
 
 /* Server-wide log lines about new connections, limited per kind (log.h). */
@@ -190,8 +190,9 @@ static uint8_t refusal(int verdict)
 static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port, char *reason,
                      size_t len)
 {
-	const struct mgrok_auth_ops *ops = ss->method ? ss->method->authz : NULL;
-	if (!ops || !ops->authorize)
+	int (*op)(void *, const struct mgrok_authz *, char *, size_t) =
+	    ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, authorize) : NULL;
+	if (!op)
 		return MGROK_AUTHZ_OK;
 	struct mgrok_authz a = {
 	    .identity = ss->identity,
@@ -201,7 +202,7 @@ static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint1
 	    .proxies = ss->nproxies,
 	};
 	reason[0] = '\0';
-	return ops->authorize(ss->method->m.inst, &a, reason, len);
+	return op(ss->method->m.inst, &a, reason, len);
 }
 
 /* Binds px on port, or on a free allowed port when port is 0. */
@@ -412,8 +413,9 @@ static void srv_on_open(struct mgrok_session *s)
 	list_insert(&ss->srv->sessions, ss);
 	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
 	ss->method = (const struct srv_method *)s->hs.method;
-	const struct mgrok_auth_ops *ops = ss->method ? ss->method->authz : NULL;
-	unsigned own = ops && ops->max_streams ? ops->max_streams(ss->method->m.inst, ss->identity) : 0;
+	unsigned (*op)(void *, const char *) =
+	    ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, max_streams) : NULL;
+	unsigned own = op ? op(ss->method->m.inst, ss->identity) : 0;
 	if (own && own < s->max_streams)
 		s->max_streams = own;
 	SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: %s authenticated as '%s'",
@@ -616,7 +618,7 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 		struct srv_method *m = &srv->methods[srv->n_methods++];
 		m->m = (struct mgrok_auth_method){
 		    .name = p->desc->name, .id = p->desc->wire_id, .ops = p->desc->auth, .inst = p->inst};
-		m->authz = p->desc->abi_minor >= 1 ? p->desc->auth : NULL;
+		m->plugin = p;
 	}
 	if (!c->n_auth)
 		MGROK_WARN("no auth configured: anyone who reaches this server may use it "
@@ -732,9 +734,10 @@ int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf
 	for (size_t i = 0; i < srv->n_methods; i++) {
 		const struct srv_method *m = &srv->methods[i];
 		char err[512] = "";
-		if (!m->authz || !m->authz->reload)
+		int (*reload)(void *, char *, size_t) = MGROK_PLUGIN_OP(m->plugin, auth, reload);
+		if (!reload)
 			continue;
-		if (m->authz->reload(m->m.inst, err, sizeof(err)) < 0) {
+		if (reload(m->m.inst, err, sizeof(err)) < 0) {
 			MGROK_ERROR("reload of auth method '%s' failed, keeping the old state: %s",
 			            m->m.name, err);
 			rc = -1;

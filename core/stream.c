@@ -52,13 +52,13 @@ static void unstall(struct mgrok_stream *st)
 	st->stalled = false;
 }
 
-/* The datagram hooks exist only in plugins built for ABI 1.1 or later. */
+/* The plugin's datagram hooks, when it has both. */
 static const struct mgrok_proxy_ops *datagram_ops(const struct mgrok_stream *st)
 {
-	if (!st->proxy || st->proxy->plugin->desc->abi_minor < 1)
-		return NULL;
-	const struct mgrok_proxy_ops *ops = st->proxy->plugin->desc->proxy;
-	return ops->on_datagram && ops->on_stream_end ? ops : NULL;
+	const struct mgrok_plugin *p = st->proxy ? st->proxy->plugin : NULL;
+	return p && MGROK_PLUGIN_OP(p, proxy, on_datagram) && MGROK_PLUGIN_OP(p, proxy, on_stream_end)
+	           ? p->desc->proxy
+	           : NULL;
 }
 
 /* Gathered payloads of a stream that ends with them are not written. */
