@@ -314,13 +314,44 @@ static int path_of(const struct level *v, int depth, char *path, size_t cap)
 	return 0;
 }
 
+/* At a member's key: reads it into top and steps past the colon. The key
+ * may run past the scan's end (a value later ends there): it is read up to
+ * whole, the end of the text. */
+static int read_key(struct scan *s, struct level *top, const char *whole)
+{
+	const char *limit = s->end;
+	s->end = whole;
+	int rc = *s->p == '"' ? read_string(s, top->key, sizeof(top->key), &top->keylen) : -1;
+	s->end = limit;
+	skip_ws(s);
+	if (rc || at_end(s) || *s->p != ':')
+		return -1;
+	step(s);
+	top->fresh = false;
+	return 0;
+}
+
+/* A string, number or literal, read whole: 1 if it ends at or past stop,
+ * 0 if before, -1 if it is none. */
+static int read_scalar(struct scan *s, const char *whole, const char *stop)
+{
+	const char *limit = s->end;
+	char c = *s->p;
+	s->end = whole;
+	if (c == '"' ? read_string(s, NULL, 0, NULL) != 0 : !scalar_char(c))
+		return -1;
+	while (c != '"' && !at_end(s) && scalar_char(*s->p))
+		step(s);
+	s->end = limit;
+	return s->p >= stop;
+}
+
 int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, size_t cap)
 {
 	enum { VALUE, KEY, AFTER } state = VALUE;
 	struct level stack[DEPTH_MAX];
 	int depth = 0;
 	struct scan s = {text, text + (end < len ? end : len), 1, 1};
-	const char *stop = text + end;
 
 	for (;;) {
 		skip_ws(&s);
@@ -329,20 +360,12 @@ int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, siz
 		struct level *top = depth ? &stack[depth - 1] : NULL;
 		char c = *s.p;
 		if (state == KEY) {
-			if (c == '}' && top->fresh) {
+			if (c == '}' && top->fresh)
 				state = AFTER;
-				continue;
-			}
-			s.end = text + len; /* a key may run past end: read it whole */
-			if (c != '"' || read_string(&s, top->key, sizeof(top->key), &top->keylen))
+			else if (read_key(&s, top, text + len) < 0)
 				return -1;
-			s.end = text + (end < len ? end : len);
-			skip_ws(&s);
-			if (at_end(&s) || *s.p != ':')
-				return -1;
-			step(&s);
-			top->fresh = false;
-			state = VALUE;
+			else
+				state = VALUE;
 		} else if (state == VALUE) {
 			if (c == ']' && top && !top->object && top->fresh) {
 				state = AFTER;
@@ -358,14 +381,9 @@ int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, siz
 				state = c == '{' ? KEY : VALUE;
 				continue;
 			}
-			s.end = text + len;
-			if (c == '"' ? read_string(&s, NULL, 0, NULL) != 0 : !scalar_char(c))
-				return -1;
-			while (c != '"' && !at_end(&s) && scalar_char(*s.p))
-				step(&s);
-			if (s.p >= stop)
-				return path_of(stack, depth, path, cap);
-			s.end = text + (end < len ? end : len);
+			int at = read_scalar(&s, text + len, text + end);
+			if (at)
+				return at > 0 ? path_of(stack, depth, path, cap) : -1;
 			state = AFTER;
 		} else {
 			if (!top)
@@ -377,7 +395,6 @@ int mgrok_json_path_at(const char *text, size_t len, size_t end, char *path, siz
 				state = top->object ? KEY : VALUE;
 			} else if (c == (top->object ? '}' : ']')) {
 				depth--;
-				state = AFTER;
 			} else {
 				return -1;
 			}

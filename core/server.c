@@ -256,93 +256,114 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 	return -EADDRINUSE;
 }
 
-static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
+/*
+ * What a REGISTER can be refused for before anything is made for it, in the
+ * order of doc/protocol.md 3.1 (the identity's own rules come after).
+ * Returns MGROK_ACK_OK with *plugin set, or the status to refuse with and
+ * msg. *options is the caller's to release either way (it may be NULL).
+ */
+static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *f,
+                              struct mgrok_plugin **plugin, json_t **options, char *msg,
+                              size_t len)
 {
-	struct mgrok_server *srv = ss->srv;
-	const struct mgrok_server_conf *c = srv->conf;
-	char msg[MGROK_MESSAGE_MAX];
-	const struct mgrok_bytes *name = &f->u.reg.name;
-
-	/* One fault per REGISTER, in the order of PROTOCOL.md 3.1. */
+	const struct mgrok_bytes *name = &f->u.reg.name, *opts = &f->u.reg.options;
+	*options = NULL;
 	if (!mgrok_name_valid((const char *)name->p, name->len)) {
-		send_ack(ss, f, MGROK_ACK_INVALID, 0, "invalid name: " MGROK_NAME_RULE);
-		return;
+		snprintf(msg, len, "invalid name: " MGROK_NAME_RULE);
+		return MGROK_ACK_INVALID;
 	}
-	json_t *options = json_object();
-	if (f->u.reg.options.len) {
-		json_error_t jerr;
-		json_decref(options);
-		options = f->u.reg.options.len <= MGROK_OPTIONS_MAX
-		              ? json_loadb((const char *)f->u.reg.options.p, f->u.reg.options.len,
-		                           JSON_REJECT_DUPLICATES, &jerr)
-		              : NULL;
-		if (!json_is_object(options)) {
-			json_decref(options);
-			send_ack(ss, f, MGROK_ACK_INVALID, 0,
-			         "options must be a JSON object of at most " MGROK_STR(MGROK_OPTIONS_MAX)
-			         " bytes");
-			return;
-		}
+	*options = !opts->len                       ? json_object()
+	           : opts->len <= MGROK_OPTIONS_MAX ? json_loadb((const char *)opts->p, opts->len,
+	                                                         JSON_REJECT_DUPLICATES, NULL)
+	                                            : NULL;
+	if (!json_is_object(*options)) {
+		snprintf(msg, len,
+		         "options must be a JSON object of at most " MGROK_STR(MGROK_OPTIONS_MAX) " bytes");
+		return MGROK_ACK_INVALID;
 	}
-	struct mgrok_plugin *plugin =
-	    mgrok_registry_find_id(&srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
-	if (plugin && plugin->desc->proxy->check_options &&
-	    plugin->desc->proxy->check_options(plugin->inst, options, msg, sizeof(msg)) < 0) {
-		json_decref(options);
-		send_ack(ss, f, MGROK_ACK_INVALID, 0, msg);
-		return;
-	}
-	if (!plugin) {
-		json_decref(options);
-		snprintf(msg, sizeof(msg), "proxy type 0x%02x is not supported by this server",
+	struct mgrok_plugin *p =
+	    mgrok_registry_find_id(&ss->srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
+	if (p && p->desc->proxy->check_options &&
+	    p->desc->proxy->check_options(p->inst, *options, msg, len) < 0)
+		return MGROK_ACK_INVALID;
+	if (!p) {
+		snprintf(msg, len, "proxy type 0x%02x is not supported by this server",
 		         f->u.reg.proxy_type);
-		send_ack(ss, f, MGROK_ACK_UNKNOWN_PROXY_TYPE, 0, msg);
-		return;
+		return MGROK_ACK_UNKNOWN_PROXY_TYPE;
 	}
 	if (find_proxy(ss, name->p, name->len)) {
-		json_decref(options);
-		send_ack(ss, f, MGROK_ACK_NAME_IN_USE, 0, "a proxy of that name is already registered");
-		return;
+		snprintf(msg, len, "a proxy of that name is already registered");
+		return MGROK_ACK_NAME_IN_USE;
 	}
-	if (ss->nproxies >= c->max_proxies) {
-		json_decref(options);
-		snprintf(msg, sizeof(msg), "at most %u proxies per session", c->max_proxies);
-		send_ack(ss, f, MGROK_ACK_LIMIT, 0, msg);
-		return;
+	if (ss->nproxies >= ss->srv->conf->max_proxies) {
+		snprintf(msg, len, "at most %u proxies per session", ss->srv->conf->max_proxies);
+		return MGROK_ACK_LIMIT;
 	}
+	*plugin = p;
+	return MGROK_ACK_OK;
+}
+
+/* The identity's own rules (LIMIT and FORBIDDEN, then its ports) and the
+ * server's allowed ports, for px on port (0: the server picks). */
+static uint8_t check_identity(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port,
+                              char *msg, size_t len)
+{
+	const struct mgrok_server *srv = ss->srv;
+	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
+	int verdict = authorize(ss, px, 0, msg, len);
+	if (verdict == MGROK_AUTHZ_OK && port &&
+	    (port == control || !mgrok_port_allowed(srv->allow_ports, srv->n_allow_ports, port))) {
+		snprintf(msg, len, "port %u is not allowed on this server", port);
+		verdict = MGROK_AUTHZ_PORT_NOT_ALLOWED;
+	}
+	if (verdict == MGROK_AUTHZ_OK && port)
+		verdict = authorize(ss, px, port, msg, len);
+	if (verdict == MGROK_AUTHZ_OK)
+		return MGROK_ACK_OK;
+	if (!msg[0])
+		snprintf(msg, len, "not allowed for '%s'", ss->identity);
+	return refusal(verdict);
+}
+
+/* A proxy of the session for this REGISTER, not bound yet; takes options. */
+static struct mgrok_proxy *proxy_new(struct srv_session *ss, const struct mgrok_frame *f,
+                                     struct mgrok_plugin *plugin, json_t *options)
+{
 	struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
 	px->sess = ss->sess;
 	px->plugin = plugin;
-	memcpy(px->name, name->p, name->len);
+	memcpy(px->name, f->u.reg.name.p, f->u.reg.name.len);
 	px->options = options;
 	px->spec.name = px->name;
 	px->spec.type = f->u.reg.proxy_type;
 	px->spec.local_port = f->u.reg.local_port;
 	px->spec.options = options;
+	return px;
+}
 
-	/* The identity's own rules: LIMIT and FORBIDDEN, then its ports. */
-	int verdict = authorize(ss, px, 0, msg, sizeof(msg));
+static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
+{
+	char msg[MGROK_MESSAGE_MAX] = "";
+	struct mgrok_plugin *plugin = NULL;
+	struct mgrok_proxy *px = NULL;
+	json_t *options;
 	uint16_t port = f->u.reg.remote_port;
-	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
-	if (verdict == MGROK_AUTHZ_OK && port &&
-	    (port == control || !mgrok_port_allowed(srv->allow_ports, srv->n_allow_ports, port))) {
-		snprintf(msg, sizeof(msg), "port %u is not allowed on this server", port);
-		verdict = MGROK_AUTHZ_PORT_NOT_ALLOWED;
+	uint8_t status = check_register(ss, f, &plugin, &options, msg, sizeof(msg));
+	if (status == MGROK_ACK_OK) {
+		px = proxy_new(ss, f, plugin, options);
+		options = NULL;
+		status = check_identity(ss, px, port, msg, sizeof(msg));
 	}
-	if (verdict == MGROK_AUTHZ_OK && port)
-		verdict = authorize(ss, px, port, msg, sizeof(msg));
-	if (verdict != MGROK_AUTHZ_OK) {
-		proxy_free(ss, px);
-		if (!msg[0])
-			snprintf(msg, sizeof(msg), "not allowed for '%s'", ss->identity);
-		send_ack(ss, f, refusal(verdict), 0, msg);
-		return;
+	if (status == MGROK_ACK_OK) {
+		int rc = bind_port(ss, px, port, msg, sizeof(msg));
+		if (rc < 0)
+			status = rc == -EADDRINUSE ? MGROK_ACK_PORT_IN_USE : MGROK_ACK_INVALID;
 	}
-	char err[256];
-	int rc = bind_port(ss, px, port, err, sizeof(err));
-	if (rc < 0) {
-		proxy_free(ss, px);
-		send_ack(ss, f, rc == -EADDRINUSE ? MGROK_ACK_PORT_IN_USE : MGROK_ACK_INVALID, 0, err);
+	if (status != MGROK_ACK_OK) {
+		json_decref(options);
+		if (px)
+			proxy_free(ss, px);
+		send_ack(ss, f, status, 0, msg);
 		return;
 	}
 	px->bound = true;
