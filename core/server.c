@@ -140,7 +140,7 @@ static struct mgrok_proxy *find_proxy(struct srv_session *ss, const uint8_t *nam
 static void proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 {
 	if (ss->sess)
-		mgrok_stream_reset_proxy(ss->sess, px, MGROK_RESET_CANCEL);
+		mgrok_stream_reset_proxy(&ss->sess->relay, px, MGROK_RESET_CANCEL);
 	if (px->bound)
 		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
 	json_decref(px->options);

@@ -127,8 +127,8 @@ static void after_flush(struct mgrok_session *s)
 		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		return;
 	}
-	if (s->stalled && s->out.len < MGROK_SESSION_OUT_LOW)
-		mgrok_stream_resume_stalled(s);
+	if (s->relay.stalled && s->out.len < MGROK_SESSION_OUT_LOW)
+		mgrok_relay_resume_stalled(&s->relay);
 	if (s->paused_since && !s->peer_eof && s->out.len < MGROK_SESSION_OUT_RESUME)
 		resume_input(s);
 }
@@ -311,11 +311,9 @@ static bool sniff_tls(struct mgrok_session *s)
  * before it is read into again. */
 static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 {
-	s->feed_lo = rbuf;
-	s->feed_hi = rbuf ? rbuf + n : NULL; /* NULL: only what the decoder holds */
+	mgrok_relay_feed_begin(&s->relay, rbuf, n);
 	int rc = mgrok_decoder_feed(&s->dec, rbuf, n, on_frame, s);
-	s->feed_lo = s->feed_hi = NULL;
-	mgrok_stream_flush_gathered(s);
+	mgrok_relay_feed_end(&s->relay);
 	if (rc < 0)
 		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 		                    "protocol error: %s", s->dec.err);
@@ -569,8 +567,7 @@ static void finalize(struct mgrok_session *s)
 	ev_prepare_stop(s->ctx->loop, &s->flush);
 	ev_timer_stop(s->ctx->loop, &s->beat);
 	ev_timer_stop(s->ctx->loop, &s->hs_timer);
-	while (s->streams)
-		mgrok_stream_destroy(s->streams, true);
+	mgrok_relay_destroy_all(&s->relay);
 	mgrok_hs_end(&s->hs);
 	mgrok_transport_close(&s->tr);
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++)

@@ -17,21 +17,12 @@
 #include "defaults.h"
 #include "log.h"
 #include "mux.h"
+#include "stream.h"
 #include "transport.h"
 
 struct mgrok_tls;
 
 struct mgrok_session;
-struct mgrok_stream;
-
-/* DATA payloads still in the session's read buffer, written per stream with
- * one writev at the end of the read (stream.c). */
-#define MGROK_GATHER_MAX 64
-struct mgrok_gather {
-	struct mgrok_stream *st; /* NULL once written or dropped */
-	const uint8_t *p;
-	size_t len;
-};
 
 /* Log lines the peer can trigger at will, limited per session and kind (log.h). */
 enum mgrok_session_logk {
@@ -90,11 +81,7 @@ struct mgrok_session {
 	struct mgrok_decoder dec;
 	struct mgrok_buf out;
 	struct mgrok_mux mux;
-	struct mgrok_stream *streams; /* every open stream */
-	struct mgrok_stream *stalled; /* streams waiting for out to drain */
-	const uint8_t *feed_lo, *feed_hi; /* the read buffer being decoded, else NULL */
-	struct mgrok_gather gather[MGROK_GATHER_MAX];
-	unsigned ngather;
+	struct mgrok_relay relay; /* its streams */
 	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;

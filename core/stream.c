@@ -25,17 +25,20 @@ static const char *proxy_name(const struct mgrok_stream *st)
 	return st->proxy ? st->proxy->name : "-";
 }
 
+static struct mgrok_relay *relay_of(const struct mgrok_stream *st) { return &st->sess->relay; }
+
 static struct mgrok_stream *stream_new(struct mgrok_session *s, uint32_t id, struct mgrok_proxy *px)
 {
+	struct mgrok_relay *r = &s->relay;
 	struct mgrok_stream *st = mgrok_xcalloc(1, sizeof(*st));
 	st->sess = s;
 	st->proxy = px;
 	st->fd = -1;
 	mgrok_mux_insert(&s->mux, &st->ms, id);
-	st->next = s->streams;
-	if (s->streams)
-		s->streams->prev = st;
-	s->streams = st;
+	st->next = r->streams;
+	if (r->streams)
+		r->streams->prev = st;
+	r->streams = st;
 	if (px)
 		px->nstreams++;
 	return st;
@@ -43,13 +46,13 @@ static struct mgrok_stream *stream_new(struct mgrok_session *s, uint32_t id, str
 
 static void unstall(struct mgrok_stream *st)
 {
-	struct mgrok_stream **pp = &st->sess->stalled;
+	struct mgrok_stream **pp = &relay_of(st)->stalled;
 	while (*pp && *pp != st)
 		pp = &(*pp)->stall_next;
 	if (*pp)
 		*pp = st->stall_next;
 	st->stall_next = NULL;
-	st->stalled = false;
+	st->f.stalled = false;
 }
 
 /* The plugin's datagram hooks, when it has both. */
@@ -64,10 +67,10 @@ static const struct mgrok_proxy_ops *datagram_ops(const struct mgrok_stream *st)
 /* Gathered payloads of a stream that ends with them are not written. */
 static void drop_gathered(struct mgrok_stream *st)
 {
-	struct mgrok_session *s = st->sess;
-	for (unsigned i = 0; st->gathered && i < s->ngather; i++) {
-		if (s->gather[i].st == st) {
-			s->gather[i].st = NULL;
+	struct mgrok_relay *r = relay_of(st);
+	for (unsigned i = 0; st->gathered && i < r->ngather; i++) {
+		if (r->gather[i].st == st) {
+			r->gather[i].st = NULL;
 			st->gathered--;
 		}
 	}
@@ -76,7 +79,8 @@ static void drop_gathered(struct mgrok_stream *st)
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 {
 	struct mgrok_session *s = st->sess;
-	if (st->stalled)
+	struct mgrok_relay *r = relay_of(st);
+	if (st->f.stalled)
 		unstall(st);
 	if (st->gathered)
 		drop_gathered(st);
@@ -86,7 +90,7 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 	if (st->prev)
 		st->prev->next = st->next;
 	else
-		s->streams = st->next;
+		r->streams = st->next;
 	if (st->next)
 		st->next->prev = st->prev;
 	if (st->fd >= 0) {
@@ -116,27 +120,29 @@ void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code)
 	mgrok_stream_destroy(st, true);
 }
 
-static bool can_read(const struct mgrok_stream *st)
-{
-	return st->fd >= 0 && !st->connecting && !st->stalled &&
-	       !(st->ms.state & MGROK_MUX_SENT_CLOSE) && st->ms.send_window > 0;
-}
-
 static void update_read(struct mgrok_stream *st)
 {
-	if (can_read(st))
+	if (mgrok_stream_may_read(&st->ms, &st->f))
 		ev_io_start(loop_of(st), &st->rio);
 	else
 		ev_io_stop(loop_of(st), &st->rio);
 }
 
-/* Both directions closed and everything delivered: the stream is over. */
-static bool finish_if_done(struct mgrok_stream *st)
+/* Once the peer's bytes are out: pass its CLOSE on as a FIN, or end the
+ * stream. Returns true if the stream was destroyed. */
+static bool advance(struct mgrok_stream *st)
 {
-	if (!mgrok_mux_done(&st->ms) || st->pending.len || st->connecting)
+	switch (mgrok_stream_next(&st->ms, &st->f, st->pending.len)) {
+	case MGROK_STREAM_SHUT_WR:
+		shutdown(st->fd, SHUT_WR);
+		st->f.shut_wr = true;
 		return false;
-	mgrok_stream_destroy(st, false);
-	return true;
+	case MGROK_STREAM_DONE:
+		mgrok_stream_destroy(st, false);
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void send_credit(struct mgrok_stream *st, size_t written)
@@ -147,18 +153,6 @@ static void send_credit(struct mgrok_stream *st, size_t written)
 	struct mgrok_frame f = {.type = MGROK_FRAME_WINDOW_UPDATE, .stream_id = st->ms.id};
 	f.u.increment = inc;
 	mgrok_session_send(st->sess, &f);
-}
-
-/* After the peer's CLOSE and once its bytes are out, pass the FIN on. */
-static void maybe_shut_wr(struct mgrok_stream *st)
-{
-	if ((st->ms.state & MGROK_MUX_GOT_CLOSE) && !st->pending.len && !st->shut_wr && st->fd >= 0 &&
-	    !st->connecting) {
-		/* A stream done both ways is closed next, and close() sends the FIN. */
-		if (!mgrok_mux_done(&st->ms))
-			shutdown(st->fd, SHUT_WR);
-		st->shut_wr = true;
-	}
 }
 
 /*
@@ -192,13 +186,12 @@ static int drain_pending(struct mgrok_stream *st)
 	ev_io_stop(loop_of(st), &st->wio);
 	/* Idle streams hold no buffer. */
 	mgrok_buf_free(&st->pending);
-	maybe_shut_wr(st);
-	return finish_if_done(st) ? -1 : 0;
+	return advance(st) ? -1 : 0;
 }
 
 static bool can_write_now(const struct mgrok_stream *st)
 {
-	return st->fd >= 0 && !st->connecting && !st->pending.len;
+	return st->f.attached && !st->f.connecting && !st->pending.len;
 }
 
 /*
@@ -242,11 +235,11 @@ static int write_iov(struct mgrok_stream *st, const struct iovec *iov, int n)
 /* Writes st's gathered payloads, in order. Returns -1 if st was reset. */
 static int write_gathered(struct mgrok_stream *st)
 {
-	struct mgrok_session *s = st->sess;
+	struct mgrok_relay *r = relay_of(st);
 	struct iovec iov[MGROK_GATHER_MAX];
 	int n = 0;
-	for (unsigned i = 0; i < s->ngather && st->gathered; i++) {
-		struct mgrok_gather *g = &s->gather[i];
+	for (unsigned i = 0; i < r->ngather && st->gathered; i++) {
+		struct mgrok_gather *g = &r->gather[i];
 		if (g->st != st)
 			continue;
 		iov[n].iov_base = (void *)g->p;
@@ -257,12 +250,19 @@ static int write_gathered(struct mgrok_stream *st)
 	return write_iov(st, iov, n);
 }
 
-void mgrok_stream_flush_gathered(struct mgrok_session *s)
+void mgrok_relay_feed_begin(struct mgrok_relay *r, const uint8_t *buf, size_t len)
 {
-	for (unsigned i = 0; i < s->ngather; i++)
-		if (s->gather[i].st)
-			write_gathered(s->gather[i].st);
-	s->ngather = 0;
+	r->feed_lo = buf;
+	r->feed_hi = buf ? buf + len : NULL;
+}
+
+void mgrok_relay_feed_end(struct mgrok_relay *r)
+{
+	r->feed_lo = r->feed_hi = NULL;
+	for (unsigned i = 0; i < r->ngather; i++)
+		if (r->gather[i].st)
+			write_gathered(r->gather[i].st);
+	r->ngather = 0;
 }
 
 /*
@@ -273,11 +273,10 @@ void mgrok_stream_flush_gathered(struct mgrok_session *s)
  */
 static bool gather(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
-	struct mgrok_session *s = st->sess;
-	if (!s->feed_lo || p < s->feed_lo || p + len > s->feed_hi ||
-	    s->ngather == MGROK_GATHER_MAX)
+	struct mgrok_relay *r = relay_of(st);
+	if (!r->feed_lo || p < r->feed_lo || p + len > r->feed_hi || r->ngather == MGROK_GATHER_MAX)
 		return false;
-	s->gather[s->ngather++] = (struct mgrok_gather){st, p, len};
+	r->gather[r->ngather++] = (struct mgrok_gather){st, p, len};
 	st->gathered++;
 	return true;
 }
@@ -328,8 +327,7 @@ int mgrok_stream_on_close(struct mgrok_stream *st)
 		mgrok_stream_close(st);
 		return 0;
 	}
-	maybe_shut_wr(st);
-	finish_if_done(st);
+	advance(st);
 	return 0;
 }
 
@@ -350,20 +348,21 @@ void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code)
 
 static void stall(struct mgrok_stream *st)
 {
+	struct mgrok_relay *r = relay_of(st);
 	ev_io_stop(loop_of(st), &st->rio);
-	st->stalled = true;
-	st->stall_next = st->sess->stalled;
-	st->sess->stalled = st;
+	st->f.stalled = true;
+	st->stall_next = r->stalled;
+	r->stalled = st;
 }
 
-void mgrok_stream_resume_stalled(struct mgrok_session *s)
+void mgrok_relay_resume_stalled(struct mgrok_relay *r)
 {
-	struct mgrok_stream *st = s->stalled;
-	s->stalled = NULL;
+	struct mgrok_stream *st = r->stalled;
+	r->stalled = NULL;
 	while (st) {
 		struct mgrok_stream *next = st->stall_next;
 		st->stall_next = NULL;
-		st->stalled = false;
+		st->f.stalled = false;
 		update_read(st);
 		st = next;
 	}
@@ -375,7 +374,7 @@ static void read_eof(struct mgrok_stream *st)
 	mgrok_session_send(st->sess, &f);
 	mgrok_mux_sent_close(&st->ms);
 	ev_io_stop(loop_of(st), &st->rio);
-	finish_if_done(st);
+	advance(st);
 }
 
 /* One readv fills up to this many DATA frames in place: a bulk stream costs
@@ -452,10 +451,9 @@ static void connect_done(struct mgrok_stream *st)
 		mgrok_stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
-	st->connecting = false;
+	st->f.connecting = false;
 	update_read(st);
-	if (drain_pending(st) == 0)
-		maybe_shut_wr(st);
+	drain_pending(st); /* then advance(), whatever it had */
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -463,7 +461,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 	struct mgrok_stream *st = container_of(w, struct mgrok_stream, wio);
 	struct mgrok_session *s = st->sess;
 	s->in_cb++;
-	if (st->connecting)
+	if (st->f.connecting)
 		connect_done(st);
 	else
 		drain_pending(st);
@@ -474,10 +472,11 @@ void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
 {
 	mgrok_socket_tune(fd);
 	st->fd = fd;
-	st->connecting = connecting != 0;
+	st->f.attached = true;
+	st->f.connecting = connecting != 0;
 	ev_io_init(&st->rio, on_readable, fd, EV_READ);
 	ev_io_init(&st->wio, on_writable, fd, EV_WRITE);
-	if (st->connecting) {
+	if (st->f.connecting) {
 		ev_io_start(loop_of(st), &st->wio);
 		return;
 	}
@@ -522,9 +521,9 @@ struct mgrok_stream *mgrok_stream_accept(struct mgrok_session *s, uint32_t id,
 	return stream_new(s, id, px);
 }
 
-void mgrok_stream_reset_proxy(struct mgrok_session *s, struct mgrok_proxy *px, uint8_t code)
+void mgrok_stream_reset_proxy(struct mgrok_relay *r, struct mgrok_proxy *px, uint8_t code)
 {
-	struct mgrok_stream *st = s->streams;
+	struct mgrok_stream *st = r->streams;
 	while (st) {
 		struct mgrok_stream *next = st->next;
 		if (st->proxy == px)
@@ -571,4 +570,10 @@ void mgrok_stream_close(struct mgrok_stream *st)
 	}
 	if (st->ms.state & MGROK_MUX_GOT_CLOSE)
 		mgrok_stream_destroy(st, false);
+}
+
+void mgrok_relay_destroy_all(struct mgrok_relay *r)
+{
+	while (r->streams)
+		mgrok_stream_destroy(r->streams, true);
 }

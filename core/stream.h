@@ -1,7 +1,12 @@
 /*
  * A stream's byte plumbing: the local socket (visitor or local service) on
  * one side, DATA frames of the session on the other, with flow control,
- * half-close and back-pressure (PROTOCOL.md 3.2, 3.3).
+ * half-close and back-pressure (doc/protocol.md 3.2, 3.3). The decisions
+ * are stream_rules.c's; this file does the I/O they call for.
+ *
+ * The streams of a session share a struct mgrok_relay, which the session
+ * embeds and drives through the mgrok_relay_* calls below. Streams reach
+ * their session only through the mgrok_session_* calls of session.h.
  */
 #ifndef MGROK_STREAM_H
 #define MGROK_STREAM_H
@@ -12,6 +17,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "mux.h"
+#include "stream_rules.h"
 
 struct mgrok_session;
 struct mgrok_proxy;
@@ -20,18 +26,44 @@ struct mgrok_stream {
 	struct mgrok_mux_stream ms; /* first: the mux hands these back */
 	struct mgrok_session *sess;
 	struct mgrok_proxy *proxy;
-	struct mgrok_stream *prev, *next; /* the session's list */
+	struct mgrok_stream *prev, *next; /* the relay's list */
 	struct mgrok_stream *stall_next;
-	bool stalled;    /* on the session's stalled list */
-	bool connecting; /* fd's connect() has not finished */
-	bool shut_wr;    /* shutdown(SHUT_WR) done after the peer's CLOSE */
-	bool datagram;   /* DATA goes to the proxy plugin, one datagram each (no fd) */
-	uint8_t gathered; /* entries in the session's gather list */
-	void *dgram_arg; /* the plugin's argument for on_datagram / on_stream_end */
-	int fd;          /* -1 until attached */
+	struct mgrok_stream_flags f;
+	bool datagram;    /* DATA goes to the proxy plugin, one datagram each (no fd) */
+	uint8_t gathered; /* entries in the relay's gather list */
+	void *dgram_arg;  /* the plugin's argument for on_datagram / on_stream_end */
+	int fd;           /* -1 until attached */
 	ev_io rio, wio;
 	struct mgrok_buf pending; /* the peer's bytes not yet written to fd; allocated only while in flight */
 };
+
+/* DATA payloads still in the session's read buffer, written per stream with
+ * one writev at the end of the read. */
+#define MGROK_GATHER_MAX 64
+struct mgrok_gather {
+	struct mgrok_stream *st; /* NULL once written or dropped */
+	const uint8_t *p;
+	size_t len;
+};
+
+/* What the streams of one session share. */
+struct mgrok_relay {
+	struct mgrok_stream *streams; /* every open stream */
+	struct mgrok_stream *stalled; /* streams waiting for the session's output to drain */
+	const uint8_t *feed_lo, *feed_hi; /* the read buffer being decoded, else NULL */
+	struct mgrok_gather gather[MGROK_GATHER_MAX];
+	unsigned ngather;
+};
+
+/* The session is decoding frames from buf[0..len) (NULL: from the decoder's
+ * own copy): DATA payloads in it may wait there until mgrok_relay_feed_end. */
+void mgrok_relay_feed_begin(struct mgrok_relay *r, const uint8_t *buf, size_t len);
+/* End of a read: the gathered payloads go to their sockets. */
+void mgrok_relay_feed_end(struct mgrok_relay *r);
+/* The session's output drained: streams that stalled on it read again. */
+void mgrok_relay_resume_stalled(struct mgrok_relay *r);
+/* Session teardown: every stream released, abortively. */
+void mgrok_relay_destroy_all(struct mgrok_relay *r);
 
 /* Host functions (struct mgrok_host). */
 struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const struct sockaddr *source,
@@ -47,19 +79,15 @@ struct mgrok_stream *mgrok_stream_accept(struct mgrok_session *s, uint32_t id,
                                          struct mgrok_proxy *px);
 
 /* Frames for a stream, from the session's dispatch. Return 0, or -1 on a
- * protocol error (reason in s->mux.err). */
+ * protocol error (reason in the session's mux.err). */
 int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len);
 int mgrok_stream_on_close(struct mgrok_stream *st);
 int mgrok_stream_on_window(struct mgrok_stream *st, uint32_t increment);
 void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code);
 
-/* Releases a stream without telling the peer (session teardown, peer RESET). */
+/* Releases a stream without telling the peer (peer RESET). */
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive);
-/* End of a read: the gathered payloads go to their sockets. */
-void mgrok_stream_flush_gathered(struct mgrok_session *s);
-/* The session's output drained: streams that stalled on it read again. */
-void mgrok_stream_resume_stalled(struct mgrok_session *s);
 /* RESET every stream of one proxy (UNREGISTER). */
-void mgrok_stream_reset_proxy(struct mgrok_session *s, struct mgrok_proxy *px, uint8_t code);
+void mgrok_stream_reset_proxy(struct mgrok_relay *r, struct mgrok_proxy *px, uint8_t code);
 
 #endif

@@ -296,7 +296,7 @@ static int server_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 	case MGROK_FRAME_UNREGISTER:
 		k = find_name(H.proxies, MAX_PROXIES, f->u.unreg_name.p, f->u.unreg_name.len);
 		if (k >= 0) {
-			mgrok_stream_reset_proxy(s, H.proxies[k], MGROK_RESET_CANCEL);
+			mgrok_stream_reset_proxy(&s->relay, H.proxies[k], MGROK_RESET_CANCEL);
 			free_proxy(k);
 		}
 		return 0;
@@ -361,7 +361,7 @@ static void on_close(struct mgrok_session *s, enum mgrok_close_why why, const ch
 {
 	FUZZ_ASSERT(s == H.s && H.closes == 0, "on_close %u times", H.closes + 1);
 	FUZZ_ASSERT(reason && reason[0], "closed (%d) without a reason", why);
-	FUZZ_ASSERT(!s->streams && s->mux.count == 0, "streams left at on_close");
+	FUZZ_ASSERT(!s->relay.streams && s->mux.count == 0, "streams left at on_close");
 	MGROK_DEBUG("fuzz: session %u closed (why %d): %s", s->id, why, reason);
 	H.closes++;
 	H.s = NULL;
