@@ -370,7 +370,7 @@ struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_
 	if (check_only)
 		return cl;
 	/* Kept across reconnects so that the server can tell a stale session
-	 * of this very process from another client (PROTOCOL.md 3.5). */
+	 * of this very process from another client (doc/protocol.md 3.5). */
 	uint8_t id[16];
 	mgrok_host_table.random(id, sizeof(id));
 	for (int i = 0; i < 16; i++)

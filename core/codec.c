@@ -1,5 +1,5 @@
 /*
- * GRT1 wire codec (PROTOCOL.md 1-3). Every frame type is described once, in
+ * GRT1 wire codec (doc/protocol.md 1-3). Every frame type is described once, in
  * the table below, as the list of its fields; the parser and the encoder
  * both walk that list, so what we send is exactly what we accept.
  */
@@ -17,7 +17,7 @@ enum field_kind {
 	F_U8,
 	F_U16,
 	F_U32,
-	F_SID,   /* uint32 streamID, 0 is the control stream (PROTOCOL.md 3.2) */
+	F_SID,   /* uint32 streamID, 0 is the control stream (doc/protocol.md 3.2) */
 	F_STR8,  /* struct mgrok_bytes, uint8 length on the wire */
 	F_STR16, /* struct mgrok_bytes, uint16 length on the wire */
 	F_ADDR,  /* struct mgrok_wire_addr */
@@ -51,7 +51,7 @@ struct frame_desc {
 #define ADDR(member) {F_ADDR, false, 0, AT(member), "address"}
 
 /*
- * PROTOCOL.md 3, field for field. REGISTER's name and options take any
+ * doc/protocol.md 3, field for field. REGISTER's name and options take any
  * length the wire allows: bad ones get REGISTER_ACK INVALID from the
  * server (3.1), which cannot answer a frame it refused to decode.
  */
@@ -419,7 +419,7 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 	return 0;
 }
 
-/* ---- handshake messages (PROTOCOL.md 2) ---------------------------------- */
+/* ---- handshake messages (doc/protocol.md 2) ---------------------------------- */
 
 static int read_hs_payload(struct reader *r, struct mgrok_bytes *payload)
 {
@@ -516,7 +516,7 @@ void mgrok_wire_addr_from_sockaddr(struct mgrok_wire_addr *w, const struct socka
 		struct sockaddr_in6 in6;
 		memcpy(&in6, sa, sizeof(in6));
 		w->port = ntohs(in6.sin6_port);
-		/* A dual-stack socket reports IPv4 peers this way (PROTOCOL.md 1). */
+		/* A dual-stack socket reports IPv4 peers this way (doc/protocol.md 1). */
 		if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
 			w->family = 4;
 			memcpy(w->ip, in6.sin6_addr.s6_addr + 12, 4);

@@ -1,5 +1,5 @@
 /*
- * GRT1 wire codec (PROTOCOL.md 2 and 3). Pure: bytes in, frames out, and
+ * GRT1 wire codec (doc/protocol.md 2 and 3). Pure: bytes in, frames out, and
  * frames in, bytes appended to a caller's buffer. No I/O, no allocation on
  * the parse path except the decoder's buffer for one partial frame.
  */
@@ -63,7 +63,7 @@ struct mgrok_bytes {
 	size_t len;
 };
 
-/* PROTOCOL.md 1 `addr`: family 0 (none), 4 or 6. */
+/* doc/protocol.md 1 `addr`: family 0 (none), 4 or 6. */
 struct mgrok_wire_addr {
 	uint8_t family;
 	uint8_t ip[16]; /* 4 or 16 bytes used */
@@ -152,7 +152,7 @@ int mgrok_frame_encode(const struct mgrok_frame *f, struct mgrok_buf *out);
 /* DATA header in place, for payload read straight behind it. */
 void mgrok_frame_data_header(uint8_t hdr[MGROK_DATA_HEADER], uint32_t stream_id, uint16_t len);
 
-/* Handshake messages (PROTOCOL.md 2). Parsers return 1 / 0 / -1 as above. */
+/* Handshake messages (doc/protocol.md 2). Parsers return 1 / 0 / -1 as above. */
 int mgrok_hs_parse_first(const uint8_t *p, size_t len, uint8_t *method, struct mgrok_bytes *payload,
                          size_t *used, char *err, size_t errlen);
 int mgrok_hs_parse_answer(const uint8_t *p, size_t len, struct mgrok_bytes *payload, size_t *used,

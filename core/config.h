@@ -157,7 +157,7 @@ const char *mgrok_local_target(const char *s, char *out, size_t len);
 /* Why s is not a "host:port" or "[v6]:port" (NULL if it is one). An
  * unbracketed IPv6 address is refused: "::1:80" reads two ways. */
 const char *mgrok_hostport_problem(const char *s);
-/* Proxy names: 1-64 bytes of [A-Za-z0-9._-] (PROTOCOL.md 3.1). */
+/* Proxy names: 1-64 bytes of [A-Za-z0-9._-] (doc/protocol.md 3.1). */
 bool mgrok_name_valid(const char *s, size_t len);
 /* Why name is not a plugin file name inside plugin_dir (NULL if it is one). */
 const char *mgrok_plugin_name_problem(const char *name);

@@ -1,5 +1,5 @@
 /*
- * The GRT1 handshake (PROTOCOL.md 2): the server and client state machines.
+ * The GRT1 handshake (doc/protocol.md 2): the server and client state machines.
  * Bytes in, plugin ops called, replies appended to the caller's buffer.
  *
  * The caller keeps the bytes a feed did not take and feeds them again with
@@ -163,7 +163,7 @@ static int server_round(struct mgrok_hs *hs, const struct mgrok_bytes *payload,
 	}
 }
 
-/* Server: the first message picks the method (PROTOCOL.md 2.1). */
+/* Server: the first message picks the method (doc/protocol.md 2.1). */
 static int server_first(struct mgrok_hs *hs, uint8_t method_id, const struct mgrok_bytes *payload,
                         struct mgrok_buf *out, mgrok_auth_find_fn find, void *find_arg)
 {

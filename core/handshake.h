@@ -1,5 +1,5 @@
 /*
- * The GRT1 handshake (PROTOCOL.md 2) as two pure state machines. They take
+ * The GRT1 handshake (doc/protocol.md 2) as two pure state machines. They take
  * the peer's bytes, call the auth plugin's ops, and append what is to be
  * sent to a caller's buffer. No I/O, no timers: the session adds those.
  */

@@ -1,5 +1,5 @@
 /*
- * Stream multiplexing rules (PROTOCOL.md 3.2, 3.3) without I/O: the stream
+ * Stream multiplexing rules (doc/protocol.md 3.2, 3.3) without I/O: the stream
  * table, stream-ID rules, the half-close state machine and window
  * accounting. The session layer embeds struct mgrok_mux_stream in its own
  * stream object and asks this module what each frame means.
@@ -68,7 +68,7 @@ void mgrok_mux_insert(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint32_t 
 void mgrok_mux_remove(struct mgrok_mux *m, struct mgrok_mux_stream *s);
 
 /*
- * Window auto-tuning (PROTOCOL.md 3.3): when the peer used up all the
+ * Window auto-tuning (doc/protocol.md 3.3): when the peer used up all the
  * credit it had before our last update and then went quiet for
  * MGROK_WINDOW_STALL seconds (it waited for the update to cross the
  * network), while everything it sent has been delivered (the network, not

@@ -1,5 +1,5 @@
 /*
- * Failed handshakes per source address (PROTOCOL.md 4): after `failures`
+ * Failed handshakes per source address (doc/protocol.md 4): after `failures`
  * within `interval` seconds an address is refused for `interval` seconds.
  * Pure: the caller passes the time. Bounded: the oldest entries give way.
  */

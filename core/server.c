@@ -400,7 +400,7 @@ static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
 	proxy_free(ss, px);
 }
 
-/* PROTOCOL.md 3.5: the same identity and clientId replaces a stale session. */
+/* doc/protocol.md 3.5: the same identity and clientId replaces a stale session. */
 static void on_hello(struct srv_session *ss, const struct mgrok_frame *f)
 {
 	memcpy(ss->client_id, f->u.hello.client_id.p, f->u.hello.client_id.len);
@@ -512,7 +512,7 @@ static unsigned pending_from(const struct mgrok_server *srv, const uint8_t ip[16
 	return n;
 }
 
-/* Whether a new connection may start a handshake (PROTOCOL.md 4). */
+/* Whether a new connection may start a handshake (doc/protocol.md 4). */
 static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, uint8_t ip[16])
 {
 	char text[MGROK_ADDRSTRLEN];

@@ -163,7 +163,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 static int stream_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 {
 	struct mgrok_stream *st = (struct mgrok_stream *)mgrok_mux_find(&s->mux, f->stream_id);
-	if (!st) /* it may have crossed a RESET (PROTOCOL.md 3.2) */
+	if (!st) /* it may have crossed a RESET (doc/protocol.md 3.2) */
 		return 0;
 	switch (f->type) {
 	case MGROK_FRAME_DATA:

@@ -323,7 +323,7 @@ int mgrok_stream_on_close(struct mgrok_stream *st)
 	if (st->gathered && write_gathered(st) < 0)
 		return 0;
 	if (st->datagram) {
-		/* UDP has no half-close: a CLOSE ends the flow, answered in kind (PROTOCOL.md 5). */
+		/* UDP has no half-close: a CLOSE ends the flow, answered in kind (doc/protocol.md 5). */
 		mgrok_stream_close(st);
 		return 0;
 	}

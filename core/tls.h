@@ -1,5 +1,5 @@
 /*
- * TLS for the control connection (PROTOCOL.md 7), with OpenSSL: contexts
+ * TLS for the control connection (doc/protocol.md 7), with OpenSSL: contexts
  * for both roles, certificate pinning, and a self-signed certificate for a
  * first deployment.
  */

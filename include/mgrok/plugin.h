@@ -24,7 +24,15 @@
  * minor version is not newer than its own; a plugin may check host->abi_minor
  * before calling a host function appended later.
  *
- * Ownership: a pointer passed into a call is borrowed for that call only.
+ * Ownership: a pointer passed into a call is borrowed for that call only,
+ * with these exceptions, on which plugins may rely:
+ *   - self (init) and host live as long as the plugin is loaded;
+ *   - a proxy spec and what it points to (name, options, addr) stay valid
+ *     until server_unbind on the server, and as long as the plugin
+ *     instance on the client (the client's proxies never go away);
+ *   - a stream stays valid until the host ends it: stream_reset or a
+ *     failed stream_attach_fd by the plugin, or on_stream_end for datagram
+ *     streams; a plugin that attached an fd no longer sees the stream.
  * Buffers handed across the boundary to be freed by the other side use
  * host->alloc / host->free.
  */
@@ -152,7 +160,7 @@ struct mgrok_host {
 	/* Formats "1.2.3.4:80" or "[::1]:80". Returns buf. */
 	const char *(*addr_format)(const struct sockaddr *sa, char *buf, size_t len);
 
-	/* ---- 1.1: datagram streams (PROTOCOL.md 5) ---- */
+	/* ---- 1.1: datagram streams (doc/protocol.md 5) ---- */
 
 	/*
 	 * Makes st a datagram stream: each DATA frame the peer sends is handed
@@ -246,7 +254,7 @@ enum mgrok_auth_result {
 };
 
 /*
- * One round of the handshake (PROTOCOL.md 2). in/in_len is what the peer
+ * One round of the handshake (doc/protocol.md 2). in/in_len is what the peer
  * sent (the first client payload, a CHALLENGE, a client answer, the final OK
  * payload); out is where the plugin writes what is sent next (at most
  * out_cap bytes, 4096). text is a reason on DENIED, and on the server's OK
