@@ -30,9 +30,9 @@
  *   - a proxy spec and what it points to (name, options, addr) stay valid
  *     until server_unbind on the server, and as long as the plugin
  *     instance on the client (the client's proxies never go away);
- *   - a stream stays valid until the host ends it: stream_reset or a
- *     failed stream_attach_fd by the plugin, or on_stream_end for datagram
- *     streams; a plugin that attached an fd no longer sees the stream.
+ *   - a stream stays the plugin's until it hands it over with
+ *     stream_attach_fd (the host owns it from then on) or ends it with
+ *     stream_reset; a datagram stream, until on_stream_end.
  * Buffers handed across the boundary to be freed by the other side use
  * host->alloc / host->free.
  */
