@@ -12,9 +12,8 @@
  * options: {"user": NAME} and one of "token", "token_file", "token_env".
  * No error text carries a token.
  */
-#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include <ctype.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -24,28 +23,24 @@
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "mgrok/plugin.h"
 
-#define NONCE_LEN ((size_t)16)
-#define MAC_LEN ((size_t)32)
+#include "../auth-common/auth_secret.h"
+
+#define NONCE_LEN MGROK_AUTH_NONCE_LEN
+#define MAC_LEN MGROK_AUTH_MAC_LEN
 #define NAME_MAX_LEN 64
-#define TOKEN_FILE_MAX 4096
+#define USER_LEN_BYTES ((size_t)1) /* str8(user): its length byte */
+_Static_assert(NAME_MAX_LEN <= MGROK_AUTH_NAME_MAX, "proofs bind the whole user name");
+_Static_assert(NAME_MAX_LEN <= UINT8_MAX, "a user name fits str8");
 
 static const char label_client[] = "mgrok-users-v1 client";
 static const char label_server[] = "mgrok-users-v1 server";
-_Static_assert(sizeof(label_client) == sizeof(label_server), "proof() takes either label");
-
-struct secret {
-	uint8_t *p; /* host->alloc'd, wiped when freed */
-	size_t len;
-};
 
 struct user {
 	char name[NAME_MAX_LEN + 1];
-	struct secret token;
+	struct mgrok_auth_secret token;
 	uint16_t (*ports)[2]; /* inclusive ranges; NULL: any port the server allows */
 	size_t nports;
 	json_t *types;        /* a reference to the file's array; NULL: all types */
@@ -61,10 +56,10 @@ struct userdb {
 struct users {
 	const struct mgrok_host *host;
 	const struct mgrok_plugin *self;
-	char *file;                  /* server */
-	struct userdb *db;           /* server: replaced whole by reload */
-	char user[NAME_MAX_LEN + 1]; /* client */
-	struct secret token;         /* client */
+	char *file;                     /* server */
+	struct userdb *db;              /* server: replaced whole by reload */
+	char user[NAME_MAX_LEN + 1];    /* client */
+	struct mgrok_auth_secret token; /* client */
 };
 
 /* One handshake, either side. The server holds a copy of the user's token,
@@ -73,26 +68,10 @@ struct users_hs {
 	uint8_t cnonce[NONCE_LEN];
 	uint8_t snonce[NONCE_LEN];
 	char user[NAME_MAX_LEN + 1];
-	struct secret key; /* server: the user's token, or a random one */
-	bool known;        /* server: the user exists */
-	bool challenged;   /* server: challenge sent; client: challenge answered */
+	struct mgrok_auth_secret key; /* server: the user's token, or a random one */
+	bool known;                   /* server: the user exists */
+	bool challenged;              /* server: challenge sent; client: challenge answered */
 };
-
-static void secret_set(const struct users *u, struct secret *s, const void *p, size_t len)
-{
-	s->p = u->host->alloc(len);
-	memcpy(s->p, p, len);
-	s->len = len;
-}
-
-static void secret_free(const struct users *u, struct secret *s)
-{
-	if (s->p) {
-		u->host->wipe(s->p, s->len);
-		u->host->free(s->p);
-	}
-	s->p = NULL;
-}
 
 /* A message into the caller's buffer; returns -1 to be returned on. */
 __attribute__((format(printf, 3, 4))) static int fail(char *buf, size_t len, const char *fmt, ...)
@@ -119,55 +98,12 @@ static bool name_ok(const char *s)
 	return n >= 1 && n <= NAME_MAX_LEN;
 }
 
-/* The client's proof (label_client || user || cnonce || snonce) or the
- * server's (label_server || snonce || cnonce || user), HMAC-SHA256 with key. */
-static int proof(const struct secret *key, bool server, const struct users_hs *h,
+/* The client's proof or the server's (PROTOCOL.md 2.3), the user name bound in. */
+static int proof(const struct mgrok_auth_secret *key, bool server, const struct users_hs *h,
                  uint8_t mac[MAC_LEN])
 {
-	uint8_t msg[sizeof(label_client) - 1 + NAME_MAX_LEN + 2 * NONCE_LEN];
-	size_t l = sizeof(label_client) - 1, n = strlen(h->user), at = server ? l : l + n;
-	unsigned mlen = 0;
-
-	memcpy(msg, server ? label_server : label_client, l); /* NOLINT: bytes, no NUL */
-	memcpy(msg + (server ? l + 2 * NONCE_LEN : l), h->user, n);
-	memcpy(msg + at, server ? h->snonce : h->cnonce, NONCE_LEN);
-	memcpy(msg + at + NONCE_LEN, server ? h->cnonce : h->snonce, NONCE_LEN);
-	const unsigned char *r =
-	    HMAC(EVP_sha256(), key->p, (int)key->len, msg, l + n + 2 * NONCE_LEN, mac, &mlen);
-	return r && mlen == MAC_LEN ? 0 : -1;
-}
-
-/* ---- files ---------------------------------------------------------------- */
-
-/* A token file; trailing whitespace is not part of the token. */
-static int token_from_file(const struct users *u, const char *path, struct secret *s, char *err,
-                           size_t errlen)
-{
-	uint8_t buf[TOKEN_FILE_MAX + 1];
-	struct stat st;
-
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return fail(err, errlen, "cannot open token_file \"%s\": %s", path, strerror(errno));
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	int rc = ferror(f) ? fail(err, errlen, "cannot read token_file \"%s\": %s", path,
-	                          strerror(errno))
-	                   : 0;
-	if (rc == 0 && n > TOKEN_FILE_MAX)
-		rc = fail(err, errlen, "token_file \"%s\" is larger than %d bytes", path,
-		          TOKEN_FILE_MAX);
-	while (n > 0 && isspace(buf[n - 1]))
-		n--;
-	if (rc == 0 && n == 0)
-		rc = fail(err, errlen, "token_file \"%s\" is empty", path);
-	if (rc == 0 && u->host->log && fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-		u->host->log(u->self, MGROK_LOG_WARN,
-		             "token_file \"%s\" can be read by other users (chmod 600 it)", path);
-	if (rc == 0)
-		secret_set(u, s, buf, n);
-	u->host->wipe(buf, sizeof(buf));
-	fclose(f);
-	return rc;
+	return mgrok_auth_secret_proof(key, server ? label_server : label_client, server, h->user,
+	                               h->cnonce, h->snonce, mac);
 }
 
 /* ---- the users file ------------------------------------------------------- */
@@ -175,7 +111,7 @@ static int token_from_file(const struct users *u, const char *path, struct secre
 static void db_free(const struct users *u, struct userdb *db)
 {
 	for (size_t i = 0; db && i < db->n; i++) {
-		secret_free(u, &db->v[i].token);
+		mgrok_auth_secret_free(u->host, &db->v[i].token);
 		u->host->free(db->v[i].ports);
 		json_decref(db->v[i].types);
 	}
@@ -195,14 +131,14 @@ static int parse_range(const json_t *v, uint16_t r[2])
 {
 	const char *s = json_string_value(v);
 	json_int_t i = json_integer_value(v); /* 0 when v is no integer */
-	unsigned long lo = i > 0 && i <= 65535 ? (unsigned long)i : 0, hi = lo;
+	unsigned long lo = i > 0 && i <= UINT16_MAX ? (unsigned long)i : 0, hi = lo;
 	char *end = NULL;
 
 	if (s && isdigit((unsigned char)s[0]))
 		lo = hi = strtoul(s, &end, 10);
 	if (end && *end == '-' && isdigit((unsigned char)end[1]))
 		hi = strtoul(end + 1, &end, 10);
-	if ((end && *end != '\0') || lo < 1 || hi > 65535 || lo > hi)
+	if ((end && *end != '\0') || lo < 1 || hi > UINT16_MAX || lo > hi)
 		return -1;
 	r[0] = (uint16_t)lo;
 	r[1] = (uint16_t)hi;
@@ -227,13 +163,13 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 		size_t n = json_array_size(v);
 		json_int_t c = json_integer_value(v);
 		if (strcmp(key, "token") == 0 || strcmp(key, "token_file") == 0) {
+			const struct mgrok_auth_secret_option src = {key, v};
 			if (usr->token.p)
 				return fail(msg, len, "give exactly one of \"token\" or \"token_file\"");
 			if (json_string_length(v) == 0)
 				return fail(msg, len, "\"%s\" must be a non-empty string", key);
-			if (strcmp(key, "token") == 0)
-				secret_set(u, &usr->token, json_string_value(v), json_string_length(v));
-			else if (token_from_file(u, json_string_value(v), &usr->token, msg, len) < 0)
+			if (mgrok_auth_secret_load(u->host, u->self, &src, &usr->token, msg,
+			                           len) < 0)
 				return -1;
 		} else if (strcmp(key, "ports") == 0) {
 			if (n == 0)
@@ -278,17 +214,41 @@ static void big_integer_key(const char *file, char *key, size_t len)
 			for (size_t i = 0; i < (json_is_array(v) ? json_array_size(v) : 1); i++) {
 				json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
 				double d = json_real_value(e); /* 0 when e is no real */
-				if (d >= 9223372036854775807.0 || d <= -9223372036854775808.0) {
+				if (!key[0] &&
+				    (d >= 9223372036854775807.0 || d <= -9223372036854775808.0)) {
 					snprintf(key, len, "users.%.64s.%.32s", name, k);
 					for (char *c = key; *c; c++) /* a name may hold anything */
 						*c = isprint((unsigned char)*c) ? *c : '?';
-					json_decref(root);
-					return;
 				}
 			}
 		}
+		/* This copy holds the tokens too: erase them before it is freed. */
+		json_t *t = json_object_get(obj, "token");
+		if (json_is_string(t))
+			OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
 	}
 	json_decref(root);
+}
+
+/* Why jansson could not load the users file. jansson quotes the text near
+ * the error, which may be a token: that is cut, and je wiped. */
+static int load_error(const struct users *u, json_error_t *je, char *err, size_t errlen)
+{
+	static const char too_big[] = "too big ";
+	char *near = strstr(je->text, " near ");
+	char key[160] = "";
+
+	if (near)
+		*near = '\0';
+	if (strncmp(je->text, too_big, sizeof(too_big) - 1) == 0 && strstr(je->text, "integer"))
+		big_integer_key(u->file, key, sizeof(key));
+	if (je->line < 1) /* the file could not be read: the text names it */
+		fail(err, errlen, "users file: %s", je->text);
+	else
+		fail(err, errlen, "%s:%d:%d: %s%s%s", u->file, je->line, je->column, key,
+		     key[0] ? ": " : "", key[0] ? "integer too large" : je->text);
+	u->host->wipe(je, sizeof(*je));
+	return -1;
 }
 
 /*
@@ -310,23 +270,9 @@ static int db_load(const struct users *u, struct userdb **out, char *err, size_t
 	if (stat(u->file, &st) == 0 && S_ISDIR(st.st_mode))
 		return fail(err, errlen, "users file \"%s\" is a directory", u->file);
 	json_t *root = json_load_file(u->file, JSON_REJECT_DUPLICATES, &je);
-	if (!root) {
-		/* jansson quotes the text near the error, which may be a token: cut it. */
-		char *near = strstr(je.text, " near ");
-		char key[160] = "";
-		if (near)
-			*near = '\0';
-		if (strncmp(je.text, "too big ", 8) == 0 && strstr(je.text, "integer"))
-			big_integer_key(u->file, key, sizeof(key));
-		if (je.line < 1) /* the file could not be read: the text names it */
-			fail(err, errlen, "users file: %s", je.text);
-		else
-			fail(err, errlen, "%s:%d:%d: %s%s%s", u->file, je.line, je.column, key,
-			     key[0] ? ": " : "", key[0] ? "integer too large" : je.text);
-		OPENSSL_cleanse(&je, sizeof(je));
-		return -1;
-	}
-	if (u->host->log && stat(u->file, &st) == 0 && (st.st_mode & 077))
+	if (!root)
+		return load_error(u, &je, err, errlen);
+	if (stat(u->file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
 		u->host->log(u->self, MGROK_LOG_WARN,
 		             "users file \"%s\" can be read by other users (chmod 600 it)", u->file);
 	json_t *users = json_object_get(root, "users");
@@ -365,27 +311,22 @@ static int db_load(const struct users *u, struct userdb **out, char *err, size_t
 /* Server {"file"} or client {"user", one of "token" / "token_file" / "token_env"}. */
 static int parse_options(struct users *u, const json_t *conf, char *err, size_t errlen)
 {
-	static const char *const known[] = {"file", "user", "token", "token_file", "token_env"};
-	const char *key, *src = NULL, *s = NULL;
+	struct mgrok_auth_secret_option src = {0};
+	const char *key, *var;
 	json_t *v;
-	size_t k;
 
 	if (!json_is_object(conf))
 		return fail(err, errlen, "options must be a JSON object");
 	json_object_foreach((json_t *)conf, key, v)
 	{
-		for (k = 0; k < 5 && strcmp(key, known[k]) != 0; k++)
-			;
-		if (k == 5)
+		bool secret = mgrok_auth_secret_is_option(key);
+		if (!secret && strcmp(key, "file") != 0 && strcmp(key, "user") != 0)
 			return fail(err, errlen, "unknown option \"%.64s\" (server: \"file\"; client: "
 			            "\"user\" and a token)", key);
 		if (json_string_length(v) == 0)
 			return fail(err, errlen, "\"%s\" must be a non-empty string", key);
-		if (k >= 2 && src)
-			return fail(err, errlen, "\"%s\" and \"%s\" both given; use exactly one of "
-			            "\"token\", \"token_file\" or \"token_env\"", src, key);
-		if (k >= 2)
-			src = key, s = json_string_value(v);
+		if (secret && mgrok_auth_secret_option_take(&src, key, v, err, errlen) < 0)
+			return -1;
 	}
 	const char *file = json_string_value(json_object_get(conf, "file"));
 	const char *user = json_string_value(json_object_get(conf, "user"));
@@ -400,14 +341,13 @@ static int parse_options(struct users *u, const json_t *conf, char *err, size_t 
 		return fail(err, errlen, "give \"file\" (server) or \"user\" (client: 1-64 "
 		            "characters of A-Z a-z 0-9 . _ -) and a token");
 	snprintf(u->user, sizeof(u->user), "%s", user);
-	if (!src)
+	if (!src.key)
 		return fail(err, errlen, "no token; give \"token\", \"token_file\" or \"token_env\"");
-	if (strcmp(src, "token_file") == 0)
-		return token_from_file(u, s, &u->token, err, errlen);
-	if (strcmp(src, "token_env") == 0 && (!(s = getenv(s)) || !*s))
+	/* This plugin's own words for a token_env that gives nothing. */
+	if (strcmp(src.key, "token_env") == 0 &&
+	    (!(var = getenv(json_string_value(src.value))) || !*var))
 		return fail(err, errlen, "the variable named in \"token_env\" is unset or empty");
-	secret_set(u, &u->token, s, strlen(s));
-	return 0;
+	return mgrok_auth_secret_load(u->host, u->self, &src, &u->token, err, errlen);
 }
 
 static void users_fini(void *inst)
@@ -416,7 +356,7 @@ static void users_fini(void *inst)
 	if (!u)
 		return;
 	db_free(u, u->db);
-	secret_free(u, &u->token);
+	mgrok_auth_secret_free(u->host, &u->token);
 	u->host->free(u->file);
 	u->host->free(u);
 }
@@ -511,9 +451,9 @@ static int users_client_start(void *inst, void **state, struct mgrok_auth_msg *m
 		return deny(m, "random number generator failed");
 	memcpy(h->user, u->user, n + 1);
 	m->out[0] = (uint8_t)n;
-	memcpy(m->out + 1, u->user, n);
-	memcpy(m->out + 1 + n, h->cnonce, NONCE_LEN);
-	m->out_len = 1 + n + NONCE_LEN;
+	memcpy(m->out + USER_LEN_BYTES, u->user, n);
+	memcpy(m->out + USER_LEN_BYTES + n, h->cnonce, NONCE_LEN);
+	m->out_len = USER_LEN_BYTES + n + NONCE_LEN;
 	return MGROK_AUTH_CONTINUE;
 }
 
@@ -548,17 +488,18 @@ static int server_start(const struct users *u, struct users_hs *h, struct mgrok_
 	size_t n = m->in_len ? m->in[0] : 0;
 	uint8_t junk[MAC_LEN];
 
-	if (n == 0 || n > NAME_MAX_LEN || m->in_len != 1 + n + NONCE_LEN)
+	if (n == 0 || n > NAME_MAX_LEN || m->in_len != USER_LEN_BYTES + n + NONCE_LEN)
 		return deny(m, "malformed users handshake");
-	memcpy(h->user, m->in + 1, n);
-	memcpy(h->cnonce, m->in + 1 + n, NONCE_LEN);
+	memcpy(h->user, m->in + USER_LEN_BYTES, n);
+	memcpy(h->cnonce, m->in + USER_LEN_BYTES + n, NONCE_LEN);
 	if (strlen(h->user) != n || !name_ok(h->user))
 		return deny(m, "malformed users handshake");
 	const struct user *usr = db_find(u->db, h->user);
 	if (u->host->random(h->snonce, NONCE_LEN) < 0 || u->host->random(junk, MAC_LEN) < 0)
 		return deny(m, "server error");
 	h->known = usr != NULL;
-	secret_set(u, &h->key, usr ? usr->token.p : junk, usr ? usr->token.len : MAC_LEN);
+	mgrok_auth_secret_set(u->host, &h->key, usr ? usr->token.p : junk,
+	                      usr ? usr->token.len : MAC_LEN);
 	u->host->wipe(junk, MAC_LEN);
 	h->challenged = true;
 	memcpy(m->out, h->snonce, NONCE_LEN);
@@ -596,7 +537,7 @@ static void users_end(void *inst, void *state)
 	struct users_hs *h = state;
 	if (!h)
 		return;
-	secret_free(u, &h->key);
+	mgrok_auth_secret_free(u->host, &h->key);
 	u->host->wipe(h, sizeof(*h));
 	u->host->free(h);
 }
