@@ -118,8 +118,8 @@ def server_flood(env):
                                      "remote_port": allow[0]}],
                               token=TOKEN, heartbeat=HEARTBEAT)
     cl = env.start_client(None, None, token=None, config=cconf, cname="mgrok-healthy")
+    # The baseline: mgrokd with a session that has carried a stream.
     t.echo_check(allow[0], b"before the flood\n")
-    time.sleep(0.5)
     baseline = t.rss_kib(srv.pid)
     t.log("1: mgrokd VmRSS before the flood: %d KiB" % baseline)
 
@@ -171,7 +171,7 @@ def server_flood(env):
 
 
 class NewStreamFlooder(Flooder):
-    """A Flooder whose blocks carry ever higher stream IDs (PROTOCOL.md 3.2:
+    """A Flooder whose blocks carry ever higher stream IDs (doc/protocol.md 3.2:
     they must increase)."""
 
     PER_BLOCK = 32768
@@ -210,8 +210,7 @@ def client_flood(env):
     try:
         sess = fake.accept(20)
         sess.serve_registration(TOKEN, public)
-        cl.wait_lines(1)
-        time.sleep(0.5)
+        cl.wait_lines(1)  # the baseline: mgrok with its proxy registered
         baseline = t.rss_kib(cl.pid)
         t.log("2: mgrok VmRSS before the flood: %d KiB" % baseline)
         sampler = t.RssSampler(cl.pid).start()

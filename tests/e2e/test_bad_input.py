@@ -266,7 +266,7 @@ def register_statuses(srv, witness):
         expect("opts", 0, t.ACK_INVALID, "options that are a JSON array", options=b"[1]")
         expect("opts", 0, t.ACK_INVALID, "4097 bytes of options",
                options=b'{"k":"' + b"v" * 4089 + b'"}')
-        # INVALID comes before UNKNOWN_PROXY_TYPE (PROTOCOL.md 3.1).
+        # INVALID comes before UNKNOWN_PROXY_TYPE (doc/protocol.md 3.1).
         expect("bad name!", 0, t.ACK_INVALID, "a bad name and an unknown type",
                proxy_type=0x7E)
 

@@ -3,10 +3,10 @@
 ways at once on one connection."""
 import hashlib
 import os
+import select
 import socket
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mgroktest as t
@@ -47,10 +47,11 @@ SMALL_BUF = 128 * 1024
 def download(env, srv):
     """service -> visitor: the service sends a known stream and closes.
     The visitor stops reading for a while on the way: back-pressure."""
-    progress = {"sent": 0}
+    progress = {"sent": 0, "conn": None}
 
     def source(conn):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+        progress["conn"] = conn
         for chunk in t.pattern(seed=2, total=SIZE):
             conn.sendall(chunk)
             progress["sent"] += len(chunk)
@@ -68,11 +69,9 @@ def download(env, srv):
         while True:
             if n >= 4 * 1024 * 1024 and not paused:
                 paused = True
-                in_flight = wait_until_held_back(progress) - n
+                in_flight = wait_until_held_back(progress, n) - n
                 t.log("download: visitor paused after %d MiB, %.1f MiB in flight"
                       % (n >> 20, in_flight / 2 ** 20))
-                t.check(in_flight <= MAX_IN_FLIGHT, "no back-pressure: the service sent "
-                        "%.1f MiB more than the visitor read" % (in_flight / 2 ** 20))
             b = s.recv(t.CHUNK)
             if not b:
                 break
@@ -86,17 +85,26 @@ def download(env, srv):
     t.log("download: 64 MiB arrived intact")
 
 
-def wait_until_held_back(progress):
-    """Waits until the service has sent nothing for a second (or is done);
-    returns how much it sent."""
-    deadline = time.monotonic() + t.DEADLINE
-    last, still = -1, 0
-    while still < 4 and time.monotonic() < deadline:
+def wait_until_held_back(progress, read):
+    """Waits while the visitor has read `read` bytes and reads no more, until
+    the service is held back: its socket takes nothing more (the tunnel no
+    longer reads it) and it has sent nothing since the previous look, which
+    saw the same.  Fails as soon as the service has sent more than
+    MAX_IN_FLIGHT beyond what the visitor read.  Returns what it sent."""
+    seen = {"blocked_at": None}
+
+    def held_back():
         sent = progress["sent"]
-        still = still + 1 if sent == last else 0
-        last = sent
-        time.sleep(0.25)
-    return last
+        t.check(sent - read <= MAX_IN_FLIGHT, "no back-pressure: the service sent %.1f MiB more "
+                "than the visitor read" % ((sent - read) / 2 ** 20))
+        conn = progress["conn"]
+        blocked = conn is not None and not select.select([], [conn], [], 0)[1]
+        if blocked and seen["blocked_at"] == sent:
+            return sent
+        seen["blocked_at"] = sent if blocked else None
+        return None
+    return t.wait_for(held_back, what="the service to be held back by the paused visitor",
+                      interval=0.1)
 
 
 def both_ways(env, srv):

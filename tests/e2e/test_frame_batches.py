@@ -318,18 +318,23 @@ def reset_in_batch(srv, port):
 
 def proc_tcp_tx_queue(local_port, remote_port):
     """Bytes mgrokd has written to its socket local_port -> remote_port that
-    the visitor has not acknowledged (write_seq - snd_una), from
-    /proc/net/tcp."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote, tx_rx = fields[1], fields[2], fields[4]
-            if int(local.split(":")[1], 16) == local_port and \
-                    int(remote.split(":")[1], 16) == remote_port:
-                return int(tx_rx.split(":")[0], 16)
-    raise t.TestFailure("mgrokd's socket %d -> %d is not in /proc/net/tcp"
-                        % (local_port, remote_port))
+    the visitor has not acknowledged (write_seq - snd_una)."""
+    queues = t.tcp_queues(local_port, remote_port)
+    t.check(queues is not None, "mgrokd's socket %d -> %d is not in /proc/net/tcp"
+            % (local_port, remote_port))
+    return queues[0]
+
+
+def barrier(sess, what):
+    """A REGISTER with an empty name, and its REGISTER_ACK INVALID.  mgrokd
+    handles a session's frames in order, writes the payloads of a read to
+    the visitors' sockets before its output goes out, and sends WINDOW_UPDATE
+    as it writes, in order with its other frames: once the answer is here,
+    every DATA frame sent before has been written as far as the sockets take
+    it, and all the credit for what was written is counted in sess.credit."""
+    sess.send(f_register(b""))
+    ack = sess.expect(t.REGISTER_ACK, what="REGISTER_ACK to the barrier " + what)
+    t.check_eq(ack.status, t.ACK_INVALID, "the status of the barrier's REGISTER_ACK")
 
 
 def slow_visitor(srv, port):
@@ -348,7 +353,9 @@ def slow_visitor(srv, port):
         payloads = [t.payload(40000 + i, 16384) for i in range(t.WINDOW // 16384)]
         expected = b"".join(payloads)
         sess.send(b"".join(f_data(sid, p) for p in payloads))
-        time.sleep(0.5)  # let mgrokd write what the socket takes
+        # mgrokd has handled every DATA frame: written what the visitor's
+        # socket takes, kept the rest pending.
+        barrier(sess, "after the window's DATA")
 
         got = bytearray()
         worst = {"credit_over_read": 0, "least_written": t.WINDOW}
@@ -388,12 +395,13 @@ def slow_visitor(srv, port):
             check_written()
         check_bytes(bytes(got), expected, "the slow visitor's 256 KiB")
 
-        # Everything is written now: the credit for it comes (half a window
-        # at least), and never more than what was sent.
-        t.wait_for(lambda: check_written()[0] >= t.WINDOW // 2, REPLY_DEADLINE,
-                   "WINDOW_UPDATE credit of at least half a window after the visitor read all")
-        time.sleep(0.2)
+        # Everything is written now, and mgrokd sends credit as it writes: after
+        # a barrier all of it has come (half a window at least), and never more
+        # than what was sent.
+        barrier(sess, "after the visitor read all")
         credit, _ = check_written()
+        t.check(credit >= t.WINDOW // 2, "less than half a window of WINDOW_UPDATE credit after "
+                "the visitor read all", credit=credit)
         t.check(credit <= t.WINDOW, "more credit than bytes sent", credit=credit)
 
         sess.send(f_close(sid))

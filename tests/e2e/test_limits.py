@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Server-side limits (PROTOCOL.md 3.1, 3.5, 4).
+"""Server-side limits (doc/protocol.md 3.1, 3.5, 4).
 
 - allow_ports: by default 1024-65535 and never the control port
   (PORT_NOT_ALLOWED "port N is not allowed on this server"), also when an
@@ -139,7 +139,7 @@ def max_proxies(env, echo):
         expect_ack(s.register("b", lo + 1), t.ACK_OK, "b", port=lo + 1)
         expect_ack(s.register("c", lo + 2), t.ACK_LIMIT, "c", "at most 2 proxies per session",
                    port=0)
-        # LIMIT comes before PORT_NOT_ALLOWED (PROTOCOL.md 3.1's order).
+        # LIMIT comes before PORT_NOT_ALLOWED (doc/protocol.md 3.1's order).
         expect_ack(s.register("d", 80), t.ACK_LIMIT, "d")
         t.check(t.port_closed(lo + 2), "a port refused with LIMIT is bound")
         s.send(t.f_unregister("a"))

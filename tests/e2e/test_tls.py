@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TLS on the control connection (PROTOCOL.md 7).
+"""TLS on the control connection (doc/protocol.md 7).
 
 `mgrokd --gen-cert` writes a certificate whose fingerprint it prints; a TLS
 tunnel carries an echo and 16 MiB each way (checked by SHA-256) with the

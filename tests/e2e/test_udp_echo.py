@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""UDP proxies (PROTOCOL.md 5): a UDP echo service behind `mgrok udp`
+"""UDP proxies (doc/protocol.md 5): a UDP echo service behind `mgrok udp`
 answers 100 visitors at once, each getting back only its own datagrams;
 datagrams of 0 to 65507 bytes cross byte for byte; a TCP and a UDP proxy
 share one public port number on one session."""

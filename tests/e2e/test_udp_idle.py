@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""UDP flows end (PROTOCOL.md 5): an idle flow is closed on both sides and
+"""UDP flows end (doc/protocol.md 5): an idle flow is closed on both sides and
 the same visitor gets a new flow afterwards; past max_flows the least
 recently used flow is evicted; a session that ends closes all its UDP flows
 and frees the public ports at once."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""UDP proxies frame by frame (PROTOCOL.md 5), with a hand-written client:
+"""UDP proxies frame by frame (doc/protocol.md 5), with a hand-written client:
 option checks in REGISTER, one NEW_STREAM per visitor address, one DATA per
 datagram both ways (empty ones too), a flow without window drops (never
 queues), CLOSE ends a flow and is answered, RESET frees it, max_flows

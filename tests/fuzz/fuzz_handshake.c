@@ -11,7 +11,7 @@
  * Each input runs twice, fed whole and fed in pieces as the caller of a
  * real socket would (keeping what a feed did not take): both must end the
  * same way with the same output. What we send must parse as the messages
- * of PROTOCOL.md 2 in the order they may come, a final result must be final,
+ * of doc/protocol.md 2 in the order they may come, a final result must be final,
  * and the auth plugin's state must be released (LeakSanitizer).
  */
 #include <string.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<target>/.
 
-Every seed is built here from PROTOCOL.md and the targets' input formats
+Every seed is built here from doc/protocol.md and the targets' input formats
 (see the comment at the top of each tests/fuzz/fuzz_*.c), so the corpus can
 be reviewed and made again:
 
@@ -21,7 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 
-# ---- the wire (PROTOCOL.md 2 and 3) ----------------------------------------
+# ---- the wire (doc/protocol.md 2 and 3) ------------------------------------
 
 REGISTER, NEW_STREAM, DATA, CLOSE, HEARTBEAT, REGISTER_ACK = 1, 2, 3, 4, 5, 6
 WINDOW_UPDATE, RESET, GO_AWAY, UNREGISTER, HELLO = 7, 8, 9, 10, 11

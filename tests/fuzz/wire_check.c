@@ -47,7 +47,7 @@ static void harness_frame(struct wire *w, const struct mgrok_frame *f)
 		st->grant += f->u.increment;
 }
 
-/* The session's frames: PROTOCOL.md 3.2 and 3.3 from the sender's side. */
+/* The session's frames: doc/protocol.md 3.2 and 3.3 from the sender's side. */
 static void session_frame(struct wire *w, const struct mgrok_frame *f)
 {
 	const char *type = mgrok_frame_type_name(f->type);

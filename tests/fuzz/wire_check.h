@@ -2,7 +2,7 @@
  * fuzz_session's view of the two byte streams of a session's connection:
  * what the harness writes to the session (read for the window credit it
  * grants and the streams it opens) and what the session writes back (which
- * must be well-formed and keep the rules of PROTOCOL.md 2 and 3).
+ * must be well-formed and keep the rules of doc/protocol.md 2 and 3).
  */
 #ifndef MGROK_FUZZ_WIRE_CHECK_H
 #define MGROK_FUZZ_WIRE_CHECK_H

@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "handshake.h"
+#include "hs_pair.h"
 #include "test_host.h"
 
 #define ALICE "alice-s3cret-token"
@@ -38,9 +39,6 @@
 
 /* Every test secret, for the "never in an error" checks. */
 static const char *const secrets[] = {ALICE, ALICE2, BOB, CAROL, "s3cret"};
-
-/* ---- a host table -------------------------------------------------------- */
-
 
 static void assert_secret_free(const char *text)
 {
@@ -171,79 +169,28 @@ static void server_standard(struct method *x)
 
 /* ---- a server and a client talking in memory -------------------------------- */
 
+/* For the tests that feed the server by hand: arg is the one method it offers. */
 static const struct mgrok_auth_method *find(void *arg, uint8_t id)
 {
 	const struct mgrok_auth_method *m = arg;
 	return m->id == id ? m : NULL;
 }
 
-struct side {
-	struct mgrok_hs hs;
-	struct mgrok_buf inbox;
-	int rc;
-};
-
-struct pair {
-	struct side s, c;
-	struct mgrok_buf c2s, s2c;
-	bool bytewise;  /* one byte per feed */
-	bool tamper_ok; /* flip the last byte of the server's OK */
-};
-
-static void deliver(struct mgrok_buf *wire, struct mgrok_buf *inbox, bool bytewise)
+/* A whole handshake of client cm against server sm. */
+static void run_handshake(struct hs_pair *x, struct method *cm, struct method *sm)
 {
-	size_t n = bytewise ? 1 : wire->len;
-	mgrok_buf_append(inbox, mgrok_buf_head(wire), n);
-	mgrok_buf_consume(wire, n);
-}
-
-/* Runs a whole handshake of client cm against server sm. */
-static void pair_run(struct pair *x, struct method *cm, struct method *sm)
-{
-	mgrok_hs_server_init(&x->s.hs);
-	x->s.rc = MGROK_HS_MORE;
-	x->c.rc = mgrok_hs_client_start(&x->c.hs, &cm->m, &x->c2s);
-	for (int guard = 0; guard < 100000; guard++) {
-		bool moved = false;
-		size_t used;
-		if (x->s.rc == MGROK_HS_MORE && x->c2s.len) {
-			deliver(&x->c2s, &x->s.inbox, x->bytewise);
-			x->s.rc = mgrok_hs_server_feed(&x->s.hs, mgrok_buf_head(&x->s.inbox),
-			                               x->s.inbox.len, &used, &x->s2c, find, &sm->m);
-			mgrok_buf_consume(&x->s.inbox, used);
-			if (x->s.rc == MGROK_HS_DONE && x->tamper_ok)
-				mgrok_buf_tail(&x->s2c)[-1] ^= 0x01;
-			moved = true;
-		}
-		if (x->c.rc == MGROK_HS_MORE && x->s2c.len) {
-			deliver(&x->s2c, &x->c.inbox, x->bytewise);
-			x->c.rc = mgrok_hs_client_feed(&x->c.hs, mgrok_buf_head(&x->c.inbox),
-			                               x->c.inbox.len, &used, &x->c2s);
-			mgrok_buf_consume(&x->c.inbox, used);
-			moved = true;
-		}
-		if (!moved)
-			break;
-	}
-}
-
-static void pair_free(struct pair *x)
-{
-	mgrok_hs_end(&x->s.hs);
-	mgrok_hs_end(&x->c.hs);
-	mgrok_buf_free(&x->s.inbox);
-	mgrok_buf_free(&x->c.inbox);
-	mgrok_buf_free(&x->c2s);
-	mgrok_buf_free(&x->s2c);
+	x->cm = &cm->m;
+	x->offer = (struct hs_offer){{&sm->m}, 1};
+	hs_pair_run(x);
 }
 
 /* A whole handshake of user/token against server sm: the server's result. */
 static int login(struct method *sm, const char *user, const char *token, char *identity)
 {
 	struct method cm;
-	struct pair x = {0};
+	struct hs_pair x = {0};
 	client_load(&cm, user, token);
-	pair_run(&x, &cm, sm);
+	run_handshake(&x, &cm, sm);
 	int rc = x.s.rc;
 	if (identity)
 		snprintf(identity, MGROK_IDENTITY_MAX + 1, "%s", x.s.hs.identity);
@@ -251,7 +198,7 @@ static int login(struct method *sm, const char *user, const char *token, char *i
 		ck_assert_msg(x.c.rc == MGROK_HS_DONE, "client: %d %s", x.c.rc, x.c.hs.reason);
 	else
 		ck_assert_str_eq(x.s.hs.reason, "authentication failed");
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 	return rc;
 }
@@ -277,18 +224,18 @@ static void spec_mac(const char *key, const char *label, const void *a, size_t a
 START_TEST(hs_ok)
 {
 	struct method sm, cm;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	server_standard(&sm);
 	client_load(&cm, "alice", ALICE);
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_msg(x.s.rc == MGROK_HS_DONE, "server %d: %s", x.s.rc, x.s.hs.reason);
 	ck_assert_msg(x.c.rc == MGROK_HS_DONE, "client %d: %s", x.c.rc, x.c.hs.reason);
 	ck_assert_str_eq(x.s.hs.identity, "alice");
 	ck_assert_uint_eq(x.s.hs.method_id, 0x02);
 	ck_assert_uint_eq(x.s.hs.messages, 2);
-	ck_assert_uint_eq(x.c2s.len + x.s2c.len + x.s.inbox.len + x.c.inbox.len, 0);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 
 	/* bob's token came from a file, its trailing whitespace dropped. */
@@ -303,17 +250,17 @@ END_TEST
 START_TEST(hs_wrong_token)
 {
 	struct method sm, cm;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	server_standard(&sm);
 	client_load(&cm, "alice", BOB); /* another user's token */
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.reason, "authentication failed");
 	ck_assert_str_eq(x.s.hs.identity, "");
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.c.hs.reason, "authentication failed");
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 	unload(&sm);
 }
@@ -323,7 +270,7 @@ END_TEST
 START_TEST(hs_unknown_user)
 {
 	struct method sm, cm;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 	struct mgrok_hs s;
 	struct mgrok_buf out = {0}, first = {0};
 	size_t used;
@@ -342,13 +289,13 @@ START_TEST(hs_unknown_user)
 	mgrok_buf_free(&out);
 	mgrok_buf_free(&first);
 
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_uint_eq(x.s.hs.messages, 2); /* the answer was awaited */
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.reason, "authentication failed");
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.c.hs.reason, "authentication failed");
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 	unload(&sm);
 }
@@ -357,16 +304,16 @@ END_TEST
 START_TEST(hs_bad_server_proof)
 {
 	struct method sm, cm;
-	struct pair x = {.bytewise = _i, .tamper_ok = true};
+	struct hs_pair x = {.bytewise = _i, .tamper_ok = true};
 
 	server_standard(&sm);
 	client_load(&cm, "alice", ALICE);
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DONE);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_ERROR);
 	ck_assert_str_eq(x.c.hs.reason,
 	                 "server proof invalid (the server does not know this user's token)");
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 	unload(&sm);
 }
@@ -708,26 +655,26 @@ END_TEST
 START_TEST(client_token_sources)
 {
 	struct method sm, cm;
-	struct pair x = {0};
+	struct hs_pair x = {0};
 	char conf[1024];
 
 	server_standard(&sm);
 	snprintf(conf, sizeof(conf), "{\"user\": \"alice\", \"token_file\": \"%s\"}",
 	         write_file("alice.token", ALICE "\r\n"));
 	must_load(&cm, conf);
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_msg(x.s.rc == MGROK_HS_DONE, "token_file: %s", x.s.hs.reason);
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 
 	memset(&x, 0, sizeof(x));
 	setenv("MGROK_TEST_USERS_TOKEN", ALICE, 1);
 	must_load(&cm, "{\"user\": \"alice\", \"token_env\": \"MGROK_TEST_USERS_TOKEN\"}");
 	unsetenv("MGROK_TEST_USERS_TOKEN");
-	pair_run(&x, &cm, &sm);
+	run_handshake(&x, &cm, &sm);
 	ck_assert_msg(x.s.rc == MGROK_HS_DONE, "token_env: %s", x.s.hs.reason);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DONE);
-	pair_free(&x);
+	hs_pair_free(&x);
 	unload(&cm);
 	unload(&sm);
 }

@@ -1,6 +1,6 @@
 /*
  * Unit tests for core/codec.c: frames and handshake messages against the
- * byte layouts of PROTOCOL.md 1-3, fed whole, byte by byte, in random
+ * byte layouts of doc/protocol.md 1-3, fed whole, byte by byte, in random
  * splits, truncated at every point, and malformed field by field.
  */
 #include <arpa/inet.h>
@@ -788,7 +788,7 @@ END_TEST
 
 START_TEST(test_direction)
 {
-	/* Each type parsed from each side: allowed exactly where PROTOCOL.md 3 says. */
+	/* Each type parsed from each side: allowed exactly where doc/protocol.md 3 says. */
 	static const struct {
 		uint8_t type;
 		bool from_client, from_server;

@@ -1,6 +1,6 @@
 /*
  * Check suite "flow_table": plugins/udp/flow_table.c, the udp plugin's table
- * of visitor flows (PROTOCOL.md 5), without sockets. The table is compiled
+ * of visitor flows (doc/protocol.md 5), without sockets. The table is compiled
  * into this test; flows are the test's own objects, the bucket array comes
  * from a counting allocator so that every test can check it was freed.
  */

@@ -4,7 +4,7 @@
  * from $MGROK_PLUGIN_DIR (each plugin exports the same entry symbol, so they
  * cannot be linked in) and a few fake methods defined here.
  *
- * Wire bytes are written out by hand from PROTOCOL.md 2 rather than through
+ * Wire bytes are written out by hand from doc/protocol.md 2 rather than through
  * the codec, so that these tests also pin the format.
  */
 #include <check.h>
@@ -21,13 +21,11 @@
 #include <openssl/rand.h>
 
 #include "handshake.h"
+#include "hs_pair.h"
 #include "test_host.h"
 
-#define PAYLOAD_MAX 4096 /* PROTOCOL.md 2: str16 payloads of at most 4096 bytes */
+#define PAYLOAD_MAX 4096 /* doc/protocol.md 2: str16 payloads of at most 4096 bytes */
 #define SECRET "hunter2-secret"
-
-/* ---- a host table for the plugins ---------------------------------------- */
-
 
 /* ---- loading the real plugins -------------------------------------------- */
 
@@ -189,106 +187,12 @@ static const struct mgrok_auth_ops counting_ops = {
 static const struct mgrok_auth_method loop_method = {"loop", 0x90, &loop_ops, NULL};
 static const struct mgrok_auth_method counting_method = {"counting", 0x91, &counting_ops, NULL};
 
-/* ---- what the server offers ---------------------------------------------- */
-
-struct offer {
-	const struct mgrok_auth_method *m[4];
-	size_t n;
-};
-
-static const struct mgrok_auth_method *find(void *arg, uint8_t id)
-{
-	const struct offer *o = arg;
-	for (size_t i = 0; i < o->n; i++)
-		if (o->m[i]->id == id)
-			return o->m[i];
-	return NULL;
-}
-
-/* ---- a server and a client talking in memory ----------------------------- */
-
-struct side {
-	struct mgrok_hs hs;
-	struct mgrok_buf inbox; /* delivered, not yet taken by feed */
-	int rc;
-};
-
-struct pair {
-	struct side s, c;
-	struct mgrok_buf c2s, s2c; /* sent, not yet delivered */
-	const struct mgrok_auth_method *cm;
-	struct offer offer;
-	bool bytewise;  /* deliver one byte per feed */
-	bool tamper_ok; /* flip the last byte of the server's OK reply */
-};
-
-static void deliver(struct mgrok_buf *wire, struct mgrok_buf *inbox, bool bytewise)
-{
-	size_t n = bytewise ? 1 : wire->len;
-	mgrok_buf_append(inbox, mgrok_buf_head(wire), n);
-	mgrok_buf_consume(wire, n);
-}
-
-static void pair_run(struct pair *x)
-{
-	mgrok_hs_server_init(&x->s.hs);
-	x->s.rc = MGROK_HS_MORE;
-	x->c.rc = mgrok_hs_client_start(&x->c.hs, x->cm, &x->c2s);
-
-	for (int guard = 0; guard < 100000; guard++) {
-		bool moved = false;
-		size_t used;
-
-		if (x->s.rc == MGROK_HS_MORE && x->c2s.len) {
-			deliver(&x->c2s, &x->s.inbox, x->bytewise);
-			x->s.rc = mgrok_hs_server_feed(&x->s.hs, mgrok_buf_head(&x->s.inbox),
-			                               x->s.inbox.len, &used, &x->s2c, find, &x->offer);
-			ck_assert_uint_le(used, x->s.inbox.len);
-			mgrok_buf_consume(&x->s.inbox, used);
-			if (x->s.rc == MGROK_HS_DONE && x->tamper_ok)
-				mgrok_buf_tail(&x->s2c)[-1] ^= 0x01;
-			moved = true;
-		}
-		if (x->c.rc == MGROK_HS_MORE && x->s2c.len) {
-			deliver(&x->s2c, &x->c.inbox, x->bytewise);
-			x->c.rc = mgrok_hs_client_feed(&x->c.hs, mgrok_buf_head(&x->c.inbox),
-			                               x->c.inbox.len, &used, &x->c2s);
-			ck_assert_uint_le(used, x->c.inbox.len);
-			mgrok_buf_consume(&x->c.inbox, used);
-			moved = true;
-		}
-		if (!moved)
-			break;
-	}
-}
-
-static void pair_free(struct pair *x)
-{
-	mgrok_hs_end(&x->s.hs);
-	mgrok_hs_end(&x->c.hs);
-	mgrok_buf_free(&x->s.inbox);
-	mgrok_buf_free(&x->c.inbox);
-	mgrok_buf_free(&x->c2s);
-	mgrok_buf_free(&x->s2c);
-}
-
-/* Both sides finished, nothing left over anywhere. */
-static void pair_assert_drained(const struct pair *x)
-{
-	ck_assert_uint_eq(x->c2s.len, 0);
-	ck_assert_uint_eq(x->s2c.len, 0);
-	ck_assert_uint_eq(x->s.inbox.len, 0);
-	ck_assert_uint_eq(x->c.inbox.len, 0);
-	ck_assert(x->s.hs.finished);
-	ck_assert(x->c.hs.finished);
-}
-
 /* ---- single-side helpers --------------------------------------------------- */
 
 static int server_feed(struct mgrok_hs *hs, const void *p, size_t len, size_t *used,
-                       struct mgrok_buf *out, struct offer *o)
+                       struct mgrok_buf *out, struct hs_offer *o)
 {
-	return mgrok_hs_server_feed(hs, p, len, used, out, find, o);
+	return mgrok_hs_server_feed(hs, p, len, used, out, hs_offer_find, o);
 }
 
 /* status | str16 payload */
@@ -299,7 +203,7 @@ static void put_reply(struct mgrok_buf *b, uint8_t status, const void *p, size_t
 	mgrok_buf_append(b, p, len);
 }
 
-/* PROTOCOL.md 2.2: HMAC-SHA256(SECRET, label || a || b), computed independently. */
+/* doc/protocol.md 2.2: HMAC-SHA256(SECRET, label || a || b), computed independently. */
 static void spec_proof(const char *label, const uint8_t *a, const uint8_t *b, uint8_t mac[32])
 {
 	uint8_t msg[64];
@@ -319,19 +223,19 @@ static void spec_proof(const char *label, const uint8_t *a, const uint8_t *b, ui
 START_TEST(none_ok)
 {
 	struct method none;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	method_must_load(&none, "auth-none.so", "{}");
 	x.cm = &none.m;
-	x.offer = (struct offer){{&none.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&none.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DONE);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DONE);
 	ck_assert_str_eq(x.s.hs.identity, "anonymous");
 	ck_assert_uint_eq(x.s.hs.messages, 1);
 	ck_assert_uint_eq(x.s.hs.method_id, 0x00);
-	pair_assert_drained(&x);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	method_unload(&none);
 }
 END_TEST
@@ -339,20 +243,20 @@ END_TEST
 START_TEST(none_not_offered)
 {
 	struct method none, token;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	method_must_load(&none, "auth-none.so", "{}");
 	method_must_load(&token, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	x.cm = &none.m;
-	x.offer = (struct offer){{&token.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&token.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.reason, "auth method 0x00 not supported");
 	ck_assert(!x.s.hs.auth_started);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.c.hs.reason, "auth method 0x00 not supported");
-	pair_assert_drained(&x);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	method_unload(&none);
 	method_unload(&token);
 }
@@ -362,7 +266,7 @@ START_TEST(none_unsupported_reply_bytes)
 {
 	static const uint8_t first[] = {'G', 'R', 'T', '1', 0x05, 0x00, 0x00};
 	static const char text[] = "auth method 0x05 not supported";
-	struct offer o = {{&loop_method}, 1};
+	struct hs_offer o = {{&loop_method}, 1};
 	struct mgrok_hs hs;
 	struct mgrok_buf out = {0}, want = {0};
 	size_t used;
@@ -383,13 +287,13 @@ START_TEST(none_payload_denied)
 {
 	static const uint8_t first[] = {'G', 'R', 'T', '1', 0x00, 0x00, 0x01, 'a'};
 	struct method none;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs hs;
 	struct mgrok_buf out = {0};
 	size_t used;
 
 	method_must_load(&none, "auth-none.so", "{}");
-	o = (struct offer){{&none.m}, 1};
+	o = (struct hs_offer){{&none.m}, 1};
 	mgrok_hs_server_init(&hs);
 	ck_assert_int_eq(server_feed(&hs, first, sizeof(first), &used, &out, &o), MGROK_HS_DENIED);
 	ck_assert_uint_gt(out.len, 3);
@@ -419,21 +323,21 @@ END_TEST
 START_TEST(token_ok)
 {
 	struct method cs, ss;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	x.cm = &cs.m;
-	x.offer = (struct offer){{&ss.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&ss.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_msg(x.s.rc == MGROK_HS_DONE, "server %d: %s", x.s.rc, x.s.hs.reason);
 	ck_assert_msg(x.c.rc == MGROK_HS_DONE, "client %d: %s", x.c.rc, x.c.hs.reason);
 	ck_assert_str_eq(x.s.hs.identity, "token");
 	ck_assert_uint_eq(x.s.hs.messages, 2);
 	ck_assert_uint_eq(x.c.hs.messages, 2);
 	ck_assert_uint_eq(x.s.hs.method_id, 0x01);
-	pair_assert_drained(&x);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	method_unload(&cs);
 	method_unload(&ss);
 }
@@ -442,20 +346,20 @@ END_TEST
 START_TEST(token_wrong)
 {
 	struct method cs, ss;
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"not-the-secret\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	x.cm = &cs.m;
-	x.offer = (struct offer){{&ss.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&ss.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.reason, "authentication failed");
 	ck_assert_str_eq(x.s.hs.identity, "");
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.c.hs.reason, "authentication failed");
-	pair_assert_drained(&x);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	method_unload(&cs);
 	method_unload(&ss);
 }
@@ -464,18 +368,18 @@ END_TEST
 START_TEST(token_bad_server_proof)
 {
 	struct method cs, ss;
-	struct pair x = {.bytewise = _i, .tamper_ok = true};
+	struct hs_pair x = {.bytewise = _i, .tamper_ok = true};
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	x.cm = &cs.m;
-	x.offer = (struct offer){{&ss.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&ss.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DONE);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_ERROR);
 	ck_assert_msg(strstr(x.c.hs.reason, "server proof invalid") != NULL, "reason: %s",
 	              x.c.hs.reason);
-	pair_free(&x);
+	hs_pair_free(&x);
 	method_unload(&cs);
 	method_unload(&ss);
 }
@@ -520,13 +424,13 @@ START_TEST(token_malformed_first)
 {
 	static const uint8_t first[] = {'G', 'R', 'T', '1', 0x01, 0x00, 0x03, 1, 2, 3};
 	struct method ss;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs hs;
 	struct mgrok_buf out = {0};
 	size_t used;
 
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
-	o = (struct offer){{&ss.m}, 1};
+	o = (struct hs_offer){{&ss.m}, 1};
 	mgrok_hs_server_init(&hs);
 	ck_assert_int_eq(server_feed(&hs, first, sizeof(first), &used, &out, &o), MGROK_HS_DENIED);
 	ck_assert_str_eq(hs.reason, "malformed token handshake");
@@ -536,11 +440,11 @@ START_TEST(token_malformed_first)
 }
 END_TEST
 
-/* The bytes on the wire are exactly PROTOCOL.md 2.2. */
+/* The bytes on the wire are exactly doc/protocol.md 2.2. */
 START_TEST(token_wire_format)
 {
 	struct method cs, ss;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs c, s;
 	struct mgrok_buf c2s = {0}, s2c = {0};
 	uint8_t cnonce[16], snonce[16], mac[32];
@@ -548,7 +452,7 @@ START_TEST(token_wire_format)
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
-	o = (struct offer){{&ss.m}, 1};
+	o = (struct hs_offer){{&ss.m}, 1};
 	mgrok_hs_server_init(&s);
 
 	ck_assert_int_eq(mgrok_hs_client_start(&c, &cs.m, &c2s), MGROK_HS_MORE);
@@ -594,14 +498,14 @@ END_TEST
 START_TEST(token_replay)
 {
 	struct method cs, ss;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs client, a, b;
 	struct mgrok_buf first = {0}, answer = {0}, ra = {0}, rb = {0};
 	size_t used;
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
-	o = (struct offer){{&ss.m}, 1};
+	o = (struct hs_offer){{&ss.m}, 1};
 
 	ck_assert_int_eq(mgrok_hs_client_start(&client, &cs.m, &first), MGROK_HS_MORE);
 	mgrok_hs_server_init(&a);
@@ -649,14 +553,14 @@ START_TEST(frames_after_ok)
 {
 	static const uint8_t frames[] = {0x05, 0x0B, 0x01, 'c', 0x00, 0x00};
 	struct method cs, ss;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs c, s;
 	struct mgrok_buf c2s = {0}, s2c = {0};
 	size_t used, len;
 
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\"}");
 	method_must_load(&ss, "auth-token.so", "{\"token\": \"" SECRET "\"}");
-	o = (struct offer){{&ss.m}, 1};
+	o = (struct hs_offer){{&ss.m}, 1};
 	mgrok_hs_server_init(&s);
 
 	ck_assert_int_eq(mgrok_hs_client_start(&c, &cs.m, &c2s), MGROK_HS_MORE);
@@ -693,13 +597,13 @@ START_TEST(frames_after_ok_none)
 {
 	static const uint8_t frames[] = {0x05, 0x05};
 	struct method none;
-	struct offer o;
+	struct hs_offer o;
 	struct mgrok_hs c, s;
 	struct mgrok_buf c2s = {0}, s2c = {0};
 	size_t used;
 
 	method_must_load(&none, "auth-none.so", "{}");
-	o = (struct offer){{&none.m}, 1};
+	o = (struct hs_offer){{&none.m}, 1};
 	mgrok_hs_server_init(&s);
 	ck_assert_int_eq(mgrok_hs_client_start(&c, &none.m, &c2s), MGROK_HS_MORE);
 	ck_assert_uint_eq(c2s.len, 7);
@@ -725,7 +629,7 @@ END_TEST
 START_TEST(bad_magic)
 {
 	static const char http[] = "GET / HTTP/1.1\r\n\r\n";
-	struct offer o = {{&loop_method}, 1};
+	struct hs_offer o = {{&loop_method}, 1};
 	struct mgrok_hs hs;
 	struct mgrok_buf out = {0};
 	size_t used;
@@ -761,7 +665,7 @@ END_TEST
 /* More than 4096 bytes of payload, in every place a str16 appears. */
 START_TEST(payload_too_long)
 {
-	struct offer o = {{&loop_method}, 1};
+	struct hs_offer o = {{&loop_method}, 1};
 	struct mgrok_hs hs;
 	struct mgrok_buf msg = {0}, out = {0};
 	uint8_t *big = calloc(PAYLOAD_MAX + 1, 1);
@@ -812,20 +716,20 @@ END_TEST
 
 START_TEST(too_many_rounds)
 {
-	struct pair x = {.bytewise = _i};
+	struct hs_pair x = {.bytewise = _i};
 
 	memset(&fake, 0, sizeof(fake));
 	x.cm = &loop_method;
-	x.offer = (struct offer){{&loop_method}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&loop_method}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.reason, "too many handshake rounds");
 	ck_assert_uint_eq(x.s.hs.messages, MGROK_HS_MAX_CLIENT_MESSAGES);
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.c.hs.reason, "too many handshake rounds");
 	ck_assert_uint_eq(x.c.hs.messages, MGROK_HS_MAX_CLIENT_MESSAGES);
-	pair_assert_drained(&x);
-	pair_free(&x);
+	hs_pair_assert_drained(&x);
+	hs_pair_free(&x);
 	ck_assert_int_eq(fake.starts, 2);
 	ck_assert_int_eq(fake.ends, 2);
 }
@@ -914,13 +818,13 @@ END_TEST
 
 START_TEST(end_called_once)
 {
-	struct pair x = {.bytewise = _i % 2};
+	struct hs_pair x = {.bytewise = _i % 2};
 
 	memset(&fake, 0, sizeof(fake));
 	fake.deny = _i >= 2;
 	x.cm = &counting_method;
-	x.offer = (struct offer){{&counting_method}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&counting_method}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(fake.starts, 2);
 	if (fake.deny) {
 		ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
@@ -937,7 +841,7 @@ START_TEST(end_called_once)
 	mgrok_hs_end(&x.c.hs);
 	mgrok_hs_end(&x.c.hs);
 	ck_assert_int_eq(fake.ends, 2);
-	pair_free(&x);
+	hs_pair_free(&x);
 	ck_assert_int_eq(fake.ends, 2);
 }
 END_TEST
@@ -962,28 +866,28 @@ END_TEST
 START_TEST(identity_too_long)
 {
 	char id[MGROK_IDENTITY_MAX + 2];
-	struct pair x = {0};
+	struct hs_pair x = {0};
 
 	memset(id, 'i', sizeof(id) - 1);
 	id[sizeof(id) - 1] = '\0';
 	memset(&fake, 0, sizeof(fake));
 	fake.identity = id;
 	x.cm = &counting_method;
-	x.offer = (struct offer){{&counting_method}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&counting_method}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
 	ck_assert_str_eq(x.s.hs.identity, "");
 	ck_assert_int_eq(x.c.rc, MGROK_HS_DENIED);
-	pair_free(&x);
+	hs_pair_free(&x);
 
 	id[MGROK_IDENTITY_MAX] = '\0'; /* exactly 64 bytes is fine */
 	memset(&x, 0, sizeof(x));
 	x.cm = &counting_method;
-	x.offer = (struct offer){{&counting_method}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&counting_method}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DONE);
 	ck_assert_str_eq(x.s.hs.identity, id);
-	pair_free(&x);
+	hs_pair_free(&x);
 }
 END_TEST
 
@@ -1021,7 +925,7 @@ START_TEST(token_file_and_env)
 	const char *path = temp_file(SECRET " \r\n\n");
 	char json[512];
 	struct method cs, ss;
-	struct pair x = {0};
+	struct hs_pair x = {0};
 
 	setenv("MGROK_TEST_TOKEN", SECRET, 1);
 	snprintf(json, sizeof(json), "{\"token_file\": \"%s\"}", path);
@@ -1032,11 +936,11 @@ START_TEST(token_file_and_env)
 	unsetenv("MGROK_TEST_TOKEN");
 
 	x.cm = &cs.m;
-	x.offer = (struct offer){{&ss.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&ss.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_msg(x.s.rc == MGROK_HS_DONE, "server %d: %s", x.s.rc, x.s.hs.reason);
 	ck_assert_msg(x.c.rc == MGROK_HS_DONE, "client %d: %s", x.c.rc, x.c.hs.reason);
-	pair_free(&x);
+	hs_pair_free(&x);
 	method_unload(&cs);
 	method_unload(&ss);
 }
@@ -1048,17 +952,17 @@ START_TEST(token_file_differs_from_padded_inline)
 	const char *path = temp_file(SECRET "\n");
 	char json[512];
 	struct method cs, ss;
-	struct pair x = {0};
+	struct hs_pair x = {0};
 
 	snprintf(json, sizeof(json), "{\"token_file\": \"%s\"}", path);
 	method_must_load(&ss, "auth-token.so", json);
 	method_must_load(&cs, "auth-token.so", "{\"token\": \"" SECRET "\\n\"}");
 	unlink(path);
 	x.cm = &cs.m;
-	x.offer = (struct offer){{&ss.m}, 1};
-	pair_run(&x);
+	x.offer = (struct hs_offer){{&ss.m}, 1};
+	hs_pair_run(&x);
 	ck_assert_int_eq(x.s.rc, MGROK_HS_DENIED);
-	pair_free(&x);
+	hs_pair_free(&x);
 	method_unload(&cs);
 	method_unload(&ss);
 }

@@ -1,5 +1,5 @@
 /*
- * Check suite "mux": core/mux.c, the stream rules of PROTOCOL.md 3.2 and the
+ * Check suite "mux": core/mux.c, the stream rules of doc/protocol.md 3.2 and the
  * flow control of 3.3, without I/O. The constants are written out from the
  * protocol text (262144, 16777216) rather than taken from codec.h, so that
  * these tests also pin the numbers.
@@ -13,7 +13,7 @@
 
 #include "mux.h"
 
-#define WINDOW 262144u         /* PROTOCOL.md 3.3: initial window, each direction */
+#define WINDOW 262144u         /* doc/protocol.md 3.3: initial window, each direction */
 #define HALF_WINDOW 131072u    /* credit is returned once half a window is consumed */
 #define WINDOW_MAX 16777216u   /* 16 MiB: no window may grow above this */
 #define DATA_MAX 65535u        /* a DATA frame's uint16 length */
@@ -1196,7 +1196,7 @@ START_TEST(test_autotune_not_when_window_to_spare)
 }
 END_TEST
 
-/* Off: the fixed 256 KiB window of PROTOCOL.md 3.3. */
+/* Off: the fixed 256 KiB window of doc/protocol.md 3.3. */
 START_TEST(test_autotune_off)
 {
 	struct mgrok_mux m;

@@ -1,6 +1,6 @@
 /*
  * Check suite "udp_plugin": the real udp proxy plugin ($MGROK_PLUGIN_DIR/
- * udp.so, PROTOCOL.md 5) loaded with dlopen and driven through a mock host
+ * udp.so, doc/protocol.md 5) loaded with dlopen and driven through a mock host
  * table written here. The mock records what the plugin asks of the host
  * (watchers, timers, streams, datagrams sent) and lets the test play the
  * event loop: it invokes watcher and timer callbacks itself, moves a fake
@@ -973,7 +973,7 @@ START_TEST(test_server_visitors)
 }
 END_TEST
 
-/* max_flows: the least recently used flow makes room (PROTOCOL.md 5). */
+/* max_flows: the least recently used flow makes room (doc/protocol.md 5). */
 START_TEST(test_server_max_flows)
 {
 	struct server srv = server_start("{\"max_flows\": 2}", 15);
