@@ -46,6 +46,11 @@ static inline uint32_t mgrok_get32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* The object that holds member at p (watchers live inside what they serve). */
+/* clang-format off: it reads "(char *)(p) - x" as a cast of "-x" */
+#define MGROK_CONTAINER_OF(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+/* clang-format on */
+
 void *mgrok_xmalloc(size_t n);
 void *mgrok_xcalloc(size_t n, size_t size);
 void *mgrok_xrealloc(void *p, size_t n);

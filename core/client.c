@@ -257,7 +257,7 @@ static const struct mgrok_session_ops cl_ops = {
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgrok_client *cl = (struct mgrok_client *)((char *)w - offsetof(struct mgrok_client, retry));
+	struct mgrok_client *cl = MGROK_CONTAINER_OF(w, struct mgrok_client, retry);
 	connect_now(cl);
 }
 

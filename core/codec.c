@@ -42,6 +42,7 @@ struct frame_desc {
 };
 
 #define AT(member) offsetof(struct mgrok_frame, member)
+/* clang-format off: it takes these braces for blocks */
 #define U8(member) {F_U8, false, 0, AT(member), #member}
 #define U16(member) {F_U16, false, 0, AT(member), #member}
 #define U32(member) {F_U32, false, 0, AT(member), #member}
@@ -49,6 +50,7 @@ struct frame_desc {
 #define STR8(member, nonempty, max, what) {F_STR8, nonempty, max, AT(member), what}
 #define STR16(member, nonempty, max, what) {F_STR16, nonempty, max, AT(member), what}
 #define ADDR(member) {F_ADDR, false, 0, AT(member), "address"}
+/* clang-format on */
 
 /*
  * doc/protocol.md 3, field for field. REGISTER's name and options take any

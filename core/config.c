@@ -114,7 +114,9 @@ struct field {
 	size_t off;
 	const struct field *sub;
 };
+/* clang-format off: it takes these braces for a block */
 #define FIELDS_END {NULL, NULL, 0, NULL}
+/* clang-format on */
 
 /* Appends to a key path. A path too long for the key field is cut short:
  * the error still reads, and locate() places it at the nearest key that the

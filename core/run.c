@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "buf.h"
 #include "host.h"
 #include "log.h"
 
@@ -25,12 +26,11 @@ struct signals {
 	void *arg;
 };
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct signals *s = w->signum == SIGTERM ? container_of(w, struct signals, term)
-	                                          : container_of(w, struct signals, intr);
+	struct signals *s = w->signum == SIGTERM ? MGROK_CONTAINER_OF(w, struct signals, term)
+	                                          : MGROK_CONTAINER_OF(w, struct signals, intr);
 	MGROK_INFO("signal %d: shutting down", w->signum);
 	s->ops->stop(s->arg);
 	ev_break(loop, EVBREAK_ALL);
@@ -38,7 +38,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct signals *s = container_of(w, struct signals, hup);
+	struct signals *s = MGROK_CONTAINER_OF(w, struct signals, hup);
 	MGROK_INFO("SIGHUP: reloading");
 	s->ops->reload(s->arg);
 }

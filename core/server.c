@@ -541,7 +541,7 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_server *srv =
-	    (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, accept_retry));
+	    MGROK_CONTAINER_OF(w, struct mgrok_server, accept_retry);
 	ev_io_start(loop, &srv->lio);
 }
 
@@ -585,7 +585,7 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct mgrok_server *srv = (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, lio));
+	struct mgrok_server *srv = MGROK_CONTAINER_OF(w, struct mgrok_server, lio);
 	for (int i = 0; i < MGROK_ACCEPTS_PER_WAKEUP; i++) {
 		struct mgrok_sockaddr peer = {.len = sizeof(peer.ss)};
 		int fd = accept4(srv->lfd, (struct sockaddr *)&peer.ss, &peer.len,
@@ -606,7 +606,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_server *srv =
-	    (struct mgrok_server *)((char *)w - offsetof(struct mgrok_server, log_tick));
+	    MGROK_CONTAINER_OF(w, struct mgrok_server, log_tick);
 	for (int k = 0; k < SRV_LOG_COUNT; k++)
 		mgrok_log_limit_tick(&srv->loglim[k], 0, ev_now(loop));
 }

@@ -12,7 +12,6 @@
 #include "stream.h"
 #include "tls.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 
 static void finalize(struct mgrok_session *s);
@@ -135,7 +134,7 @@ static void after_flush(struct mgrok_session *s)
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-	struct mgrok_session *s = container_of(w, struct mgrok_session, flush);
+	struct mgrok_session *s = MGROK_CONTAINER_OF(w, struct mgrok_session, flush);
 	ev_prepare_stop(loop, w);
 	s->in_cb++;
 	if (flush_out(s) == 0)
@@ -147,7 +146,7 @@ static void read_input(struct mgrok_session *s);
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct mgrok_session *s = container_of(w, struct mgrok_session, wio);
+	struct mgrok_session *s = MGROK_CONTAINER_OF(w, struct mgrok_session, wio);
 	s->in_cb++;
 	if (s->tr.read_wants_write) {
 		ev_io_stop(loop, w);
@@ -387,7 +386,7 @@ static void read_input(struct mgrok_session *s)
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct mgrok_session *s = container_of(w, struct mgrok_session, rio);
+	struct mgrok_session *s = MGROK_CONTAINER_OF(w, struct mgrok_session, rio);
 	s->in_cb++;
 	if (s->tr.write_wants_read && s->out.len && flush_out(s) == 0)
 		after_flush(s);
@@ -408,7 +407,7 @@ static bool bytes_waiting(const struct mgrok_session *s)
 
 static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgrok_session *s = container_of(w, struct mgrok_session, beat);
+	struct mgrok_session *s = MGROK_CONTAINER_OF(w, struct mgrok_session, beat);
 	double now = ev_now(loop);
 	s->in_cb++;
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
@@ -435,7 +434,7 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_hs_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgrok_session *s = container_of(w, struct mgrok_session, hs_timer);
+	struct mgrok_session *s = MGROK_CONTAINER_OF(w, struct mgrok_session, hs_timer);
 	s->in_cb++;
 	s->hs_failed = true;
 	mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake not finished in time");

@@ -13,7 +13,6 @@
 #include "proxy.h"
 #include "session.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -426,7 +425,7 @@ static void read_frames(struct mgrok_stream *st)
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct mgrok_stream *st = container_of(w, struct mgrok_stream, rio);
+	struct mgrok_stream *st = MGROK_CONTAINER_OF(w, struct mgrok_stream, rio);
 	struct mgrok_session *s = st->sess;
 
 	s->in_cb++;
@@ -458,7 +457,7 @@ static void connect_done(struct mgrok_stream *st)
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct mgrok_stream *st = container_of(w, struct mgrok_stream, wio);
+	struct mgrok_stream *st = MGROK_CONTAINER_OF(w, struct mgrok_stream, wio);
 	struct mgrok_session *s = st->sess;
 	s->in_cb++;
 	if (st->f.connecting)
