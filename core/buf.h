@@ -13,7 +13,10 @@ struct mgrok_buf {
 };
 
 static inline uint8_t *mgrok_buf_head(const struct mgrok_buf *b) { return b->data + b->off; }
-static inline uint8_t *mgrok_buf_tail(const struct mgrok_buf *b) { return b->data + b->off + b->len; }
+static inline uint8_t *mgrok_buf_tail(const struct mgrok_buf *b)
+{
+	return b->data + b->off + b->len;
+}
 static inline size_t mgrok_buf_room(const struct mgrok_buf *b) { return b->cap - b->off - b->len; }
 
 /* Makes room for n more bytes at the tail (moving or growing). */
@@ -48,7 +51,7 @@ static inline uint32_t mgrok_get32(const uint8_t *p)
 
 /* The object that holds member at p (watchers live inside what they serve). */
 /* clang-format off: it reads "(char *)(p) - x" as a cast of "-x" */
-#define MGROK_CONTAINER_OF(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define MGROK_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 /* clang-format on */
 
 void *mgrok_xmalloc(size_t n);

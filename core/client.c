@@ -16,7 +16,6 @@
 #include "stream.h"
 #include "tls.h"
 
-
 struct mgrok_client {
 	struct mgrok_ctx *ctx;
 	const struct mgrok_client_conf *conf;
@@ -113,8 +112,8 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 		fflush(stdout);
 		MGROK_INFO("proxy %s: up at %s -> %s", px->name, px->public_addr, px->local);
 	} else {
-		fprintf(stderr, "mgrok: proxy %s: registration refused (status %u): %.*s\n", px->name,
-		        f->u.ack.status, mlen, msg);
+		fprintf(stderr, "mgrok: proxy %s: registration refused (status %u): %.*s\n",
+		        px->name, f->u.ack.status, mlen, msg);
 		MGROK_ERROR("proxy %s: registration refused (status %u): %.*s", px->name,
 		            f->u.ack.status, mlen, msg);
 	}
@@ -135,13 +134,12 @@ static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
 		                    "protocol error: %s", s->mux.err);
 		return -1;
 	}
-	struct mgrok_proxy *px =
-	    find_proxy(cl, f->u.new_stream.name.p, f->u.new_stream.name.len);
+	struct mgrok_proxy *px = find_proxy(cl, f->u.new_stream.name.p, f->u.new_stream.name.len);
 	struct mgrok_stream *st = mgrok_stream_accept(s, f->stream_id, px);
 	if (!px || !px->bound) {
 		MGROK_SESSION_LOG(s, MGROK_LOGK_UNKNOWN, MGROK_LOG_WARN,
-		                  "session %u stream %u: NEW_STREAM for unknown proxy '%.*s'", s->id,
-		                  f->stream_id, (int)f->u.new_stream.name.len,
+		                  "session %u stream %u: NEW_STREAM for unknown proxy '%.*s'",
+		                  s->id, f->stream_id, (int)f->u.new_stream.name.len,
 		                  (const char *)f->u.new_stream.name.p);
 		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
 		return 0;
@@ -197,14 +195,12 @@ static int cl_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 {
 	struct mgrok_client *cl = s->owner;
 	switch (f->type) {
-	case MGROK_FRAME_REGISTER_ACK:
-		on_ack(cl, f);
-		return 0;
-	case MGROK_FRAME_NEW_STREAM:
-		return on_new_stream(cl, s, f);
+	case MGROK_FRAME_REGISTER_ACK: on_ack(cl, f); return 0;
+	case MGROK_FRAME_NEW_STREAM: return on_new_stream(cl, s, f);
 	default:
 		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-		                    "protocol error: unexpected %s", mgrok_frame_type_name(f->type));
+		                    "protocol error: unexpected %s",
+		                    mgrok_frame_type_name(f->type));
 		return -1;
 	}
 }
@@ -227,7 +223,8 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 		else
 			fprintf(stderr, "mgrok: %s\n", reason);
 		MGROK_ERROR("session %u: %s: %s", s->id,
-		            why == MGROK_CLOSE_DENIED ? "refused by the server" : "server not verified",
+		            why == MGROK_CLOSE_DENIED ? "refused by the server"
+		                                      : "server not verified",
 		            reason);
 		if (!cl->conf->retry_on_deny) {
 			stop(cl, 1);
@@ -248,9 +245,9 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 }
 
 static const struct mgrok_session_ops cl_ops = {
-    .on_open = cl_on_open,
-    .on_frame = cl_on_frame,
-    .on_close = cl_on_close,
+        .on_open = cl_on_open,
+        .on_frame = cl_on_frame,
+        .on_close = cl_on_close,
 };
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -286,7 +283,8 @@ static void connect_now(struct mgrok_client *cl)
 	}
 	if (cl->tls && cl->tls->insecure)
 		MGROK_WARN("TLS certificate verification is off (tls.insecure): anyone on the path "
-		           "can pose as %s", cl->conf->server);
+		           "can pose as %s",
+		           cl->conf->server);
 	/* A failed connect shows up as the session's first read or write error. */
 	cl->sess = mgrok_session_new(cl->ctx, fd, MGROK_ROLE_CLIENT, cl->tls, &cl_ops, cl);
 	mgrok_addr_format((struct sockaddr *)&sa.ss, cl->sess->peer, sizeof(cl->sess->peer));
@@ -301,10 +299,11 @@ static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 	struct mgrok_proxy **tail = &cl->proxies;
 	for (size_t i = 0; i < c->n_proxies; i++) {
 		const struct mgrok_proxy_conf *pc = &c->proxies[i];
-		struct mgrok_plugin *p = mgrok_registry_find(&cl->reg, MGROK_PLUGIN_PROXY, pc->type);
+		struct mgrok_plugin *p =
+		        mgrok_registry_find(&cl->reg, MGROK_PLUGIN_PROXY, pc->type);
 		if (!p) {
-			snprintf(err, errlen, "proxy %s: unknown type '%s' (no such plugin)", pc->name,
-			         pc->type);
+			snprintf(err, errlen, "proxy %s: unknown type '%s' (no such plugin)",
+			         pc->name, pc->type);
 			return -1;
 		}
 		if (mgrok_plugin_init(p, NULL, err, errlen) < 0)
@@ -351,13 +350,16 @@ struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_
 		goto fail;
 	struct mgrok_plugin *ap = mgrok_registry_find(&cl->reg, MGROK_PLUGIN_AUTH, c->auth.method);
 	if (!ap) {
-		snprintf(err, errlen, "auth method '%s': no such plugin in %s", c->auth.method, dir);
+		snprintf(err, errlen, "auth method '%s': no such plugin in %s", c->auth.method,
+		         dir);
 		goto fail;
 	}
 	if (mgrok_plugin_init(ap, c->auth.options, err, errlen) < 0)
 		goto fail;
-	cl->auth = (struct mgrok_auth_method){
-	    .name = ap->desc->name, .id = ap->desc->wire_id, .ops = ap->desc->auth, .inst = ap->inst};
+	cl->auth = (struct mgrok_auth_method){.name = ap->desc->name,
+	                                      .id = ap->desc->wire_id,
+	                                      .ops = ap->desc->auth,
+	                                      .inst = ap->inst};
 	if (setup_proxies(cl, err, errlen) < 0)
 		goto fail;
 	if (c->tls.enabled) {
@@ -387,7 +389,8 @@ void mgrok_client_shutdown(struct mgrok_client *cl)
 	cl->stopping = true;
 	ev_timer_stop(cl->ctx->loop, &cl->retry);
 	if (cl->sess)
-		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL, "client shutting down");
+		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
+		                    "client shutting down");
 }
 
 int mgrok_client_exit_code(const struct mgrok_client *cl) { return cl->exit_code; }

@@ -43,13 +43,34 @@ struct frame_desc {
 
 #define AT(member) offsetof(struct mgrok_frame, member)
 /* clang-format off: it takes these braces for blocks */
-#define U8(member) {F_U8, false, 0, AT(member), #member}
-#define U16(member) {F_U16, false, 0, AT(member), #member}
-#define U32(member) {F_U32, false, 0, AT(member), #member}
-#define SID {F_SID, false, 0, AT(stream_id), "stream ID"}
-#define STR8(member, nonempty, max, what) {F_STR8, nonempty, max, AT(member), what}
-#define STR16(member, nonempty, max, what) {F_STR16, nonempty, max, AT(member), what}
-#define ADDR(member) {F_ADDR, false, 0, AT(member), "address"}
+#define U8(member)                                                                                 \
+	{                                                                                          \
+		F_U8, false, 0, AT(member), #member                                                \
+	}
+#define U16(member)                                                                                \
+	{                                                                                          \
+		F_U16, false, 0, AT(member), #member                                               \
+	}
+#define U32(member)                                                                                \
+	{                                                                                          \
+		F_U32, false, 0, AT(member), #member                                               \
+	}
+#define SID                                                                                        \
+	{                                                                                          \
+		F_SID, false, 0, AT(stream_id), "stream ID"                                        \
+	}
+#define STR8(member, nonempty, max, what)                                                          \
+	{                                                                                          \
+		F_STR8, nonempty, max, AT(member), what                                            \
+	}
+#define STR16(member, nonempty, max, what)                                                         \
+	{                                                                                          \
+		F_STR16, nonempty, max, AT(member), what                                           \
+	}
+#define ADDR(member)                                                                               \
+	{                                                                                          \
+		F_ADDR, false, 0, AT(member), "address"                                            \
+	}
 /* clang-format on */
 
 /*
@@ -58,32 +79,40 @@ struct frame_desc {
  * server (3.1), which cannot answer a frame it refused to decode.
  */
 static const struct frame_desc frames[] = {
-	[MGROK_FRAME_REGISTER] = {"REGISTER", FROM_CLIENT,
-	                          {U8(u.reg.proxy_type), U16(u.reg.remote_port),
-	                           U16(u.reg.local_port), STR8(u.reg.name, false, UINT8_MAX, "name"),
-	                           STR16(u.reg.options, false, UINT16_MAX, "options")}},
-	[MGROK_FRAME_NEW_STREAM] = {"NEW_STREAM", FROM_SERVER,
-	                            {SID, STR8(u.new_stream.name, true, MGROK_NAME_MAX, "name"),
-	                             ADDR(u.new_stream.source)}},
-	[MGROK_FRAME_DATA] = {"DATA", FROM_BOTH,
-	                      {SID, STR16(u.data, false, MGROK_DATA_MAX, "payload")}},
-	[MGROK_FRAME_CLOSE] = {"CLOSE", FROM_BOTH, {SID}},
-	[MGROK_FRAME_HEARTBEAT] = {"HEARTBEAT", FROM_BOTH, {{F_END, false, 0, 0, NULL}}},
-	[MGROK_FRAME_REGISTER_ACK] = {"REGISTER_ACK", FROM_SERVER,
-	                              {U8(u.ack.status), U8(u.ack.proxy_type),
-	                               U16(u.ack.remote_port),
-	                               STR8(u.ack.name, false, UINT8_MAX, "name"),
-	                               STR16(u.ack.message, false, MGROK_MESSAGE_MAX, "message")}},
-	[MGROK_FRAME_WINDOW_UPDATE] = {"WINDOW_UPDATE", FROM_BOTH, {SID, U32(u.increment)}},
-	[MGROK_FRAME_RESET] = {"RESET", FROM_BOTH, {SID, U8(u.reset_code)}},
-	[MGROK_FRAME_GO_AWAY] = {"GO_AWAY", FROM_BOTH,
-	                         {U8(u.go_away.code),
-	                          STR16(u.go_away.message, false, MGROK_MESSAGE_MAX, "message")}},
-	[MGROK_FRAME_UNREGISTER] = {"UNREGISTER", FROM_CLIENT,
-	                            {STR8(u.unreg_name, true, MGROK_NAME_MAX, "name")}},
-	[MGROK_FRAME_HELLO] = {"HELLO", FROM_CLIENT,
-	                       {STR8(u.hello.client_id, true, MGROK_NAME_MAX, "clientId"),
-	                        STR16(u.hello.info, false, MGROK_INFO_MAX, "info")}},
+        [MGROK_FRAME_REGISTER] = {"REGISTER",
+                                  FROM_CLIENT,
+                                  {U8(u.reg.proxy_type), U16(u.reg.remote_port),
+                                   U16(u.reg.local_port),
+                                   STR8(u.reg.name, false, UINT8_MAX, "name"),
+                                   STR16(u.reg.options, false, UINT16_MAX, "options")}},
+        [MGROK_FRAME_NEW_STREAM] = {"NEW_STREAM",
+                                    FROM_SERVER,
+                                    {SID, STR8(u.new_stream.name, true, MGROK_NAME_MAX, "name"),
+                                     ADDR(u.new_stream.source)}},
+        [MGROK_FRAME_DATA] = {"DATA",
+                              FROM_BOTH,
+                              {SID, STR16(u.data, false, MGROK_DATA_MAX, "payload")}},
+        [MGROK_FRAME_CLOSE] = {"CLOSE", FROM_BOTH, {SID}},
+        [MGROK_FRAME_HEARTBEAT] = {"HEARTBEAT", FROM_BOTH, {{F_END, false, 0, 0, NULL}}},
+        [MGROK_FRAME_REGISTER_ACK] = {"REGISTER_ACK",
+                                      FROM_SERVER,
+                                      {U8(u.ack.status), U8(u.ack.proxy_type),
+                                       U16(u.ack.remote_port),
+                                       STR8(u.ack.name, false, UINT8_MAX, "name"),
+                                       STR16(u.ack.message, false, MGROK_MESSAGE_MAX, "message")}},
+        [MGROK_FRAME_WINDOW_UPDATE] = {"WINDOW_UPDATE", FROM_BOTH, {SID, U32(u.increment)}},
+        [MGROK_FRAME_RESET] = {"RESET", FROM_BOTH, {SID, U8(u.reset_code)}},
+        [MGROK_FRAME_GO_AWAY] = {"GO_AWAY",
+                                 FROM_BOTH,
+                                 {U8(u.go_away.code),
+                                  STR16(u.go_away.message, false, MGROK_MESSAGE_MAX, "message")}},
+        [MGROK_FRAME_UNREGISTER] = {"UNREGISTER",
+                                    FROM_CLIENT,
+                                    {STR8(u.unreg_name, true, MGROK_NAME_MAX, "name")}},
+        [MGROK_FRAME_HELLO] = {"HELLO",
+                               FROM_CLIENT,
+                               {STR8(u.hello.client_id, true, MGROK_NAME_MAX, "clientId"),
+                                STR16(u.hello.info, false, MGROK_INFO_MAX, "info")}},
 };
 
 static const struct frame_desc *frame_desc(uint8_t type)
@@ -99,7 +128,10 @@ const char *mgrok_frame_type_name(uint8_t type)
 	return d ? d->name : "unknown";
 }
 
-static void *field_ptr(struct mgrok_frame *f, const struct field *fd) { return (char *)f + fd->off; }
+static void *field_ptr(struct mgrok_frame *f, const struct field *fd)
+{
+	return (char *)f + fd->off;
+}
 
 static const void *field_cptr(const struct mgrok_frame *f, const struct field *fd)
 {
@@ -159,7 +191,8 @@ static int read_str(struct reader *r, const char *frame, const struct field *fd,
 		return 0;
 	size_t n = width == 1 ? lp[0] : mgrok_get16(lp);
 	if (n > fd->max)
-		return fail(r, "%s %s of %zu bytes exceeds %u", frame, fd->what, n, (unsigned)fd->max);
+		return fail(r, "%s %s of %zu bytes exceeds %u", frame, fd->what, n,
+		            (unsigned)fd->max);
 	if (n == 0 && fd->nonempty)
 		return fail(r, "%s %s is empty", frame, fd->what);
 	b->p = take(r, n);
@@ -174,17 +207,10 @@ static int read_addr(struct reader *r, struct mgrok_wire_addr *a)
 		return 0;
 	size_t iplen;
 	switch (fp[0]) {
-	case 0:
-		a->family = 0;
-		return 0;
-	case 4:
-		iplen = 4;
-		break;
-	case 6:
-		iplen = 16;
-		break;
-	default:
-		return fail(r, "bad address family %u", fp[0]);
+	case 0: a->family = 0; return 0;
+	case 4: iplen = 4; break;
+	case 6: iplen = 16; break;
+	default: return fail(r, "bad address family %u", fp[0]);
 	}
 	a->family = fp[0];
 	const uint8_t *ip = take(r, iplen);
@@ -218,12 +244,9 @@ static int read_field(struct reader *r, const char *frame, const struct field *f
 		if (fd->kind == F_SID && f->stream_id == 0)
 			return fail(r, "stream ID 0 on %s", frame);
 		return 0;
-	case F_STR8:
-		return read_str(r, frame, fd, 1, v);
-	case F_STR16:
-		return read_str(r, frame, fd, 2, v);
-	case F_ADDR:
-		return read_addr(r, v);
+	case F_STR8: return read_str(r, frame, fd, 1, v);
+	case F_STR16: return read_str(r, frame, fd, 2, v);
+	case F_ADDR: return read_addr(r, v);
 	}
 	return fail(r, "internal: bad field kind %u", fd->kind);
 }
@@ -242,7 +265,7 @@ int mgrok_frame_parse(const uint8_t *p, size_t len, enum mgrok_role sender, stru
 	bool known_sender = sender == MGROK_ROLE_CLIENT || sender == MGROK_ROLE_SERVER;
 	if (!known_sender || !(d->from & (1u << sender)))
 		return fail(&r, "%s not allowed from the %s", d->name,
-		            !known_sender                  ? "unknown sender"
+		            !known_sender                 ? "unknown sender"
 		            : sender == MGROK_ROLE_SERVER ? "server"
 		                                          : "client");
 	f->type = tp[0];
@@ -258,8 +281,7 @@ static bool field_ok(const struct mgrok_frame *f, const struct field *fd)
 {
 	const void *v = field_cptr(f, fd);
 	switch (fd->kind) {
-	case F_SID:
-		return f->stream_id != 0;
+	case F_SID: return f->stream_id != 0;
 	case F_STR8:
 	case F_STR16: {
 		const struct mgrok_bytes *b = v;
@@ -269,8 +291,7 @@ static bool field_ok(const struct mgrok_frame *f, const struct field *fd)
 		const struct mgrok_wire_addr *a = v;
 		return a->family == 0 || a->family == 4 || a->family == 6;
 	}
-	default:
-		return true;
+	default: return true;
 	}
 }
 
@@ -278,16 +299,10 @@ static void write_field(const struct mgrok_frame *f, const struct field *fd, str
 {
 	const void *v = field_cptr(f, fd);
 	switch (fd->kind) {
-	case F_U8:
-		mgrok_buf_put8(out, *(const uint8_t *)v);
-		break;
-	case F_U16:
-		mgrok_buf_put16(out, *(const uint16_t *)v);
-		break;
+	case F_U8: mgrok_buf_put8(out, *(const uint8_t *)v); break;
+	case F_U16: mgrok_buf_put16(out, *(const uint16_t *)v); break;
 	case F_U32:
-	case F_SID:
-		mgrok_buf_put32(out, *(const uint32_t *)v);
-		break;
+	case F_SID: mgrok_buf_put32(out, *(const uint32_t *)v); break;
 	case F_STR8:
 	case F_STR16: {
 		const struct mgrok_bytes *b = v;
@@ -377,8 +392,8 @@ int mgrok_decoder_feed(struct mgrok_decoder *d, const uint8_t *p, size_t len, mg
 	 * delivered in place.
 	 */
 	while (d->partial.len) {
-		rc = mgrok_frame_parse(mgrok_buf_head(&d->partial), d->partial.len, d->sender, &f, &used,
-		                       d->err, sizeof(d->err));
+		rc = mgrok_frame_parse(mgrok_buf_head(&d->partial), d->partial.len, d->sender, &f,
+		                       &used, d->err, sizeof(d->err));
 		if (rc < 0)
 			return decoder_fail(d);
 		if (rc > 0) {

@@ -15,7 +15,7 @@
 
 #define MGROK_MAGIC "GRT1"
 #define MGROK_HS_PAYLOAD_MAX 4096
-#define MGROK_NAME_MAX 64      /* proxy names, client ids */
+#define MGROK_NAME_MAX 64 /* proxy names, client ids */
 #define MGROK_STR_(x) #x
 #define MGROK_STR(x) MGROK_STR_(x)
 /* What a valid proxy name is, for messages. */

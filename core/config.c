@@ -58,7 +58,7 @@ static void locate(const struct ctx *x, const char *key)
 /* Fills x->err and returns -1. Without x->text (whole-config checks) the
  * error has a key but no place in a file. */
 __attribute__((format(printf, 3, 4))) static int bad(const struct ctx *x, const char *key,
-                                                    const char *fmt, ...)
+                                                     const char *fmt, ...)
 {
 	va_list ap;
 	struct mgrok_conf_error *e = x->err;
@@ -89,9 +89,8 @@ const char *mgrok_conf_error_format(const struct mgrok_conf_error *e, char *buf,
 static const char *type_name(const json_t *v)
 {
 	/* In the order of jansson's json_type. */
-	static const char *const names[] = {"an object", "an array",      "a string",
-	                                    "an integer", "a real number", "a boolean",
-	                                    "a boolean", "null"};
+	static const char *const names[] = {"an object",     "an array",  "a string",  "an integer",
+	                                    "a real number", "a boolean", "a boolean", "null"};
 	return names[json_typeof(v)];
 }
 
@@ -115,7 +114,10 @@ struct field {
 	const struct field *sub;
 };
 /* clang-format off: it takes these braces for a block */
-#define FIELDS_END {NULL, NULL, 0, NULL}
+#define FIELDS_END                                                                                 \
+	{                                                                                          \
+		NULL, NULL, 0, NULL                                                                \
+	}
 /* clang-format on */
 
 /* Appends to a key path. A path too long for the key field is cut short:
@@ -164,7 +166,8 @@ static int walk(const struct ctx *x, const char *at, const json_t *v, const stru
 		key_join(key, at, name);
 		if (!i->name)
 			return bad(x, key, "unknown key");
-		if (i->sub ? walk(x, key, m, i->sub, base) : i->take(x, key, m, (char *)base + i->off))
+		if (i->sub ? walk(x, key, m, i->sub, base)
+		           : i->take(x, key, m, (char *)base + i->off))
 			return -1;
 	}
 	return 0;
@@ -344,7 +347,8 @@ static int take_server_auth(const struct ctx *x, const char *key, json_t *v, voi
 		for (size_t j = 0; rc == 0 && j < i; j++) {
 			key_join(mkey, at, "method");
 			if (!strcmp(list[j].method, list[i].method))
-				rc = bad(x, mkey, "method \"%s\" is already listed", list[i].method);
+				rc = bad(x, mkey, "method \"%s\" is already listed",
+				         list[i].method);
 		}
 		if (rc) {
 			server_auth_free(list, n);
@@ -419,49 +423,49 @@ static int take_server_plugins(const struct ctx *x, const char *key, json_t *v, 
 
 #define S(f) offsetof(struct mgrok_server_conf, f), NULL
 static const struct field server_heartbeat[] = {
-	{"interval", take_seconds, S(heartbeat_interval)},
-	{"timeout", take_seconds, S(heartbeat_timeout)},
-	FIELDS_END,
+        {"interval", take_seconds, S(heartbeat_interval)},
+        {"timeout", take_seconds, S(heartbeat_timeout)},
+        FIELDS_END,
 };
 
 static const struct field server_limits[] = {
-	{"max_proxies", take_count, S(max_proxies)},
-	{"max_streams", take_count, S(max_streams)},
-	{"max_pending", take_count, S(max_pending)},
-	{"max_pending_per_address", take_count, S(max_pending_per_address)},
-	FIELDS_END,
+        {"max_proxies", take_count, S(max_proxies)},
+        {"max_streams", take_count, S(max_streams)},
+        {"max_pending", take_count, S(max_pending)},
+        {"max_pending_per_address", take_count, S(max_pending_per_address)},
+        FIELDS_END,
 };
 
 static const struct field server_log[] = {{"level", take_level, S(log_level)}, FIELDS_END};
 
 static const struct field server_rate_limit[] = {
-	{"failures", take_count, S(auth_failures)},
-	{"interval", take_seconds, S(auth_interval)},
-	FIELDS_END,
+        {"failures", take_count, S(auth_failures)},
+        {"interval", take_seconds, S(auth_interval)},
+        FIELDS_END,
 };
 
 static const struct field server_tls[] = {
-	{"cert", take_string, S(tls.cert)},
-	{"key", take_string, S(tls.key)},
-	FIELDS_END,
+        {"cert", take_string, S(tls.cert)},
+        {"key", take_string, S(tls.key)},
+        FIELDS_END,
 };
 
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
-	{"listen", take_hostport, S(listen)},
-	{"proxy_bind", take_string, S(proxy_bind)},
-	{"public_host", take_string, S(public_host)},
-	{"plugin_dir", take_string, S(plugin_dir)},
-	{"plugins", take_server_plugins, 0, NULL},
-	{"auth", take_server_auth, 0, NULL},
-	{"allow_ports", take_allow_ports, 0, NULL},
-	{"heartbeat", NULL, 0, server_heartbeat},
-	{"handshake_timeout", take_seconds, S(handshake_timeout)},
-	{"limits", NULL, 0, server_limits},
-	{"log", NULL, 0, server_log},
-	{"tls", NULL, 0, server_tls},
-	{"rate_limit", NULL, 0, server_rate_limit},
-	FIELDS_END,
+        {"listen", take_hostport, S(listen)},
+        {"proxy_bind", take_string, S(proxy_bind)},
+        {"public_host", take_string, S(public_host)},
+        {"plugin_dir", take_string, S(plugin_dir)},
+        {"plugins", take_server_plugins, 0, NULL},
+        {"auth", take_server_auth, 0, NULL},
+        {"allow_ports", take_allow_ports, 0, NULL},
+        {"heartbeat", NULL, 0, server_heartbeat},
+        {"handshake_timeout", take_seconds, S(handshake_timeout)},
+        {"limits", NULL, 0, server_limits},
+        {"log", NULL, 0, server_log},
+        {"tls", NULL, 0, server_tls},
+        {"rate_limit", NULL, 0, server_rate_limit},
+        FIELDS_END,
 };
 #undef S
 
@@ -545,12 +549,9 @@ static int take_options(const struct ctx *x, const char *key, json_t *v, void *d
 
 #define P(f) offsetof(struct mgrok_proxy_conf, f), NULL
 static const struct field proxy_fields[] = {
-	{"name", take_name, P(name)},
-	{"type", take_string, P(type)},
-	{"local", take_local, P(local)},
-	{"remote_port", take_remote_port, P(remote_port)},
-	{"options", take_options, P(options)},
-	FIELDS_END,
+        {"name", take_name, P(name)},          {"type", take_string, P(type)},
+        {"local", take_local, P(local)},       {"remote_port", take_remote_port, P(remote_port)},
+        {"options", take_options, P(options)}, FIELDS_END,
 };
 #undef P
 
@@ -608,26 +609,26 @@ static int take_client_plugins(const struct ctx *x, const char *key, json_t *v, 
 
 #define C(f) offsetof(struct mgrok_client_conf, f), NULL
 static const struct field client_heartbeat[] = {
-	{"interval", take_seconds, C(heartbeat_interval)},
-	{"timeout", take_seconds, C(heartbeat_timeout)},
-	FIELDS_END,
+        {"interval", take_seconds, C(heartbeat_interval)},
+        {"timeout", take_seconds, C(heartbeat_timeout)},
+        FIELDS_END,
 };
 
 static const struct field client_reconnect[] = {
-	{"initial", take_seconds, C(reconnect_initial)},
-	{"max", take_seconds, C(reconnect_max)},
-	{"retry_on_deny", take_bool, C(retry_on_deny)},
-	FIELDS_END,
+        {"initial", take_seconds, C(reconnect_initial)},
+        {"max", take_seconds, C(reconnect_max)},
+        {"retry_on_deny", take_bool, C(retry_on_deny)},
+        FIELDS_END,
 };
 
 static const struct field client_log[] = {{"level", take_level, C(log_level)}, FIELDS_END};
 
 static const struct field client_tls[] = {
-	{"ca", take_string, C(tls.ca)},
-	{"server_name", take_string, C(tls.server_name)},
-	{"fingerprint", take_string, C(tls.fingerprint)},
-	{"insecure", take_bool, C(tls.insecure)},
-	FIELDS_END,
+        {"ca", take_string, C(tls.ca)},
+        {"server_name", take_string, C(tls.server_name)},
+        {"fingerprint", take_string, C(tls.fingerprint)},
+        {"insecure", take_bool, C(tls.insecure)},
+        FIELDS_END,
 };
 
 /* "tls" present turns TLS on, even as an empty object (the system CAs). */
@@ -640,16 +641,16 @@ static int take_client_tls(const struct ctx *x, const char *key, json_t *v, void
 }
 
 static const struct field client_fields[] = {
-	{"server", take_hostport, C(server)},
-	{"auth", take_client_auth, C(auth)},
-	{"plugin_dir", take_string, C(plugin_dir)},
-	{"plugins", take_client_plugins, 0, NULL},
-	{"heartbeat", NULL, 0, client_heartbeat},
-	{"reconnect", NULL, 0, client_reconnect},
-	{"log", NULL, 0, client_log},
-	{"proxies", take_proxies, 0, NULL},
-	{"tls", take_client_tls, 0, NULL},
-	FIELDS_END,
+        {"server", take_hostport, C(server)},
+        {"auth", take_client_auth, C(auth)},
+        {"plugin_dir", take_string, C(plugin_dir)},
+        {"plugins", take_client_plugins, 0, NULL},
+        {"heartbeat", NULL, 0, client_heartbeat},
+        {"reconnect", NULL, 0, client_reconnect},
+        {"log", NULL, 0, client_log},
+        {"proxies", take_proxies, 0, NULL},
+        {"tls", take_client_tls, 0, NULL},
+        FIELDS_END,
 };
 #undef C
 
@@ -662,7 +663,8 @@ static int heartbeat_check(const struct ctx *x, double interval, double timeout)
 	if (!(interval > 0))
 		return bad(x, "heartbeat.interval", "must be greater than 0");
 	if (!(timeout > interval))
-		return bad(x, "heartbeat.timeout", "must be greater than the interval (%g s)", interval);
+		return bad(x, "heartbeat.timeout", "must be greater than the interval (%g s)",
+		           interval);
 	return 0;
 }
 
@@ -671,15 +673,17 @@ static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
 	if (!t->cert != !t->key)
 		return bad(x, t->cert ? "tls.key" : "tls.cert", "tls needs both cert and key");
 	if (t->fingerprint && t->insecure)
-		return bad(x, "tls.insecure", "insecure turns off the fingerprint check as well: "
-		                              "use one of them");
+		return bad(x, "tls.insecure",
+		           "insecure turns off the fingerprint check as well: "
+		           "use one of them");
 	return 0;
 }
 
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
-	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) || tls_check(x, &c->tls))
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
+	    tls_check(x, &c->tls))
 		return -1;
 	return 0;
 }
@@ -687,7 +691,8 @@ static int server_after(const struct ctx *x, const void *conf)
 static int client_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_client_conf *c = conf;
-	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) || tls_check(x, &c->tls))
+	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
+	    tls_check(x, &c->tls))
 		return -1;
 	if (c->reconnect_max < c->reconnect_initial)
 		return bad(x, "reconnect.max", "must not be less than the initial delay (%g s)",

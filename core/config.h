@@ -15,7 +15,7 @@
 
 struct mgrok_conf_error {
 	char file[256];
-	int line;   /* 0 when not known (e.g. a command-line value) */
+	int line; /* 0 when not known (e.g. a command-line value) */
 	int column;
 	char key[128]; /* path of the offending key: "proxies[1].remote_port" */
 	char msg[256];
@@ -60,29 +60,29 @@ struct mgrok_server_conf {
 	size_t n_auth;
 	struct mgrok_port_range *allow_ports; /* default 1024-65535 */
 	size_t n_allow_ports;
-	double heartbeat_interval; /* s, default 10 */
-	double heartbeat_timeout;  /* s, default 30 */
-	double handshake_timeout;  /* s, default 10 */
-	unsigned max_proxies;      /* per session, default 64 */
-	unsigned max_streams;      /* per session, default 4096 */
-	unsigned max_pending;      /* unauthenticated connections, default 256 */
+	double heartbeat_interval;        /* s, default 10 */
+	double heartbeat_timeout;         /* s, default 30 */
+	double handshake_timeout;         /* s, default 10 */
+	unsigned max_proxies;             /* per session, default 64 */
+	unsigned max_streams;             /* per session, default 4096 */
+	unsigned max_pending;             /* unauthenticated connections, default 256 */
 	unsigned max_pending_per_address; /* ... of them from one source address, default 8 */
-	unsigned auth_failures;    /* failed handshakes per address ... default 10 */
-	double auth_interval;      /* ... within this many s block it as long; default 60 */
-	int log_level;             /* enum mgrok_log_level, default INFO */
+	unsigned auth_failures;           /* failed handshakes per address ... default 10 */
+	double auth_interval;             /* ... within this many s block it as long; default 60 */
+	int log_level;                    /* enum mgrok_log_level, default INFO */
 	struct mgrok_tls_conf tls;
 };
 
 struct mgrok_proxy_conf {
 	char *name;
-	char *type;  /* proxy plugin name: "tcp" */
-	char *local; /* "host:port" of the local service */
+	char *type;           /* proxy plugin name: "tcp" */
+	char *local;          /* "host:port" of the local service */
 	uint16_t remote_port; /* 0: the server picks */
-	json_t *options; /* owned reference, a JSON object (empty when absent) */
+	json_t *options;      /* owned reference, a JSON object (empty when absent) */
 };
 
 struct mgrok_client_conf {
-	char *server; /* "host:port" of mgrokd; default "127.0.0.1:7000" */
+	char *server;                /* "host:port" of mgrokd; default "127.0.0.1:7000" */
 	struct mgrok_auth_conf auth; /* default method "none" */
 	char *plugin_dir;
 	char **plugins;
@@ -104,8 +104,10 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c);
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c);
 
 /* Load FILE over the defaults already in c. Returns 0, or -1 with err filled in. */
-int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path, struct mgrok_conf_error *err);
-int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path, struct mgrok_conf_error *err);
+int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path,
+                           struct mgrok_conf_error *err);
+int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path,
+                           struct mgrok_conf_error *err);
 /* The same from text already in memory; name stands for the file in errors. */
 int mgrok_server_conf_load_text(struct mgrok_server_conf *c, const char *name, const char *text,
                                 size_t len, struct mgrok_conf_error *err);

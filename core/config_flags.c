@@ -60,7 +60,8 @@ static int add_quick_proxy(struct mgrok_client_conf *c, const struct mgrok_clien
 	char *end, target[300], defname[80];
 	long rport = f->remote_port ? strtol(f->remote_port, &end, 10) : 0;
 	if (f->remote_port && (*end || !*f->remote_port || rport < 0 || rport > 65535))
-		return flag_error(err, "--remote-port", "'%s' is not a port (0-65535)", f->remote_port);
+		return flag_error(err, "--remote-port", "'%s' is not a port (0-65535)",
+		                  f->remote_port);
 	const char *why = mgrok_local_target(f->local, target, sizeof(target));
 	if (why)
 		return flag_error(err, f->local, "%s", why);
@@ -71,8 +72,8 @@ static int add_quick_proxy(struct mgrok_client_conf *c, const struct mgrok_clien
 		                  name);
 	for (size_t i = 0; i < c->n_proxies; i++)
 		if (strcmp(c->proxies[i].name, name) == 0)
-			return flag_error(err, "--name", "proxy name '%s' is also in the config file",
-			                  name);
+			return flag_error(err, "--name",
+			                  "proxy name '%s' is also in the config file", name);
 	c->proxies = mgrok_xrealloc(c->proxies, (c->n_proxies + 1) * sizeof(*c->proxies));
 	struct mgrok_proxy_conf *p = &c->proxies[c->n_proxies++];
 	memset(p, 0, sizeof(*p));

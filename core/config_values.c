@@ -75,7 +75,8 @@ int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t
 			hi = port_at(&p);
 		}
 		if (lo < 0 || hi < 0 || (*p && *p != ',') || lo > hi) {
-			snprintf(msg, msglen, "bad port range \"%.*s\": %s", (int)strcspn(item, ","), item,
+			snprintf(msg, msglen, "bad port range \"%.*s\": %s",
+			         (int)strcspn(item, ","), item,
 			         lo > hi && hi > 0 ? "start is after end"
 			                           : "expected PORT or LO-HI, ports 1-65535");
 			free(r);

@@ -27,10 +27,10 @@
 
 /* ---- fixed bounds ---------------------------------------------------------- */
 
-#define MGROK_ACCEPTS_PER_WAKEUP 64 /* the control port's */
-#define MGROK_LISTEN_BACKLOG 1024   /* the control port's; the tcp plugin uses the same */
-#define MGROK_ACCEPT_PAUSE 0.25     /* s without accepting once descriptors run out */
-#define MGROK_PORT_PICK_TRIES 4096  /* ports tried for a REGISTER of port 0 */
+#define MGROK_ACCEPTS_PER_WAKEUP 64     /* the control port's */
+#define MGROK_LISTEN_BACKLOG 1024       /* the control port's; the tcp plugin uses the same */
+#define MGROK_ACCEPT_PAUSE 0.25         /* s without accepting once descriptors run out */
+#define MGROK_PORT_PICK_TRIES 4096      /* ports tried for a REGISTER of port 0 */
 #define MGROK_SESSION_STABLE_AFTER 60.0 /* s; a session this old resets the backoff */
 
 /* A session's queued output: streams stop reading at HIGH and resume below

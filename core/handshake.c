@@ -27,13 +27,13 @@ static void round_init(struct round *r, const struct mgrok_bytes *in)
 {
 	r->text[0] = '\0';
 	r->m = (struct mgrok_auth_msg){
-	    .in = in ? in->p : NULL,
-	    .in_len = in ? in->len : 0,
-	    .out = r->out,
-	    .out_cap = sizeof(r->out),
-	    .out_len = 0,
-	    .text = r->text,
-	    .text_cap = sizeof(r->text),
+	        .in = in ? in->p : NULL,
+	        .in_len = in ? in->len : 0,
+	        .out = r->out,
+	        .out_cap = sizeof(r->out),
+	        .out_len = 0,
+	        .text = r->text,
+	        .text_cap = sizeof(r->text),
 	};
 }
 
@@ -49,7 +49,7 @@ static bool round_sane(struct round *r)
  * state is released at once (per-handshake secrets should not outlive it).
  */
 __attribute__((format(printf, 3, 4))) static int finish(struct mgrok_hs *hs, int result,
-                                                         const char *fmt, ...)
+                                                        const char *fmt, ...)
 {
 	hs->finished = true;
 	hs->reason[0] = '\0';
@@ -90,14 +90,10 @@ static const char *method_name(const struct mgrok_hs *hs)
 	return hs->method && hs->method->name ? hs->method->name : "?";
 }
 
-void mgrok_hs_server_init(struct mgrok_hs *hs)
-{
-	memset(hs, 0, sizeof(*hs));
-}
+void mgrok_hs_server_init(struct mgrok_hs *hs) { memset(hs, 0, sizeof(*hs)); }
 
 /* Server: a reply that ends the handshake with DENIED (reply text = reason). */
-static int server_deny(struct mgrok_hs *hs, struct mgrok_buf *out, uint8_t status,
-                       const char *text)
+static int server_deny(struct mgrok_hs *hs, struct mgrok_buf *out, uint8_t status, const char *text)
 {
 	mgrok_hs_encode_reply(out, status, text, strlen(text));
 	return finish(hs, MGROK_HS_DENIED, "%s", text);
@@ -151,15 +147,15 @@ static int server_round(struct mgrok_hs *hs, const struct mgrok_bytes *payload,
 		return finish(hs, MGROK_HS_DONE, NULL);
 	case MGROK_AUTH_CONTINUE:
 		if (hs->messages >= MGROK_HS_MAX_CLIENT_MESSAGES)
-			return server_deny(hs, out, MGROK_HS_STATUS_DENIED, "too many handshake rounds");
+			return server_deny(hs, out, MGROK_HS_STATUS_DENIED,
+			                   "too many handshake rounds");
 		if (mgrok_hs_encode_reply(out, MGROK_HS_STATUS_CHALLENGE, r.out, r.m.out_len) < 0)
 			return server_plugin_fault(hs, out, "returned a challenge too long");
 		return MGROK_HS_MORE;
 	case MGROK_AUTH_DENIED:
 		return server_deny(hs, out, MGROK_HS_STATUS_DENIED,
 		                   r.text[0] ? r.text : "authentication failed");
-	default:
-		return server_plugin_fault(hs, out, "returned an unknown result");
+	default: return server_plugin_fault(hs, out, "returned an unknown result");
 	}
 }
 
@@ -216,9 +212,8 @@ int mgrok_hs_server_feed(struct mgrok_hs *hs, const uint8_t *p, size_t len, size
 
 		*used += took;
 		hs->messages++;
-		rc = hs->messages == 1
-		         ? server_first(hs, method_id, &payload, out, find, find_arg)
-		         : server_round(hs, &payload, out);
+		rc = hs->messages == 1 ? server_first(hs, method_id, &payload, out, find, find_arg)
+		                       : server_round(hs, &payload, out);
 		if (rc != MGROK_HS_MORE)
 			return rc;
 	}
@@ -271,8 +266,9 @@ static int client_round(struct mgrok_hs *hs, uint8_t status, const struct mgrok_
 	if (ar == MGROK_AUTH_DENIED)
 		return finish(hs, MGROK_HS_ERROR, "%s",
 		              r.text[0] ? r.text
-		                        : (status == MGROK_HS_STATUS_OK ? "server proof invalid"
-		                                           : "server challenge refused"));
+		                        : (status == MGROK_HS_STATUS_OK
+		                                   ? "server proof invalid"
+		                                   : "server challenge refused"));
 
 	if (status == MGROK_HS_STATUS_OK) {
 		if (ar != MGROK_AUTH_OK)
@@ -322,10 +318,12 @@ int mgrok_hs_client_feed(struct mgrok_hs *hs, const uint8_t *p, size_t len, size
 		case MGROK_HS_STATUS_UNSUPPORTED: {
 			char text[sizeof(hs->reason)];
 			copy_printable(text, sizeof(text), payload.p, payload.len);
-			return finish(hs, MGROK_HS_DENIED, "%s", text[0] ? text : "(no reason given)");
+			return finish(hs, MGROK_HS_DENIED, "%s",
+			              text[0] ? text : "(no reason given)");
 		}
 		default:
-			return finish(hs, MGROK_HS_ERROR, "unknown handshake status 0x%02x", status);
+			return finish(hs, MGROK_HS_ERROR, "unknown handshake status 0x%02x",
+			              status);
 		}
 	}
 	return MGROK_HS_MORE;

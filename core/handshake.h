@@ -36,14 +36,14 @@ enum mgrok_hs_result {
 };
 
 struct mgrok_hs {
-	bool finished;       /* DONE, DENIED, ERROR or DROP was returned */
-	unsigned messages;   /* client messages sent (client) or received (server) */
+	bool finished;     /* DONE, DENIED, ERROR or DROP was returned */
+	unsigned messages; /* client messages sent (client) or received (server) */
 	const struct mgrok_auth_method *method;
 	void *auth_state;
-	bool auth_started;   /* ops->end is owed */
+	bool auth_started; /* ops->end is owed */
 	uint8_t method_id;
 	char identity[MGROK_IDENTITY_MAX + 1]; /* server, after DONE */
-	char reason[256];    /* after DENIED / ERROR / DROP */
+	char reason[256];                      /* after DENIED / ERROR / DROP */
 };
 
 void mgrok_hs_server_init(struct mgrok_hs *hs);

@@ -68,7 +68,8 @@ static int host_random(void *buf, size_t n) { return RAND_bytes(buf, (int)n) == 
 static void watch_fire(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct mgrok_watch *w = (struct mgrok_watch *)io;
-	int ev = (revents & EV_READ ? MGROK_EV_READ : 0) | (revents & EV_WRITE ? MGROK_EV_WRITE : 0);
+	int ev =
+	        (revents & EV_READ ? MGROK_EV_READ : 0) | (revents & EV_WRITE ? MGROK_EV_WRITE : 0);
 	w->cb(w->arg, io->fd, ev);
 }
 
@@ -134,26 +135,26 @@ static void timer_free(struct mgrok_timer *t)
 static double host_now(void) { return ev_now(host_ctx->loop); }
 
 const struct mgrok_host mgrok_host_table = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = host_log,
-    .alloc = host_alloc,
-    .free = host_free,
-    .wipe = host_wipe,
-    .random = host_random,
-    .watch_new = watch_new,
-    .watch_set = watch_set,
-    .watch_free = watch_free,
-    .timer_new = timer_new,
-    .timer_set = timer_set,
-    .timer_free = timer_free,
-    .now = host_now,
-    .stream_open = mgrok_stream_open_visitor,
-    .stream_attach_fd = mgrok_stream_attach_fd,
-    .stream_reset = mgrok_stream_reset,
-    .addr_format = mgrok_addr_format,
-    .stream_attach_datagram = mgrok_stream_attach_datagram,
-    .stream_send = mgrok_stream_send,
-    .stream_close = mgrok_stream_close,
+        .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+        .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+        .size = sizeof(struct mgrok_host),
+        .log = host_log,
+        .alloc = host_alloc,
+        .free = host_free,
+        .wipe = host_wipe,
+        .random = host_random,
+        .watch_new = watch_new,
+        .watch_set = watch_set,
+        .watch_free = watch_free,
+        .timer_new = timer_new,
+        .timer_set = timer_set,
+        .timer_free = timer_free,
+        .now = host_now,
+        .stream_open = mgrok_stream_open_visitor,
+        .stream_attach_fd = mgrok_stream_attach_fd,
+        .stream_reset = mgrok_stream_reset,
+        .addr_format = mgrok_addr_format,
+        .stream_attach_datagram = mgrok_stream_attach_datagram,
+        .stream_send = mgrok_stream_send,
+        .stream_close = mgrok_stream_close,
 };

@@ -302,7 +302,8 @@ static int path_of(const struct level *v, int depth, char *path, size_t cap)
 		if (!v[i].object)
 			snprintf(part, sizeof(part), "[%lu]", v[i].index);
 		else if (v[i].keylen < KEY_MAX)
-			snprintf(part, sizeof(part), "%s%.*s", i ? "." : "", (int)v[i].keylen, v[i].key);
+			snprintf(part, sizeof(part), "%s%.*s", i ? "." : "", (int)v[i].keylen,
+			         v[i].key);
 		else
 			return -1;
 		size_t k = strlen(part);

@@ -24,8 +24,10 @@ void mgrok_vlog(int level, const char *prefix, const char *fmt, va_list ap)
 	if (n < 0)
 		return;
 	fprintf(stderr, "%s.%03ldZ %-5s %s%s%s\n", when, ts.tv_nsec / 1000000L,
-	        mgrok_log_level_names[level < 0 ? 0 : level > 3 ? 3 : level], prefix ? prefix : "",
-	        prefix ? ": " : "", line);
+	        mgrok_log_level_names[level < 0   ? 0
+	                              : level > 3 ? 3
+	                                          : level],
+	        prefix ? prefix : "", prefix ? ": " : "", line);
 }
 
 void mgrok_log(int level, const char *fmt, ...)

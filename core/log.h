@@ -46,7 +46,7 @@ void mgrok_log_limit_flush(struct mgrok_log_limit *l, unsigned session, double n
 #define MGROK_ERROR(...) mgrok_log(MGROK_LOG_ERROR, __VA_ARGS__)
 #define MGROK_WARN(...) mgrok_log(MGROK_LOG_WARN, __VA_ARGS__)
 #define MGROK_INFO(...) mgrok_log(MGROK_LOG_INFO, __VA_ARGS__)
-#define MGROK_DEBUG(...)                                                                          \
+#define MGROK_DEBUG(...)                                                                           \
 	do {                                                                                       \
 		if (mgrok_log_level >= MGROK_LOG_DEBUG)                                            \
 			mgrok_log(MGROK_LOG_DEBUG, __VA_ARGS__);                                   \

@@ -28,7 +28,8 @@ static void usage(FILE *to)
 	      "      --tls-fingerprint sha256:HEX\n"
 	      "                          ... against this certificate only (implies --tls)\n"
 	      "      --tls-insecure      ... without any verification (implies --tls; logged)\n"
-	      "      --plugin-dir DIR    where plugins are loaded from (default " MGROK_PLUGIN_DIR ")\n"
+	      "      --plugin-dir DIR    where plugins are loaded from (default " MGROK_PLUGIN_DIR
+	      ")\n"
 	      "  -v, --verbose           log debug messages\n"
 	      "  -q, --quiet             log errors only\n"
 	      "      --version           print the version\n"
@@ -43,25 +44,33 @@ static void usage(FILE *to)
 	      to);
 }
 
-enum { OPT_CHECK = 256, OPT_PLUGINS, OPT_VERSION, OPT_TLS, OPT_TLS_CA, OPT_TLS_PIN, OPT_TLS_INSECURE };
+enum {
+	OPT_CHECK = 256,
+	OPT_PLUGINS,
+	OPT_VERSION,
+	OPT_TLS,
+	OPT_TLS_CA,
+	OPT_TLS_PIN,
+	OPT_TLS_INSECURE
+};
 
 static const struct option options[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"check", no_argument, NULL, OPT_CHECK},
-    {"server", required_argument, NULL, 's'},
-    {"token", required_argument, NULL, 't'},
-    {"remote-port", required_argument, NULL, 'r'},
-    {"name", required_argument, NULL, 'n'},
-    {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
-    {"tls", no_argument, NULL, OPT_TLS},
-    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
-    {"tls-fingerprint", required_argument, NULL, OPT_TLS_PIN},
-    {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, OPT_CHECK},
+        {"server", required_argument, NULL, 's'},
+        {"token", required_argument, NULL, 't'},
+        {"remote-port", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-fingerprint", required_argument, NULL, OPT_TLS_PIN},
+        {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 struct args {
@@ -90,8 +99,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_TLS_INSECURE: a->flags.tls_insecure = true; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
-		case OPT_VERSION: printf("mgrok %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
-		                         MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR); return 0;
+		case OPT_VERSION:
+			printf("mgrok %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
+			       MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
 		}
@@ -135,7 +146,8 @@ static int run(const struct args *a, const struct mgrok_client_conf *conf)
 	struct mgrok_client *cl = mgrok_client_new(&ctx, conf, a->check, err, sizeof(err));
 	if (!cl) {
 		/* Plugin options are checked by the plugins: name the file they came from. */
-		fprintf(stderr, "mgrok: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "", err);
+		fprintf(stderr, "mgrok: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "",
+		        err);
 		status = EXIT_CONFIG;
 	} else if (a->check) {
 		printf("%s: configuration is valid\n", a->path ? a->path : "(command line)");

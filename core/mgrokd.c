@@ -22,14 +22,16 @@ static void usage(FILE *to)
 	      "      --token TOKEN      require the token auth method with this secret\n"
 	      "                         (or set MGROK_TOKEN; prefer a token_file in the config)\n"
 	      "      --allow-ports LIST public ports clients may ask for, e.g. 20000-20100,8080\n"
-	      "      --proxy-bind HOST  address public ports are bound on (default: the listen host)\n"
+	      "      --proxy-bind HOST  address public ports are bound on (default: the listen "
+	      "host)\n"
 	      "      --public-host HOST host name shown in public addresses\n"
 	      "      --tls-cert FILE    serve TLS with this certificate (chain), PEM\n"
 	      "      --tls-key FILE     ... and this private key, PEM\n"
 	      "      --gen-cert DIR     write a self-signed DIR/cert.pem and DIR/key.pem for the\n"
 	      "                         --public-host name (default localhost), print the\n"
 	      "                         fingerprint clients pin, and exit\n"
-	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR ")\n"
+	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR
+	      ")\n"
 	      "  -v, --verbose          log debug messages\n"
 	      "  -q, --quiet            log errors only\n"
 	      "      --version          print the version\n"
@@ -59,22 +61,22 @@ enum {
 };
 
 static const struct option options[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"check", no_argument, NULL, OPT_CHECK},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"token", required_argument, NULL, OPT_TOKEN},
-    {"allow-ports", required_argument, NULL, OPT_PORTS},
-    {"proxy-bind", required_argument, NULL, OPT_BIND},
-    {"public-host", required_argument, NULL, OPT_PUBLIC},
-    {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
-    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-    {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, OPT_CHECK},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"allow-ports", required_argument, NULL, OPT_PORTS},
+        {"proxy-bind", required_argument, NULL, OPT_BIND},
+        {"public-host", required_argument, NULL, OPT_PUBLIC},
+        {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 /* --gen-cert: a first deployment's certificate, and the pin for its clients. */
@@ -119,8 +121,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_GEN_CERT: a->gen_cert = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
-		case OPT_VERSION: printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
-		                         MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR); return 0;
+		case OPT_VERSION:
+			printf("mgrokd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
+			       MGROK_PLUGIN_ABI_MAJOR, MGROK_PLUGIN_ABI_MINOR);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
 		}
@@ -188,7 +192,8 @@ static int serve(const struct args *a, const struct mgrok_server_conf *conf)
 	struct daemon d = {.server = mgrok_server_new(&ctx, conf, err, sizeof(err)), .args = a};
 	if (!d.server) {
 		/* Plugin options are checked by the plugins: name the file they came from. */
-		fprintf(stderr, "mgrokd: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "", err);
+		fprintf(stderr, "mgrokd: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "",
+		        err);
 		status = EXIT_CONFIG;
 	} else if (a->check) {
 		printf("%s: configuration is valid\n", a->path ? a->path : "(command line)");
@@ -211,7 +216,8 @@ int main(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	if (a.gen_cert)
-		return generate_cert(a.gen_cert, a.flags.public_host ? a.flags.public_host : "localhost");
+		return generate_cert(a.gen_cert,
+		                     a.flags.public_host ? a.flags.public_host : "localhost");
 	if (configure(&a, &conf) < 0) {
 		mgrok_server_conf_free(&conf);
 		return EXIT_CONFIG;

@@ -178,8 +178,8 @@ int mgrok_mux_recv_window(struct mgrok_mux *m, struct mgrok_mux_stream *s, uint3
 		return MGROK_MUX_PROTOCOL;
 	}
 	if ((uint64_t)s->send_window + increment > MGROK_WINDOW_MAX) {
-		snprintf(m->err, sizeof(m->err), "WINDOW_UPDATE takes stream %u's window over 16 MiB",
-		         s->id);
+		snprintf(m->err, sizeof(m->err),
+		         "WINDOW_UPDATE takes stream %u's window over 16 MiB", s->id);
 		return MGROK_MUX_PROTOCOL;
 	}
 	s->send_window += increment;
@@ -191,10 +191,7 @@ void mgrok_mux_sent_data(struct mgrok_mux_stream *s, size_t len)
 	s->send_window -= (uint32_t)len;
 }
 
-void mgrok_mux_sent_close(struct mgrok_mux_stream *s)
-{
-	s->state |= MGROK_MUX_SENT_CLOSE;
-}
+void mgrok_mux_sent_close(struct mgrok_mux_stream *s) { s->state |= MGROK_MUX_SENT_CLOSE; }
 
 /* A small window grows on one wait at its limit; beyond MGROK_WINDOW_EAGER
  * only a wait in every round (a long path) grows it: a descheduled process
@@ -209,7 +206,8 @@ static unsigned rounds_to_grow(const struct mgrok_mux_stream *s)
 static uint32_t grown_size(const struct mgrok_mux *m, const struct mgrok_mux_stream *s)
 {
 	uint32_t want = s->recv_size * 2 < MGROK_WINDOW_MAX ? s->recv_size * 2 : MGROK_WINDOW_MAX;
-	uint64_t room = m->grown < MGROK_SESSION_GROWTH_MAX ? MGROK_SESSION_GROWTH_MAX - m->grown : 0;
+	uint64_t room =
+	        m->grown < MGROK_SESSION_GROWTH_MAX ? MGROK_SESSION_GROWTH_MAX - m->grown : 0;
 	return want - s->recv_size > room ? s->recv_size + (uint32_t)room : want;
 }
 

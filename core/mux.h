@@ -16,9 +16,9 @@
 
 enum mgrok_mux_verdict {
 	MGROK_MUX_OK = 0,
-	MGROK_MUX_IGNORE = 1,      /* unknown stream (may have crossed a RESET): drop the frame */
-	MGROK_MUX_RESET_FLOW = 2,  /* peer overran its window: RESET(FLOW_CONTROL) */
-	MGROK_MUX_PROTOCOL = -1,   /* GO_AWAY(PROTOCOL_ERROR) */
+	MGROK_MUX_IGNORE = 1,     /* unknown stream (may have crossed a RESET): drop the frame */
+	MGROK_MUX_RESET_FLOW = 2, /* peer overran its window: RESET(FLOW_CONTROL) */
+	MGROK_MUX_PROTOCOL = -1,  /* GO_AWAY(PROTOCOL_ERROR) */
 };
 
 #define MGROK_MUX_SENT_CLOSE 0x01 /* we sent CLOSE: no more DATA from us */
@@ -43,7 +43,7 @@ struct mgrok_mux_stream {
 };
 
 struct mgrok_mux {
-	bool autotune;        /* windows grow (below); off for benchmarks and some tests */
+	bool autotune; /* windows grow (below); off for benchmarks and some tests */
 	struct mgrok_mux_stream **buckets;
 	size_t nbuckets; /* 1 << shift */
 	unsigned shift;

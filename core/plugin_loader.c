@@ -31,16 +31,18 @@ static int check_desc(const struct mgrok_registry *r, const char *path,
 		return -1;
 	}
 	if (d->size < offsetof(struct mgrok_plugin_desc, reserved)) {
-		snprintf(err, errlen, "%s: plugin descriptor of %u bytes is too small", path, d->size);
+		snprintf(err, errlen, "%s: plugin descriptor of %u bytes is too small", path,
+		         d->size);
 		return -1;
 	}
 	if (!d->name || !*d->name || !d->init) {
 		snprintf(err, errlen, "%s: plugin descriptor lacks a name or init", path);
 		return -1;
 	}
-	if (!(d->kind == MGROK_PLUGIN_PROXY && d->proxy) && !(d->kind == MGROK_PLUGIN_AUTH && d->auth)) {
-		snprintf(err, errlen, "%s: plugin '%s' has unknown kind %u or no ops", path, d->name,
-		         d->kind);
+	if (!(d->kind == MGROK_PLUGIN_PROXY && d->proxy) &&
+	    !(d->kind == MGROK_PLUGIN_AUTH && d->auth)) {
+		snprintf(err, errlen, "%s: plugin '%s' has unknown kind %u or no ops", path,
+		         d->name, d->kind);
 		return -1;
 	}
 	const struct mgrok_plugin *dup = mgrok_registry_find(r, (int)d->kind, d->name);
@@ -51,8 +53,8 @@ static int check_desc(const struct mgrok_registry *r, const char *path,
 	}
 	dup = mgrok_registry_find_id(r, (int)d->kind, d->wire_id);
 	if (dup) {
-		snprintf(err, errlen, "%s: plugin '%s' has wire id 0x%02x, as has '%s' from %s", path,
-		         d->name, d->wire_id, dup->desc->name, dup->path);
+		snprintf(err, errlen, "%s: plugin '%s' has wire id 0x%02x, as has '%s' from %s",
+		         path, d->name, d->wire_id, dup->desc->name, dup->path);
 		return -1;
 	}
 	return 0;
@@ -179,7 +181,8 @@ int mgrok_plugin_init(struct mgrok_plugin *p, const json_t *conf, char *err, siz
 	int rc = p->desc->init(&mgrok_host_table, p, conf, &p->inst, perr, sizeof(perr));
 	json_decref(empty);
 	if (rc < 0) {
-		snprintf(err, errlen, "plugin '%s': %s", p->desc->name, perr[0] ? perr : "init failed");
+		snprintf(err, errlen, "plugin '%s': %s", p->desc->name,
+		         perr[0] ? perr : "init failed");
 		return -1;
 	}
 	p->initialized = true;
@@ -194,7 +197,7 @@ void mgrok_registry_free(struct mgrok_registry *r)
 			mgrok_log_limit_flush(&p->log_limit[k], 0, mgrok_host_table.now());
 		if (p->initialized && p->desc->fini)
 			p->desc->fini(p->inst);
-		/* Sanitizer builds keep modules mapped so that leak reports can
+			/* Sanitizer builds keep modules mapped so that leak reports can
 		 * still name the plugin's frames. */
 #if !defined(__SANITIZE_ADDRESS__)
 		dlclose(p->dl);

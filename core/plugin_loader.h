@@ -40,7 +40,8 @@ int mgrok_registry_load_file(struct mgrok_registry *r, const char *path, char *e
  * anything is opened), or every *.so in dir when names is NULL. */
 int mgrok_registry_load_dir(struct mgrok_registry *r, const char *dir, char *const *names,
                             size_t n_names, char *err, size_t errlen);
-struct mgrok_plugin *mgrok_registry_find(const struct mgrok_registry *r, int kind, const char *name);
+struct mgrok_plugin *mgrok_registry_find(const struct mgrok_registry *r, int kind,
+                                         const char *name);
 struct mgrok_plugin *mgrok_registry_find_id(const struct mgrok_registry *r, int kind, uint8_t id);
 /* Calls the plugin's init once with its config (an empty object when conf is NULL). */
 int mgrok_plugin_init(struct mgrok_plugin *p, const json_t *conf, char *err, size_t errlen);

@@ -22,7 +22,7 @@ struct mgrok_proxy {
 	bool bound;                 /* server: state is valid; client: registered */
 	unsigned nstreams;
 	char public_addr[320];
-	char local[128];            /* client: the local target as configured */
+	char local[128]; /* client: the local target as configured */
 	struct mgrok_proxy *next;
 };
 

@@ -13,7 +13,6 @@
 
 #include "defaults.h"
 
-
 struct mgrok_ratelimit_entry {
 	uint8_t ip[16]; /* IPv4 as IPv4-mapped IPv6 */
 	bool used;

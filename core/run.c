@@ -26,11 +26,10 @@ struct signals {
 	void *arg;
 };
 
-
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct signals *s = w->signum == SIGTERM ? MGROK_CONTAINER_OF(w, struct signals, term)
-	                                          : MGROK_CONTAINER_OF(w, struct signals, intr);
+	                                         : MGROK_CONTAINER_OF(w, struct signals, intr);
 	MGROK_INFO("signal %d: shutting down", w->signum);
 	s->ops->stop(s->arg);
 	ev_break(loop, EVBREAK_ALL);

@@ -36,7 +36,6 @@ enum srv_logk {
 	SRV_LOG_COUNT,
 };
 
-
 struct mgrok_server {
 	struct mgrok_ctx *ctx;
 	const struct mgrok_server_conf *conf;
@@ -49,11 +48,11 @@ struct mgrok_server {
 	struct mgrok_ratelimit *failures; /* failed handshakes per source address */
 	struct mgrok_sockaddr listen_addr;
 	struct mgrok_sockaddr bind_addr; /* where public ports are bound (port 0) */
-	struct mgrok_tls *tls; /* NULL: plaintext control port */
+	struct mgrok_tls *tls;           /* NULL: plaintext control port */
 	int lfd;
 	ev_io lio;
 	ev_timer accept_retry;
-	ev_timer log_tick; /* reports suppressed lines once their window is over */
+	ev_timer log_tick;               /* reports suppressed lines once their window is over */
 	struct srv_session *sessions;    /* authenticated */
 	struct srv_session *handshaking; /* still in the handshake */
 	unsigned pending;                /* how many of those */
@@ -68,7 +67,7 @@ struct srv_session {
 	bool authenticated;
 	bool hello_seen;
 	struct mgrok_sockaddr peer;
-	uint8_t ip[16]; /* of peer: the key of the per-address handshake limit */
+	uint8_t ip[16];                  /* of peer: the key of the per-address handshake limit */
 	const struct srv_method *method; /* how it authenticated */
 	char identity[MGROK_IDENTITY_MAX + 1];
 	char client_id[MGROK_NAME_MAX + 1];
@@ -76,7 +75,7 @@ struct srv_session {
 	unsigned nproxies;
 };
 
-#define SRV_LOG(srv, k, level, ...)                                                               \
+#define SRV_LOG(srv, k, level, ...)                                                                \
 	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
 
 static void list_insert(struct srv_session **head, struct srv_session *ss)
@@ -179,27 +178,25 @@ static uint8_t refusal(int verdict)
 	switch (verdict) {
 	case MGROK_AUTHZ_PORT_NOT_ALLOWED:
 	case MGROK_AUTHZ_LIMIT:
-	case MGROK_AUTHZ_FORBIDDEN:
-		return (uint8_t)verdict;
-	default:
-		return MGROK_ACK_FORBIDDEN;
+	case MGROK_AUTHZ_FORBIDDEN: return (uint8_t)verdict;
+	default: return MGROK_ACK_FORBIDDEN;
 	}
 }
 
 /* The auth plugin's verdict on a REGISTER (ABI 1.1), MGROK_AUTHZ_OK without one. */
-static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port, char *reason,
-                     size_t len)
+static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port,
+                     char *reason, size_t len)
 {
 	int (*op)(void *, const struct mgrok_authz *, char *, size_t) =
-	    ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, authorize) : NULL;
+	        ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, authorize) : NULL;
 	if (!op)
 		return MGROK_AUTHZ_OK;
 	struct mgrok_authz a = {
-	    .identity = ss->identity,
-	    .name = px->name,
-	    .type = px->plugin->desc->name,
-	    .remote_port = port,
-	    .proxies = ss->nproxies,
+	        .identity = ss->identity,
+	        .name = px->name,
+	        .type = px->plugin->desc->name,
+	        .remote_port = port,
+	        .proxies = ss->nproxies,
 	};
 	reason[0] = '\0';
 	return op(ss->method->m.inst, &a, reason, len);
@@ -229,7 +226,9 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 		if (!port) {
 			uint32_t k = (start + t) % span;
 			for (size_t i = 0; i < srv->n_allow_ports; i++) {
-				uint32_t n = (uint32_t)(srv->allow_ports[i].hi - srv->allow_ports[i].lo) + 1;
+				uint32_t n = (uint32_t)(srv->allow_ports[i].hi -
+				                        srv->allow_ports[i].lo) +
+				             1;
 				if (k < n) {
 					p = (uint16_t)(srv->allow_ports[i].lo + k);
 					break;
@@ -237,7 +236,8 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 				k -= n;
 			}
 			char why[128];
-			if (p == control || authorize(ss, px, p, why, sizeof(why)) != MGROK_AUTHZ_OK)
+			if (p == control ||
+			    authorize(ss, px, p, why, sizeof(why)) != MGROK_AUTHZ_OK)
 				continue;
 		}
 		px->addr = ss->srv->bind_addr;
@@ -252,7 +252,8 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 		if (rc != -EADDRINUSE)
 			return rc;
 	}
-	snprintf(err, errlen, port ? "port %u is in use" : "no free port among those you may use", port);
+	snprintf(err, errlen, port ? "port %u is in use" : "no free port among those you may use",
+	         port);
 	return -EADDRINUSE;
 }
 
@@ -263,8 +264,7 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
  * msg. *options is the caller's to release either way (it may be NULL).
  */
 static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *f,
-                              struct mgrok_plugin **plugin, json_t **options, char *msg,
-                              size_t len)
+                              struct mgrok_plugin **plugin, json_t **options, char *msg, size_t len)
 {
 	const struct mgrok_bytes *name = &f->u.reg.name, *opts = &f->u.reg.options;
 	*options = NULL;
@@ -278,11 +278,12 @@ static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *
 	                                            : NULL;
 	if (!json_is_object(*options)) {
 		snprintf(msg, len,
-		         "options must be a JSON object of at most " MGROK_STR(MGROK_OPTIONS_MAX) " bytes");
+		         "options must be a JSON object of at most " MGROK_STR(
+		                 MGROK_OPTIONS_MAX) " bytes");
 		return MGROK_ACK_INVALID;
 	}
 	struct mgrok_plugin *p =
-	    mgrok_registry_find_id(&ss->srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
+	        mgrok_registry_find_id(&ss->srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
 	if (p && p->desc->proxy->check_options &&
 	    p->desc->proxy->check_options(p->inst, *options, msg, len) < 0)
 		return MGROK_ACK_INVALID;
@@ -435,7 +436,7 @@ static void srv_on_open(struct mgrok_session *s)
 	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
 	ss->method = (const struct srv_method *)s->hs.method;
 	unsigned (*op)(void *, const char *) =
-	    ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, max_streams) : NULL;
+	        ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, max_streams) : NULL;
 	unsigned own = op ? op(ss->method->m.inst, ss->identity) : 0;
 	if (own && own < s->max_streams)
 		s->max_streams = own;
@@ -450,21 +451,19 @@ static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 	case MGROK_FRAME_HELLO:
 		if (s->frames_in != 1) {
 			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-			                    "protocol error: HELLO %s", ss->hello_seen ? "twice" : "not first");
+			                    "protocol error: HELLO %s",
+			                    ss->hello_seen ? "twice" : "not first");
 			return -1;
 		}
 		on_hello(ss, f);
 		return 0;
-	case MGROK_FRAME_REGISTER:
-		on_register(ss, f);
-		return 0;
-	case MGROK_FRAME_UNREGISTER:
-		on_unregister(ss, f);
-		return 0;
+	case MGROK_FRAME_REGISTER: on_register(ss, f); return 0;
+	case MGROK_FRAME_UNREGISTER: on_unregister(ss, f); return 0;
 	default:
 		/* The decoder already refused frames of the wrong direction. */
 		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-		                    "protocol error: unexpected %s", mgrok_frame_type_name(f->type));
+		                    "protocol error: unexpected %s",
+		                    mgrok_frame_type_name(f->type));
 		return -1;
 	}
 }
@@ -476,17 +475,21 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	if (!ss->authenticated)
 		srv->pending--;
 	if (!ss->authenticated && s->hs_failed &&
-	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss, ev_now(srv->ctx->loop)))
+	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss,
+	                            ev_now(srv->ctx->loop)))
 		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_WARN,
 		        "%s: %u failed handshakes within %.0f s: refusing it for %.0f s", s->peer,
-		        srv->conf->auth_failures, srv->conf->auth_interval, srv->conf->auth_interval);
+		        srv->conf->auth_failures, srv->conf->auth_interval,
+		        srv->conf->auth_interval);
 	if (ss->authenticated)
-		SRV_LOG(srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: closed: %s", s->id, reason);
+		SRV_LOG(srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: closed: %s", s->id,
+		        reason);
 	else if (why != MGROK_CLOSE_LOST || s->hs_failed)
 		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_INFO, "session %u: %s: closed: %s", s->id,
 		        s->peer, reason);
 	else
-		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer, reason);
+		MGROK_DEBUG("session %u: %s: closed before authentication: %s", s->id, s->peer,
+		            reason);
 	/* Streams are gone already; close the listeners now so the ports are free at once. */
 	while (ss->proxies) {
 		struct mgrok_proxy *px = ss->proxies;
@@ -498,9 +501,9 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 }
 
 static const struct mgrok_session_ops srv_ops = {
-    .on_open = srv_on_open,
-    .on_frame = srv_on_frame,
-    .on_close = srv_on_close,
+        .on_open = srv_on_open,
+        .on_frame = srv_on_frame,
+        .on_close = srv_on_close,
 };
 
 /* Connections from address ip still in the handshake. */
@@ -540,8 +543,7 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 
 static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgrok_server *srv =
-	    MGROK_CONTAINER_OF(w, struct mgrok_server, accept_retry);
+	struct mgrok_server *srv = MGROK_CONTAINER_OF(w, struct mgrok_server, accept_retry);
 	ev_io_start(loop, &srv->lio);
 }
 
@@ -570,13 +572,15 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 	ss->peer = *peer;
 	memcpy(ss->ip, ip, sizeof(ss->ip));
 	ss->sess = mgrok_session_new(srv->ctx, fd, MGROK_ROLE_SERVER, srv->tls, &srv_ops, ss);
-	mgrok_addr_format((const struct sockaddr *)&peer->ss, ss->sess->peer, sizeof(ss->sess->peer));
+	mgrok_addr_format((const struct sockaddr *)&peer->ss, ss->sess->peer,
+	                  sizeof(ss->sess->peer));
 	ss->sess->hb_interval = srv->conf->heartbeat_interval;
 	ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
 	ss->sess->max_streams = srv->conf->max_streams;
 	/* Each proxy of a full session can come up and go down once per window. */
 	unsigned proxies = srv->conf->max_proxies;
-	ss->sess->loglim[MGROK_LOGK_PROXIES].burst = proxies > UINT_MAX / 2 ? UINT_MAX : 2 * proxies;
+	ss->sess->loglim[MGROK_LOGK_PROXIES].burst =
+	        proxies > UINT_MAX / 2 ? UINT_MAX : 2 * proxies;
 	list_insert(&srv->handshaking, ss);
 	srv->pending++;
 	MGROK_DEBUG("session %u: connection from %s", ss->sess->id, ss->sess->peer);
@@ -605,8 +609,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgrok_server *srv =
-	    MGROK_CONTAINER_OF(w, struct mgrok_server, log_tick);
+	struct mgrok_server *srv = MGROK_CONTAINER_OF(w, struct mgrok_server, log_tick);
 	for (int k = 0; k < SRV_LOG_COUNT; k++)
 		mgrok_log_limit_tick(&srv->loglim[k], 0, ev_now(loop));
 }
@@ -637,8 +640,10 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 		if (mgrok_plugin_init(p, c->n_auth ? c->auth[i].options : NULL, err, errlen) < 0)
 			return -1;
 		struct srv_method *m = &srv->methods[srv->n_methods++];
-		m->m = (struct mgrok_auth_method){
-		    .name = p->desc->name, .id = p->desc->wire_id, .ops = p->desc->auth, .inst = p->inst};
+		m->m = (struct mgrok_auth_method){.name = p->desc->name,
+		                                  .id = p->desc->wire_id,
+		                                  .ops = p->desc->auth,
+		                                  .inst = p->inst};
 		m->plugin = p;
 	}
 	if (!c->n_auth)
@@ -654,10 +659,10 @@ struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_
 		const char *kind;
 		unsigned burst;
 	} limits[SRV_LOG_COUNT] = {
-	    [SRV_LOG_REFUSED] = {"connections refused", 5},
-	    [SRV_LOG_HANDSHAKE] = {"failed handshakes", 10},
-	    [SRV_LOG_SESSIONS] = {"sessions opened and closed", 100},
-	    [SRV_LOG_ACCEPT] = {"accept failures", 5},
+	        [SRV_LOG_REFUSED] = {"connections refused", 5},
+	        [SRV_LOG_HANDSHAKE] = {"failed handshakes", 10},
+	        [SRV_LOG_SESSIONS] = {"sessions opened and closed", 100},
+	        [SRV_LOG_ACCEPT] = {"accept failures", 5},
 	};
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->ctx = ctx;
@@ -701,7 +706,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 {
 	srv->lfd = mgrok_tcp_listen(&srv->listen_addr, MGROK_LISTEN_BACKLOG);
 	if (srv->lfd < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", srv->conf->listen, strerror(-srv->lfd));
+		snprintf(err, errlen, "cannot listen on %s: %s", srv->conf->listen,
+		         strerror(-srv->lfd));
 		srv->lfd = -1;
 		return -1;
 	}

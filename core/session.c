@@ -12,8 +12,6 @@
 #include "stream.h"
 #include "tls.h"
 
-
-
 static void finalize(struct mgrok_session *s);
 
 bool mgrok_session_congested(const struct mgrok_session *s)
@@ -32,7 +30,8 @@ void mgrok_session_send(struct mgrok_session *s, const struct mgrok_frame *f)
 	if (s->closing)
 		return;
 	if (mgrok_frame_encode(f, &s->out) < 0) {
-		MGROK_ERROR("session %u: cannot encode %s frame", s->id, mgrok_frame_type_name(f->type));
+		MGROK_ERROR("session %u: cannot encode %s frame", s->id,
+		            mgrok_frame_type_name(f->type));
 		return;
 	}
 	s->last_send = ev_now(s->ctx->loop);
@@ -73,7 +72,8 @@ static int flush_out(struct mgrok_session *s)
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "connection closed by peer");
 		else
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "%s%s",
-			                    s->tr.cause == MGROK_IO_SOCKET ? "write failed: " : "", s->tr.err);
+			                    s->tr.cause == MGROK_IO_SOCKET ? "write failed: " : "",
+			                    s->tr.err);
 		return -1;
 	}
 	ev_io_stop(s->ctx->loop, &s->wio);
@@ -165,15 +165,10 @@ static int stream_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 	if (!st) /* it may have crossed a RESET (doc/protocol.md 3.2) */
 		return 0;
 	switch (f->type) {
-	case MGROK_FRAME_DATA:
-		return mgrok_stream_on_data(st, f->u.data.p, f->u.data.len);
-	case MGROK_FRAME_CLOSE:
-		return mgrok_stream_on_close(st);
-	case MGROK_FRAME_WINDOW_UPDATE:
-		return mgrok_stream_on_window(st, f->u.increment);
-	default:
-		mgrok_stream_on_reset(st, f->u.reset_code);
-		return 0;
+	case MGROK_FRAME_DATA: return mgrok_stream_on_data(st, f->u.data.p, f->u.data.len);
+	case MGROK_FRAME_CLOSE: return mgrok_stream_on_close(st);
+	case MGROK_FRAME_WINDOW_UPDATE: return mgrok_stream_on_window(st, f->u.increment);
+	default: mgrok_stream_on_reset(st, f->u.reset_code); return 0;
 	}
 }
 
@@ -192,17 +187,14 @@ static int on_frame(void *arg, const struct mgrok_frame *f)
 			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 			                    "protocol error: %s", s->mux.err);
 		break;
-	case MGROK_FRAME_HEARTBEAT:
-		break;
+	case MGROK_FRAME_HEARTBEAT: break;
 	case MGROK_FRAME_GO_AWAY:
 		s->peer_goaway = f->u.go_away.code;
 		mgrok_session_close(s, -1, MGROK_CLOSE_GOAWAY, "peer sent GO_AWAY code %u: %.*s",
 		                    f->u.go_away.code, (int)f->u.go_away.message.len,
 		                    (const char *)f->u.go_away.message.p);
 		break;
-	default:
-		rc = s->ops->on_frame(s, f);
-		break;
+	default: rc = s->ops->on_frame(s, f); break;
 	}
 	if (s->closing || rc < 0)
 		return 1;
@@ -225,10 +217,10 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 	mgrok_buf_append(&s->hs_in, p, len);
 	size_t used = 0;
 	int rc = s->role == MGROK_ROLE_SERVER
-	             ? mgrok_hs_server_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len, &used,
-	                                    &s->out, s->find_auth, s->find_arg)
-	             : mgrok_hs_client_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len, &used,
-	                                    &s->out);
+	                 ? mgrok_hs_server_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len,
+	                                        &used, &s->out, s->find_auth, s->find_arg)
+	                 : mgrok_hs_client_feed(&s->hs, mgrok_buf_head(&s->hs_in), s->hs_in.len,
+	                                        &used, &s->out);
 	mgrok_buf_consume(&s->hs_in, used);
 	if (s->out.len)
 		schedule_flush(s);
@@ -242,10 +234,12 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		if (!s->closing && s->hs_in.len) {
 			struct mgrok_buf rest = s->hs_in;
 			memset(&s->hs_in, 0, sizeof(s->hs_in));
-			int fed = mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len, on_frame, s);
+			int fed = mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len,
+			                             on_frame, s);
 			if (fed < 0)
-				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-				                    "protocol error: %s", s->dec.err);
+				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR,
+				                    MGROK_CLOSE_LOST, "protocol error: %s",
+				                    s->dec.err);
 			else if (fed == MGROK_DECODE_PAUSE)
 				pause_input(s);
 			mgrok_buf_free(&rest);
@@ -263,9 +257,10 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 	default:
 		s->hs_failed = true;
 		if (tls_hello)
-			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
-			                    "a TLS client on this plaintext port (give the server a "
-			                    "certificate, or turn tls off in the client)");
+			mgrok_session_close(
+			        s, -1, MGROK_CLOSE_DENIED,
+			        "a TLS client on this plaintext port (give the server a "
+			        "certificate, or turn tls off in the client)");
 		else
 			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s",
 			                    s->hs.reason);
@@ -293,7 +288,8 @@ static bool sniff_tls(struct mgrok_session *s)
 		static const char why[] = "this server requires TLS: enable tls in the client";
 		mgrok_hs_encode_reply(&s->out, MGROK_HS_STATUS_DENIED, why, sizeof(why) - 1);
 		flush_out(s);
-		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "a plaintext client on the TLS port");
+		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
+		                    "a plaintext client on the TLS port");
 		return false;
 	}
 	char err[256];
@@ -366,16 +362,16 @@ static void read_input(struct mgrok_session *s)
 			break;
 		}
 		if (n == 0 && s->dec.partial.len)
-			mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-			                    "protocol error: connection closed in the middle of a frame");
+			mgrok_session_close(
+			        s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+			        "protocol error: connection closed in the middle of a frame");
 		else if (n == 0)
 			peer_closed(s);
 		else
 			mgrok_session_close(s, -1,
 			                    s->tr.cause == MGROK_IO_TLS_CERT ? MGROK_CLOSE_TLS_CERT
 			                                                     : MGROK_CLOSE_LOST,
-			                    "%s",
-			                    s->tr.err);
+			                    "%s", s->tr.err);
 	}
 	/* Records the TLS layer already holds get no readiness event of their
 	 * own: come back for them, unless it is waiting for the rest of one
@@ -413,13 +409,15 @@ static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++)
 		mgrok_log_limit_tick(&s->loglim[k], s->id, now);
 	if (s->peer_eof && now - s->paused_since >= s->hb_timeout) {
-		mgrok_session_close(s, -1, MGROK_CLOSE_LOST,
-		                    "connection closed by peer, %zu bytes for it not read in %.3g s",
-		                    s->out.len, now - s->paused_since);
+		mgrok_session_close(
+		        s, -1, MGROK_CLOSE_LOST,
+		        "connection closed by peer, %zu bytes for it not read in %.3g s",
+		        s->out.len, now - s->paused_since);
 	} else if (s->paused_since && now - s->paused_since >= s->hb_timeout) {
 		/* Not reading, we cannot tell a live peer: its not reading is what counts. */
 		MGROK_WARN("session %u: %s has not read %zu KiB of queued output for %.3g s: "
-		           "closing it", s->id, s->peer, s->out.len / 1024, now - s->paused_since);
+		           "closing it",
+		           s->id, s->peer, s->out.len / 1024, now - s->paused_since);
 		mgrok_session_close(s, MGROK_GOAWAY_HEARTBEAT_TIMEOUT, MGROK_CLOSE_LOST,
 		                    "output not read for %.3g s", now - s->paused_since);
 	} else if (!s->paused_since && now - s->last_recv >= s->hb_timeout && !bytes_waiting(s)) {
@@ -467,12 +465,12 @@ struct mgrok_session *mgrok_session_new(struct mgrok_ctx *ctx, int fd, enum mgro
 		const char *kind;
 		unsigned burst;
 	} limits[MGROK_LOGK_COUNT] = {
-	    [MGROK_LOGK_REGISTER] = {"REGISTER refused, UNREGISTER unknown", 10},
-	    [MGROK_LOGK_PROXIES] = {"proxies up and down", 128},
-	    [MGROK_LOGK_VISITOR] = {"visitors refused", 5},
-	    [MGROK_LOGK_FLOW] = {"windows overrun", 5},
-	    [MGROK_LOGK_LOCAL] = {"local service unreachable", 5},
-	    [MGROK_LOGK_UNKNOWN] = {"unknown proxy", 5},
+	        [MGROK_LOGK_REGISTER] = {"REGISTER refused, UNREGISTER unknown", 10},
+	        [MGROK_LOGK_PROXIES] = {"proxies up and down", 128},
+	        [MGROK_LOGK_VISITOR] = {"visitors refused", 5},
+	        [MGROK_LOGK_FLOW] = {"windows overrun", 5},
+	        [MGROK_LOGK_LOCAL] = {"local service unreachable", 5},
+	        [MGROK_LOGK_UNKNOWN] = {"unknown proxy", 5},
 	};
 	for (int k = 0; k < MGROK_LOGK_COUNT; k++) {
 		s->loglim[k].kind = limits[k].kind;
@@ -480,7 +478,8 @@ struct mgrok_session *mgrok_session_new(struct mgrok_ctx *ctx, int fd, enum mgro
 	}
 	strcpy(s->peer, "-");
 	/* Frames arriving here were sent by the other role. */
-	mgrok_decoder_init(&s->dec, role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER);
+	mgrok_decoder_init(&s->dec,
+	                   role == MGROK_ROLE_SERVER ? MGROK_ROLE_CLIENT : MGROK_ROLE_SERVER);
 	mgrok_mux_init(&s->mux, ctx->autotune);
 	ev_io_init(&s->rio, on_readable, fd, EV_READ);
 	ev_io_init(&s->wio, on_writable, fd, EV_WRITE);

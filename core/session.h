@@ -38,7 +38,6 @@ enum mgrok_session_logk {
 #define MGROK_SESSION_LOG(s, k, level, ...)                                                        \
 	mgrok_log_limited(&(s)->loglim[k], (s)->id, ev_now((s)->ctx->loop), level, __VA_ARGS__)
 
-
 /* Why a session ended, as its owner needs to know. */
 enum mgrok_close_why {
 	MGROK_CLOSE_LOST = 0,     /* connection failed or lost, timeout, protocol error */
@@ -69,25 +68,25 @@ struct mgrok_session {
 	struct mgrok_tls *tls_sniff; /* server: TLS port, first byte not seen yet */
 	bool tls_failed;             /* client: the TLS state could not be made */
 	ev_io rio, wio;
-	ev_prepare flush;     /* writes everything queued in one loop iteration at once */
-	ev_timer beat;        /* heartbeat send and timeout check */
-	ev_timer hs_timer;    /* server: handshake deadline */
+	ev_prepare flush;  /* writes everything queued in one loop iteration at once */
+	ev_timer beat;     /* heartbeat send and timeout check */
+	ev_timer hs_timer; /* server: handshake deadline */
 	struct mgrok_hs hs;
 	struct mgrok_buf hs_in; /* handshake bytes not yet taken */
-	bool open;            /* handshake done */
-	bool hs_failed;       /* refused, malformed or timed out: counts for rate limiting */
+	bool open;              /* handshake done */
+	bool hs_failed;         /* refused, malformed or timed out: counts for rate limiting */
 	bool closing;
-	unsigned in_cb;       /* callbacks on the stack: free is deferred while > 0 */
+	unsigned in_cb; /* callbacks on the stack: free is deferred while > 0 */
 	struct mgrok_decoder dec;
 	struct mgrok_buf out;
 	struct mgrok_mux mux;
 	struct mgrok_relay relay; /* its streams */
-	uint64_t frames_in; /* frames decoded so far (HELLO must be the first) */
+	uint64_t frames_in;       /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
-	double paused_since;  /* reading stopped (a full output queue, peer_eof), else 0 */
-	bool peer_eof;        /* the peer closed its side: writing out what is queued */
-	bool refeed;          /* the decoder holds frames read before the pause */
+	double paused_since; /* reading stopped (a full output queue, peer_eof), else 0 */
+	bool peer_eof;       /* the peer closed its side: writing out what is queued */
+	bool refeed;         /* the decoder holds frames read before the pause */
 	struct mgrok_log_limit loglim[MGROK_LOGK_COUNT];
 	unsigned max_streams;
 	int peer_goaway; /* code of a GO_AWAY received, or -1 */

@@ -13,7 +13,6 @@
 #include "proxy.h"
 #include "session.h"
 
-
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -58,9 +57,10 @@ static void unstall(struct mgrok_stream *st)
 static const struct mgrok_proxy_ops *datagram_ops(const struct mgrok_stream *st)
 {
 	const struct mgrok_plugin *p = st->proxy ? st->proxy->plugin : NULL;
-	return p && MGROK_PLUGIN_OP(p, proxy, on_datagram) && MGROK_PLUGIN_OP(p, proxy, on_stream_end)
-	           ? p->desc->proxy
-	           : NULL;
+	return p && MGROK_PLUGIN_OP(p, proxy, on_datagram) &&
+	                       MGROK_PLUGIN_OP(p, proxy, on_stream_end)
+	               ? p->desc->proxy
+	               : NULL;
 }
 
 /* Gathered payloads of a stream that ends with them are not written. */
@@ -136,11 +136,8 @@ static bool advance(struct mgrok_stream *st)
 		shutdown(st->fd, SHUT_WR);
 		st->f.shut_wr = true;
 		return false;
-	case MGROK_STREAM_DONE:
-		mgrok_stream_destroy(st, false);
-		return true;
-	default:
-		return false;
+	case MGROK_STREAM_DONE: mgrok_stream_destroy(st, false); return true;
+	default: return false;
 	}
 }
 
@@ -171,8 +168,8 @@ static int drain_pending(struct mgrok_stream *st)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id, proxy_name(st),
-		            st->ms.id, strerror(errno));
+		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id,
+		            proxy_name(st), st->ms.id, strerror(errno));
 		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
 		return -1;
 	}
@@ -207,8 +204,8 @@ static int write_iov(struct mgrok_stream *st, const struct iovec *iov, int n)
 		w = writev(st->fd, iov, n);
 	while (w < 0 && errno == EINTR);
 	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id, proxy_name(st),
-		            st->ms.id, strerror(errno));
+		MGROK_DEBUG("session %u proxy %s stream %u: write: %s", st->sess->id,
+		            proxy_name(st), st->ms.id, strerror(errno));
 		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
 		return -1;
 	}
@@ -287,8 +284,8 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	if (v == MGROK_MUX_PROTOCOL)
 		return -1;
 	if (v == MGROK_MUX_RESET_FLOW) {
-		MGROK_SESSION_LOG(s, MGROK_LOGK_FLOW, MGROK_LOG_WARN, "session %u proxy %s: %s", s->id,
-		                  proxy_name(st), s->mux.err);
+		MGROK_SESSION_LOG(s, MGROK_LOGK_FLOW, MGROK_LOG_WARN, "session %u proxy %s: %s",
+		                  s->id, proxy_name(st), s->mux.err);
 		mgrok_stream_reset(st, MGROK_RESET_FLOW_CONTROL);
 		return 0;
 	}
@@ -417,8 +414,8 @@ static void read_frames(struct mgrok_stream *st)
 	} else if (n == 0) {
 		read_eof(st);
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		MGROK_DEBUG("session %u proxy %s stream %u: read: %s", s->id, proxy_name(st), st->ms.id,
-		            strerror(errno));
+		MGROK_DEBUG("session %u proxy %s stream %u: read: %s", s->id, proxy_name(st),
+		            st->ms.id, strerror(errno));
 		mgrok_stream_reset(st, MGROK_RESET_CANCEL);
 	}
 }
@@ -484,8 +481,8 @@ void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
 		ev_io_start(loop_of(st), &st->wio);
 }
 
-struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const struct sockaddr *source,
-                                               socklen_t source_len)
+struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px,
+                                               const struct sockaddr *source, socklen_t source_len)
 {
 	struct mgrok_session *s = px->sess;
 	char src[MGROK_ADDRSTRLEN];
@@ -494,14 +491,15 @@ struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const str
 	mgrok_addr_format(source, src, sizeof(src));
 	if (s->mux.count >= s->max_streams) {
 		MGROK_SESSION_LOG(s, MGROK_LOGK_VISITOR, MGROK_LOG_WARN,
-		                  "session %u proxy %s: %u streams open, refusing visitor %s", s->id,
-		                  px->name, s->max_streams, src);
+		                  "session %u proxy %s: %u streams open, refusing visitor %s",
+		                  s->id, px->name, s->max_streams, src);
 		return NULL;
 	}
 	uint32_t id = mgrok_mux_next_id(&s->mux);
 	if (!id) {
 		MGROK_SESSION_LOG(s, MGROK_LOGK_VISITOR, MGROK_LOG_WARN,
-		                  "session %u: stream IDs used up, refusing visitor %s", s->id, src);
+		                  "session %u: stream IDs used up, refusing visitor %s", s->id,
+		                  src);
 		return NULL;
 	}
 	struct mgrok_stream *st = stream_new(s, id, px);

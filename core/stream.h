@@ -34,7 +34,8 @@ struct mgrok_stream {
 	void *dgram_arg;  /* the plugin's argument for on_datagram / on_stream_end */
 	int fd;           /* -1 until attached */
 	ev_io rio, wio;
-	struct mgrok_buf pending; /* the peer's bytes not yet written to fd; allocated only while in flight */
+	struct mgrok_buf
+	        pending; /* the peer's bytes not yet written to fd; allocated only while in flight */
 };
 
 /* DATA payloads still in the session's read buffer, written per stream with
@@ -48,8 +49,8 @@ struct mgrok_gather {
 
 /* What the streams of one session share. */
 struct mgrok_relay {
-	struct mgrok_stream *streams; /* every open stream */
-	struct mgrok_stream *stalled; /* streams waiting for the session's output to drain */
+	struct mgrok_stream *streams;     /* every open stream */
+	struct mgrok_stream *stalled;     /* streams waiting for the session's output to drain */
 	const uint8_t *feed_lo, *feed_hi; /* the read buffer being decoded, else NULL */
 	struct mgrok_gather gather[MGROK_GATHER_MAX];
 	unsigned ngather;
@@ -66,8 +67,8 @@ void mgrok_relay_resume_stalled(struct mgrok_relay *r);
 void mgrok_relay_destroy_all(struct mgrok_relay *r);
 
 /* Host functions (struct mgrok_host). */
-struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px, const struct sockaddr *source,
-                                               socklen_t source_len);
+struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px,
+                                               const struct sockaddr *source, socklen_t source_len);
 void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting);
 void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code);
 void mgrok_stream_attach_datagram(struct mgrok_stream *st, void *arg);

@@ -2,8 +2,8 @@
 
 bool mgrok_stream_may_read(const struct mgrok_mux_stream *ms, const struct mgrok_stream_flags *f)
 {
-	return f->attached && !f->connecting && !f->stalled && !(ms->state & MGROK_MUX_SENT_CLOSE) &&
-	       ms->send_window > 0;
+	return f->attached && !f->connecting && !f->stalled &&
+	       !(ms->state & MGROK_MUX_SENT_CLOSE) && ms->send_window > 0;
 }
 
 enum mgrok_stream_next mgrok_stream_next(const struct mgrok_mux_stream *ms,

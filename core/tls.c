@@ -67,7 +67,8 @@ struct mgrok_tls *mgrok_tls_server_new(const char *cert, const char *key, char *
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(t->ctx) != 1) {
-		snprintf(err, errlen, "tls: the key %s does not belong to the certificate %s", key, cert);
+		snprintf(err, errlen, "tls: the key %s does not belong to the certificate %s", key,
+		         cert);
 		goto fail;
 	}
 	return t;
@@ -145,7 +146,8 @@ struct mgrok_tls *mgrok_tls_client_new(const struct mgrok_tls_conf *c, const cha
 		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
 	} else if (c->fingerprint) {
 		if (parse_pin(c->fingerprint, t->pin) < 0) {
-			snprintf(err, errlen, "tls.fingerprint: expected \"sha256:\" and 64 hex digits");
+			snprintf(err, errlen,
+			         "tls.fingerprint: expected \"sha256:\" and 64 hex digits");
 			goto fail;
 		}
 		t->pinned = true;
@@ -190,7 +192,8 @@ SSL *mgrok_tls_wrap(struct mgrok_tls *t, int fd, char *err, size_t errlen)
 	}
 	SSL_set_connect_state(ssl);
 	struct in6_addr ip;
-	bool literal = inet_pton(AF_INET, t->name, &ip) == 1 || inet_pton(AF_INET6, t->name, &ip) == 1;
+	bool literal =
+	        inet_pton(AF_INET, t->name, &ip) == 1 || inet_pton(AF_INET6, t->name, &ip) == 1;
 	if (!literal)
 		SSL_set_tlsext_host_name(ssl, t->name); /* SNI is for names only */
 	if (!t->insecure && !t->pinned) {
@@ -208,24 +211,27 @@ bool mgrok_tls_explain(SSL *ssl, unsigned long err_code, char *buf, size_t len)
 	long v = SSL_get_verify_result(ssl);
 	const struct mgrok_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	if (v == X509_V_ERR_APPLICATION_VERIFICATION && t && t->pinned) {
-		snprintf(buf, len, "TLS: the server's certificate %s does not match the pinned fingerprint",
+		snprintf(buf, len,
+		         "TLS: the server's certificate %s does not match the pinned fingerprint",
 		         t->refused_fp[0] ? t->refused_fp : "(none)");
 		return true;
 	}
 	if (v != X509_V_OK && !SSL_is_server(ssl)) {
 		snprintf(buf, len, "TLS: the server's certificate is not trusted: %s%s%s",
 		         X509_verify_cert_error_string(v),
-		         v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH ? " for "
-		                                                                                  : "",
 		         v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH
-		             ? (t ? t->name : "")
-		             : "");
+		                 ? " for "
+		                 : "",
+		         v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH
+		                 ? (t ? t->name : "")
+		                 : "");
 		return true;
 	}
 	if (!err_code || ERR_GET_REASON(err_code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 		snprintf(buf, len, "TLS handshake failed: the %s closed the connection%s",
 		         SSL_is_server(ssl) ? "client" : "server",
-		         SSL_is_server(ssl) ? "" : " (is it a plaintext mgrokd? then turn tls off)");
+		         SSL_is_server(ssl) ? ""
+		                            : " (is it a plaintext mgrokd? then turn tls off)");
 		return false;
 	}
 	char e[256];
@@ -271,7 +277,8 @@ static int write_pem(const char *path, int mode, EVP_PKEY *key, X509 *cert, char
 			close(fd);
 		return -1;
 	}
-	int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
+	int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+	             : PEM_write_X509(f, cert);
 	if (fclose(f) != 0 || ok != 1) {
 		snprintf(err, errlen, "%s: write failed", path);
 		return -1;
@@ -279,8 +286,8 @@ static int write_pem(const char *path, int mode, EVP_PKEY *key, X509 *cert, char
 	return 0;
 }
 
-int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, size_t fplen, char *err,
-                       size_t errlen)
+int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, size_t fplen,
+                       char *err, size_t errlen)
 {
 	char cert_path[4096], key_path[4096], san[300];
 	int rc = -1;
@@ -303,7 +310,8 @@ int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, siz
 	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600);
 	X509_set_pubkey(cert, key);
 	X509_NAME *subject = X509_get_subject_name(cert);
-	X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1, 0);
+	X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1,
+	                           0);
 	X509_set_issuer_name(cert, subject);
 	struct in6_addr ip;
 	bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;

@@ -42,12 +42,13 @@ SSL *mgrok_tls_wrap(struct mgrok_tls *t, int fd, char *err, size_t errlen);
 bool mgrok_tls_explain(SSL *ssl, unsigned long err_code, char *buf, size_t len);
 
 /* "sha256:<hex>" of a PEM certificate file. Returns 0 or -1 with err. */
-int mgrok_tls_fingerprint_file(const char *path, char *out, size_t outlen, char *err, size_t errlen);
+int mgrok_tls_fingerprint_file(const char *path, char *out, size_t outlen, char *err,
+                               size_t errlen);
 /*
  * Writes DIR/cert.pem and DIR/key.pem (key mode 0600): a self-signed
  * certificate for name (valid 10 years, EC P-256, name as CN and SAN).
  */
-int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, size_t fplen, char *err,
-                       size_t errlen);
+int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, size_t fplen,
+                       char *err, size_t errlen);
 
 #endif

@@ -12,16 +12,10 @@ static ssize_t tls_result(struct mgrok_transport *t, int n, bool reading)
 {
 	int e = SSL_get_error(t->ssl, n);
 	switch (e) {
-	case SSL_ERROR_WANT_READ:
-		t->write_wants_read = !reading;
-		return MGROK_IO_AGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		t->read_wants_write = reading;
-		return MGROK_IO_AGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		break;
+	case SSL_ERROR_WANT_READ: t->write_wants_read = !reading; return MGROK_IO_AGAIN;
+	case SSL_ERROR_WANT_WRITE: t->read_wants_write = reading; return MGROK_IO_AGAIN;
+	case SSL_ERROR_ZERO_RETURN: return 0;
+	default: break;
 	}
 	unsigned long code = ERR_peek_last_error();
 	if (!SSL_is_init_finished(t->ssl)) {
@@ -29,7 +23,8 @@ static ssize_t tls_result(struct mgrok_transport *t, int n, bool reading)
 		t->cause = cert ? MGROK_IO_TLS_CERT : MGROK_IO_TLS;
 	} else if (e == SSL_ERROR_SYSCALL && !code) {
 		t->cause = MGROK_IO_SOCKET;
-		snprintf(t->err, sizeof(t->err), "%s", errno ? strerror(errno) : "connection closed");
+		snprintf(t->err, sizeof(t->err), "%s",
+		         errno ? strerror(errno) : "connection closed");
 	} else {
 		t->cause = MGROK_IO_TLS;
 		char buf[200];

@@ -23,9 +23,9 @@ enum mgrok_io_cause {
 
 struct mgrok_transport {
 	int fd;
-	SSL *ssl;              /* NULL: plain TCP */
-	bool read_wants_write; /* the last read is waiting for writability */
-	bool write_wants_read; /* the last write is waiting for readability */
+	SSL *ssl;                  /* NULL: plain TCP */
+	bool read_wants_write;     /* the last read is waiting for writability */
+	bool write_wants_read;     /* the last write is waiting for readability */
 	enum mgrok_io_cause cause; /* of the last MGROK_IO_ERROR */
 	char err[256];
 };

@@ -121,11 +121,11 @@ struct mgrok_host {
 
 	/* One log line, prefixed with the plugin's name. */
 	void (*log)(const struct mgrok_plugin *self, int level, const char *fmt, ...)
-	    __attribute__((format(printf, 3, 4)));
+	        __attribute__((format(printf, 3, 4)));
 
 	void *(*alloc)(size_t len); /* never returns NULL: the host aborts on OOM */
 	void (*free)(void *p);
-	void (*wipe)(void *p, size_t len); /* erase secrets; not optimised away */
+	void (*wipe)(void *p, size_t len);    /* erase secrets; not optimised away */
 	int (*random)(void *buf, size_t len); /* CSPRNG; 0 or -1 */
 
 	/* fd watching on the host's loop. The watcher does not own the fd. */
@@ -216,7 +216,8 @@ struct mgrok_proxy_ops {
 	 * host->stream_reset(st, MGROK_RESET_CONNECT_FAILED). Called once per
 	 * stream.
 	 */
-	void (*client_open)(void *inst, const struct mgrok_proxy_spec *spec, struct mgrok_stream *st);
+	void (*client_open)(void *inst, const struct mgrok_proxy_spec *spec,
+	                    struct mgrok_stream *st);
 	/*
 	 * Optional: check a REGISTER's options object. Returns 0, or -1 with
 	 * err filled in (REGISTER_ACK INVALID).
@@ -312,8 +313,8 @@ struct mgrok_auth_ops {
 struct mgrok_plugin_desc {
 	uint16_t abi_major;
 	uint16_t abi_minor;
-	uint32_t size; /* sizeof(struct mgrok_plugin_desc) of the plugin */
-	uint32_t kind; /* enum mgrok_plugin_kind */
+	uint32_t size;    /* sizeof(struct mgrok_plugin_desc) of the plugin */
+	uint32_t kind;    /* enum mgrok_plugin_kind */
 	const char *name; /* proxy type or auth method name: "tcp", "token" */
 	uint8_t wire_id;  /* REGISTER proxyType or handshake method id */
 	/*
@@ -321,8 +322,8 @@ struct mgrok_plugin_desc {
 	 * rejects unknown keys with a clear message in err. *inst is its
 	 * instance state, handed to every op and to fini.
 	 */
-	int (*init)(const struct mgrok_host *host, const struct mgrok_plugin *self, const json_t *conf,
-	            void **inst, char *err, size_t errlen);
+	int (*init)(const struct mgrok_host *host, const struct mgrok_plugin *self,
+	            const json_t *conf, void **inst, char *err, size_t errlen);
 	void (*fini)(void *inst);
 	const struct mgrok_proxy_ops *proxy; /* kind PROXY */
 	const struct mgrok_auth_ops *auth;   /* kind AUTH */
@@ -349,10 +350,10 @@ typedef const struct mgrok_plugin_desc *(*mgrok_plugin_entry_fn)(void);
 	const struct mgrok_plugin_desc *mgrok_plugin_entry(void)                                   \
 	{                                                                                          \
 		static const struct mgrok_plugin_desc desc = {                                     \
-		    .abi_major = MGROK_PLUGIN_ABI_MAJOR,                                           \
-		    .abi_minor = MGROK_PLUGIN_ABI_MINOR,                                           \
-		    .size = sizeof(struct mgrok_plugin_desc),                                      \
-		    __VA_ARGS__};                                                                  \
+		        .abi_major = MGROK_PLUGIN_ABI_MAJOR,                                       \
+		        .abi_minor = MGROK_PLUGIN_ABI_MINOR,                                       \
+		        .size = sizeof(struct mgrok_plugin_desc),                                  \
+		        __VA_ARGS__};                                                              \
 		return &desc;                                                                      \
 	}
 

@@ -119,8 +119,8 @@ int mgrok_auth_secret_option_take(struct mgrok_auth_secret_option *o, const char
 }
 
 int mgrok_auth_secret_load(const struct mgrok_host *host, const struct mgrok_plugin *self,
-                           const struct mgrok_auth_secret_option *o,
-                           struct mgrok_auth_secret *s, char *err, size_t errlen)
+                           const struct mgrok_auth_secret_option *o, struct mgrok_auth_secret *s,
+                           char *err, size_t errlen)
 {
 	const char *v = json_string_value(o->value);
 	size_t len = json_string_length(o->value);
@@ -166,6 +166,6 @@ int mgrok_auth_secret_proof(const struct mgrok_auth_secret *key, const char *lab
 		end = append(end, snonce, MGROK_AUTH_NONCE_LEN);
 	}
 	const unsigned char *r =
-	    HMAC(EVP_sha256(), key->p, (int)key->len, msg, (size_t)(end - msg), mac, &mlen);
+	        HMAC(EVP_sha256(), key->p, (int)key->len, msg, (size_t)(end - msg), mac, &mlen);
 	return r && mlen == MGROK_AUTH_MAC_LEN ? 0 : -1;
 }

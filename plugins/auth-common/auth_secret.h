@@ -62,8 +62,8 @@ int mgrok_auth_secret_option_take(struct mgrok_auth_secret_option *o, const char
  * with err filled in.
  */
 int mgrok_auth_secret_load(const struct mgrok_host *host, const struct mgrok_plugin *self,
-                           const struct mgrok_auth_secret_option *o,
-                           struct mgrok_auth_secret *s, char *err, size_t errlen);
+                           const struct mgrok_auth_secret_option *o, struct mgrok_auth_secret *s,
+                           char *err, size_t errlen);
 
 /*
  * A proof: HMAC-SHA256 with key over, for the client's,

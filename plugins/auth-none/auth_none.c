@@ -26,8 +26,7 @@ static int none_init(const struct mgrok_host *host, const struct mgrok_plugin *s
 	}
 	const char *key;
 	json_t *value;
-	json_object_foreach((json_t *)conf, key, value)
-	{
+	json_object_foreach((json_t *)conf, key, value) {
 		(void)value;
 		snprintf(err, errlen, "auth none: unknown option \"%s\" (none takes no options)",
 		         key);
@@ -90,11 +89,11 @@ static void none_end(void *inst, void *state)
 }
 
 static const struct mgrok_auth_ops ops = {
-    .client_start = none_client_start,
-    .client_step = none_client_step,
-    .server_step = none_server_step,
-    .end = none_end,
+        .client_start = none_client_start,
+        .client_step = none_client_step,
+        .server_step = none_server_step,
+        .end = none_end,
 };
 
-MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "none", .wire_id = 0x00,
-                    .init = none_init, .fini = none_fini, .auth = &ops)
+MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "none", .wire_id = 0x00, .init = none_init,
+                    .fini = none_fini, .auth = &ops)

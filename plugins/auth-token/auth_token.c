@@ -42,8 +42,7 @@ struct token_hs {
 };
 
 /* The client's proof or the server's (PROTOCOL.md 2.2). */
-static int proof(const struct token *t, bool server, const struct token_hs *h,
-                 uint8_t mac[MAC_LEN])
+static int proof(const struct token *t, bool server, const struct token_hs *h, uint8_t mac[MAC_LEN])
 {
 	return mgrok_auth_secret_proof(&t->key, server ? label_server : label_client, server, "",
 	                               h->cnonce, h->snonce, mac);
@@ -74,8 +73,7 @@ static int parse_options(struct token *t, const json_t *conf, char *err, size_t 
 
 	if (!json_is_object(conf))
 		return fail(err, errlen, "options must be a JSON object");
-	json_object_foreach((json_t *)conf, key, value)
-	{
+	json_object_foreach((json_t *)conf, key, value) {
 		if (!mgrok_auth_secret_is_option(key))
 			return fail(err, errlen,
 			            "unknown option \"%.64s\" (expected \"token\", \"token_file\" "
@@ -167,8 +165,7 @@ static int token_client_step(void *inst, void *state, int status, struct mgrok_a
 
 	/* OK: only after our answer, and only with the server's own proof. A
 	 * server that says OK without challenging us has proved nothing. */
-	if (h->have_snonce && m->in_len == MAC_LEN &&
-	    proof(t, true, h, mac) == 0 &&
+	if (h->have_snonce && m->in_len == MAC_LEN && proof(t, true, h, mac) == 0 &&
 	    CRYPTO_memcmp(mac, m->in, MAC_LEN) == 0)
 		rc = MGROK_AUTH_OK;
 	else
@@ -233,11 +230,11 @@ static void token_end(void *inst, void *state)
 }
 
 static const struct mgrok_auth_ops ops = {
-    .client_start = token_client_start,
-    .client_step = token_client_step,
-    .server_step = token_server_step,
-    .end = token_end,
+        .client_start = token_client_start,
+        .client_step = token_client_step,
+        .server_step = token_server_step,
+        .end = token_end,
 };
 
-MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "token", .wire_id = 0x01,
-                    .init = token_init, .fini = token_fini, .auth = &ops)
+MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "token", .wire_id = 0x01, .init = token_init,
+                    .fini = token_fini, .auth = &ops)

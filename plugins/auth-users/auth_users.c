@@ -158,18 +158,18 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 
 	if (!json_is_object(obj))
 		return fail(msg, len, "must be a JSON object");
-	json_object_foreach(obj, key, v)
-	{
+	json_object_foreach(obj, key, v) {
 		size_t n = json_array_size(v);
 		json_int_t c = json_integer_value(v);
 		if (strcmp(key, "token") == 0 || strcmp(key, "token_file") == 0) {
 			const struct mgrok_auth_secret_option src = {key, v};
 			if (usr->token.p)
-				return fail(msg, len, "give exactly one of \"token\" or \"token_file\"");
+				return fail(msg, len,
+				            "give exactly one of \"token\" or \"token_file\"");
 			if (json_string_length(v) == 0)
 				return fail(msg, len, "\"%s\" must be a non-empty string", key);
-			if (mgrok_auth_secret_load(u->host, u->self, &src, &usr->token, msg,
-			                           len) < 0)
+			if (mgrok_auth_secret_load(u->host, u->self, &src, &usr->token, msg, len) <
+			    0)
 				return -1;
 		} else if (strcmp(key, "ports") == 0) {
 			if (n == 0)
@@ -177,11 +177,14 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 			usr->ports = u->host->alloc(n * sizeof(*usr->ports));
 			for (usr->nports = n, i = 0; i < n; i++)
 				if (parse_range(json_array_get(v, i), usr->ports[i]) < 0)
-					return fail(msg, len, "\"ports\" entry %zu is not a port (1-65535) "
-					            "or a range \"LO-HI\"", i + 1);
+					return fail(msg, len,
+					            "\"ports\" entry %zu is not a port (1-65535) "
+					            "or a range \"LO-HI\"",
+					            i + 1);
 		} else if (strcmp(key, "max_proxies") == 0 || strcmp(key, "max_streams") == 0) {
 			if (!json_is_integer(v) || c < 1 || c > UINT_MAX)
-				return fail(msg, len, "\"%s\" must be an integer of at least 1", key);
+				return fail(msg, len, "\"%s\" must be an integer of at least 1",
+				            key);
 			if (strcmp(key, "max_proxies") == 0)
 				usr->max_proxies = (unsigned)c;
 			else
@@ -190,11 +193,14 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 			for (i = 0; i < n && json_string_length(json_array_get(v, i)) > 0; i++)
 				;
 			if (n == 0 || i < n)
-				return fail(msg, len, "\"types\" must be a non-empty array of type names");
+				return fail(msg, len,
+				            "\"types\" must be a non-empty array of type names");
 			usr->types = json_incref(v);
 		} else {
-			return fail(msg, len, "unknown key \"%.64s\" (expected token, token_file, "
-			            "ports, max_proxies, max_streams or types)", key);
+			return fail(msg, len,
+			            "unknown key \"%.64s\" (expected token, token_file, "
+			            "ports, max_proxies, max_streams or types)",
+			            key);
 		}
 	}
 	return usr->token.p ? 0 : fail(msg, len, "no \"token\" or \"token_file\"");
@@ -207,10 +213,8 @@ static void big_integer_key(const char *file, char *key, size_t len)
 	const char *name, *k;
 	json_t *obj, *v;
 	json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
-	json_object_foreach(json_object_get(root, "users"), name, obj)
-	{
-		json_object_foreach(obj, k, v)
-		{
+	json_object_foreach(json_object_get(root, "users"), name, obj) {
+		json_object_foreach(obj, k, v) {
 			for (size_t i = 0; i < (json_is_array(v) ? json_array_size(v) : 1); i++) {
 				json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
 				double d = json_real_value(e); /* 0 when e is no real */
@@ -274,20 +278,23 @@ static int db_load(const struct users *u, struct userdb **out, char *err, size_t
 		return load_error(u, &je, err, errlen);
 	if (stat(u->file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
 		u->host->log(u->self, MGROK_LOG_WARN,
-		             "users file \"%s\" can be read by other users (chmod 600 it)", u->file);
+		             "users file \"%s\" can be read by other users (chmod 600 it)",
+		             u->file);
 	json_t *users = json_object_get(root, "users");
 	size_t size = sizeof(struct userdb) + json_object_size(users) * sizeof(struct user);
 	struct userdb *db = memset(u->host->alloc(size), 0, size);
 	if (!json_is_object(users) || json_object_size(root) != 1 || json_object_size(users) == 0)
-		rc = fail(err, errlen, "%s: expected {\"users\": {NAME: {...}, ...}} with at least "
-		          "one user and nothing else", u->file);
-	json_object_foreach(users, name, obj)
-	{
+		rc = fail(err, errlen,
+		          "%s: expected {\"users\": {NAME: {...}, ...}} with at least "
+		          "one user and nothing else",
+		          u->file);
+	json_object_foreach(users, name, obj) {
 		struct user *usr = &db->v[db->n++];
 		json_t *t = json_object_get(obj, "token");
 		snprintf(usr->name, sizeof(usr->name), "%s", name);
 		if (rc == 0 && !name_ok(name))
-			rc = fail(msg, sizeof(msg), "invalid name (1-64 characters of A-Z a-z 0-9 . _ -)");
+			rc = fail(msg, sizeof(msg),
+			          "invalid name (1-64 characters of A-Z a-z 0-9 . _ -)");
 		else if (rc == 0)
 			rc = parse_user(u, obj, usr, msg, sizeof(msg));
 		if (rc < 0 && !*err) {
@@ -317,12 +324,13 @@ static int parse_options(struct users *u, const json_t *conf, char *err, size_t 
 
 	if (!json_is_object(conf))
 		return fail(err, errlen, "options must be a JSON object");
-	json_object_foreach((json_t *)conf, key, v)
-	{
+	json_object_foreach((json_t *)conf, key, v) {
 		bool secret = mgrok_auth_secret_is_option(key);
 		if (!secret && strcmp(key, "file") != 0 && strcmp(key, "user") != 0)
-			return fail(err, errlen, "unknown option \"%.64s\" (server: \"file\"; client: "
-			            "\"user\" and a token)", key);
+			return fail(err, errlen,
+			            "unknown option \"%.64s\" (server: \"file\"; client: "
+			            "\"user\" and a token)",
+			            key);
 		if (json_string_length(v) == 0)
 			return fail(err, errlen, "\"%s\" must be a non-empty string", key);
 		if (secret && mgrok_auth_secret_option_take(&src, key, v, err, errlen) < 0)
@@ -331,18 +339,21 @@ static int parse_options(struct users *u, const json_t *conf, char *err, size_t 
 	const char *file = json_string_value(json_object_get(conf, "file"));
 	const char *user = json_string_value(json_object_get(conf, "user"));
 	if (file && json_object_size(conf) != 1)
-		return fail(err, errlen, "the server takes only \"file\" (a users file); \"user\" "
+		return fail(err, errlen,
+		            "the server takes only \"file\" (a users file); \"user\" "
 		            "and tokens are client options");
 	if (file) {
 		u->file = memcpy(u->host->alloc(strlen(file) + 1), file, strlen(file) + 1);
 		return db_load(u, &u->db, err, errlen);
 	}
 	if (!user || !name_ok(user))
-		return fail(err, errlen, "give \"file\" (server) or \"user\" (client: 1-64 "
+		return fail(err, errlen,
+		            "give \"file\" (server) or \"user\" (client: 1-64 "
 		            "characters of A-Z a-z 0-9 . _ -) and a token");
 	snprintf(u->user, sizeof(u->user), "%s", user);
 	if (!src.key)
-		return fail(err, errlen, "no token; give \"token\", \"token_file\" or \"token_env\"");
+		return fail(err, errlen,
+		            "no token; give \"token\", \"token_file\" or \"token_env\"");
 	/* This plugin's own words for a token_env that gives nothing. */
 	if (strcmp(src.key, "token_env") == 0 &&
 	    (!(var = getenv(json_string_value(src.value))) || !*var))
@@ -410,7 +421,8 @@ static int users_authorize(void *inst, const struct mgrok_authz *a, char *reason
 			if (strcmp(json_string_value(json_array_get(usr->types, i)), a->type) == 0)
 				break;
 		if (usr->types && i == ntypes) {
-			snprintf(reason, len, "user %s may not register %s proxies", usr->name, a->type);
+			snprintf(reason, len, "user %s may not register %s proxies", usr->name,
+			         a->type);
 			return MGROK_AUTHZ_FORBIDDEN;
 		}
 		if (usr->max_proxies && a->proxies >= usr->max_proxies) {
@@ -471,7 +483,7 @@ static int users_client_step(void *inst, void *state, int status, struct mgrok_a
 		h->challenged = true;
 		m->out_len = MAC_LEN;
 		return proof(&u->token, false, h, m->out) < 0 ? deny(m, "HMAC-SHA256 failed")
-		                                               : MGROK_AUTH_CONTINUE;
+		                                              : MGROK_AUTH_CONTINUE;
 	}
 	/* OK counts only after our answer, and only with the server's own proof. */
 	if (!h->challenged || m->in_len != MAC_LEN || proof(&u->token, true, h, mac) < 0 ||
@@ -543,14 +555,14 @@ static void users_end(void *inst, void *state)
 }
 
 static const struct mgrok_auth_ops ops = {
-    .client_start = users_client_start,
-    .client_step = users_client_step,
-    .server_step = users_server_step,
-    .end = users_end,
-    .authorize = users_authorize,
-    .max_streams = users_max_streams,
-    .reload = users_reload,
+        .client_start = users_client_start,
+        .client_step = users_client_step,
+        .server_step = users_server_step,
+        .end = users_end,
+        .authorize = users_authorize,
+        .max_streams = users_max_streams,
+        .reload = users_reload,
 };
 
-MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "users", .wire_id = 0x02,
-                    .init = users_init, .fini = users_fini, .auth = &ops)
+MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "users", .wire_id = 0x02, .init = users_init,
+                    .fini = users_fini, .auth = &ops)

@@ -173,10 +173,10 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 }
 
 static const struct mgrok_proxy_ops ops = {
-    .server_bind = server_bind,
-    .server_unbind = server_unbind,
-    .client_open = client_open,
-    .check_options = check_options,
+        .server_bind = server_bind,
+        .server_unbind = server_unbind,
+        .client_open = client_open,
+        .check_options = check_options,
 };
 
 MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_PROXY, .name = "tcp", .wire_id = 0x01, .init = init,

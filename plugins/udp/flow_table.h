@@ -24,7 +24,7 @@ struct udp_flow_table {
 	struct udp_flow_entry **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t count;
-	size_t max;      /* the bound on count */
+	size_t max; /* the bound on count */
 	struct udp_flow_entry *oldest, *newest;
 	void *(*alloc)(size_t);
 	void (*free)(void *);

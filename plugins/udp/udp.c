@@ -105,7 +105,7 @@ static void note_drop(const struct udp_plugin *up, const char *name, unsigned lo
  * this single-threaded process. */
 static uint8_t dgram[65536];
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- options --------------------------------------------------------------- */
 
@@ -115,24 +115,25 @@ static int parse_options(const json_t *o, struct udp_options *opt, char *err, si
 	json_t *v;
 	opt->idle_timeout = DEFAULT_IDLE_TIMEOUT;
 	opt->max_flows = DEFAULT_MAX_FLOWS;
-	json_object_foreach((json_t *)o, key, v)
-	{
+	json_object_foreach((json_t *)o, key, v) {
 		if (strcmp(key, "idle_timeout") == 0) {
 			if (!json_is_number(v) || json_number_value(v) < MIN_IDLE_TIMEOUT) {
-				snprintf(err, errlen, "idle_timeout: expected seconds >= %g", MIN_IDLE_TIMEOUT);
+				snprintf(err, errlen, "idle_timeout: expected seconds >= %g",
+				         MIN_IDLE_TIMEOUT);
 				return -1;
 			}
 			opt->idle_timeout = json_number_value(v);
 		} else if (strcmp(key, "max_flows") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 			    json_integer_value(v) > MAX_FLOWS_LIMIT) {
-				snprintf(err, errlen, "max_flows: expected an integer 1-%d", MAX_FLOWS_LIMIT);
+				snprintf(err, errlen, "max_flows: expected an integer 1-%d",
+				         MAX_FLOWS_LIMIT);
 				return -1;
 			}
 			opt->max_flows = (size_t)json_integer_value(v);
 		} else {
-			snprintf(err, errlen, "unknown option \"%s\" (udp takes idle_timeout, max_flows)",
-			         key);
+			snprintf(err, errlen,
+			         "unknown option \"%s\" (udp takes idle_timeout, max_flows)", key);
 			return -1;
 		}
 	}
@@ -221,8 +222,8 @@ static void server_readable(void *arg, int fd, int events)
 		ssize_t n = recvfrom(fd, dgram, sizeof(dgram), 0, (struct sockaddr *)&ss, &len);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				h->log(l->up->self, MGROK_LOG_DEBUG, "proxy %s: recvfrom: %s", l->name,
-				       strerror(errno));
+				h->log(l->up->self, MGROK_LOG_DEBUG, "proxy %s: recvfrom: %s",
+				       l->name, strerror(errno));
 			return;
 		}
 		struct udp_flow_entry *e = udp_flow_lookup(&l->table, (struct sockaddr *)&ss, len);
@@ -235,7 +236,8 @@ static void server_readable(void *arg, int fd, int events)
 		}
 		sf->in++;
 		if (h->stream_send(sf->st, dgram, (size_t)n) < 0) {
-			note_drop(l->up, l->name, &sf->drops, &sf->drop_logged, "no window for a flow");
+			note_drop(l->up, l->name, &sf->drops, &sf->drop_logged,
+			          "no window for a flow");
 			l->drops++;
 		}
 	}
@@ -275,8 +277,8 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 	if (bind(fd, spec->addr, spec->addr_len) < 0) {
 		int e = errno;
 		char a[64];
-		snprintf(err, errlen, "cannot bind %s: %s", h->addr_format(spec->addr, a, sizeof(a)),
-		         strerror(e));
+		snprintf(err, errlen, "cannot bind %s: %s",
+		         h->addr_format(spec->addr, a, sizeof(a)), strerror(e));
 		close(fd);
 		return -e;
 	}
@@ -365,7 +367,8 @@ static int flow_socket(struct udp_plugin *up, const struct mgrok_proxy_spec *spe
 		up->epoch = up->host->now();
 	}
 	for (int tries = 0;; tries++) {
-		int fd = socket(spec->addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int fd =
+		        socket(spec->addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return -1;
 		if (connect(fd, spec->addr, spec->addr_len) < 0) {
@@ -404,7 +407,8 @@ static void client_readable(void *arg, int fd, int events)
 			return; /* EAGAIN, or ECONNREFUSED from an earlier send */
 		cf->last_active = h->now();
 		if (h->stream_send(cf->st, dgram, (size_t)n) < 0) {
-			note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged, "no window for a flow");
+			note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged,
+			          "no window for a flow");
 			continue;
 		}
 		cf->out++;
@@ -438,8 +442,8 @@ static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct 
 	uint16_t port;
 	int fd = flow_socket(up, spec, &port);
 	if (fd < 0) {
-		h->log(up->self, MGROK_LOG_INFO, "proxy %s: cannot open a socket to %s: %s", spec->name,
-		       h->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
+		h->log(up->self, MGROK_LOG_INFO, "proxy %s: cannot open a socket to %s: %s",
+		       spec->name, h->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
 		h->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
 		return;
 	}
@@ -483,8 +487,9 @@ static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, 
 		return -1;
 	}
 	if (json_object_size(conf)) {
-		snprintf(err, errlen, "takes no plugin options (set idle_timeout and max_flows "
-		                      "per proxy in \"options\")");
+		snprintf(err, errlen,
+		         "takes no plugin options (set idle_timeout and max_flows "
+		         "per proxy in \"options\")");
 		return -1;
 	}
 	struct udp_plugin *up = host->alloc(sizeof(*up));
@@ -503,12 +508,12 @@ static void fini(void *inst)
 }
 
 static const struct mgrok_proxy_ops ops = {
-    .server_bind = server_bind,
-    .server_unbind = server_unbind,
-    .client_open = client_open,
-    .check_options = check_options,
-    .on_datagram = on_datagram,
-    .on_stream_end = on_stream_end,
+        .server_bind = server_bind,
+        .server_unbind = server_unbind,
+        .client_open = client_open,
+        .check_options = check_options,
+        .on_datagram = on_datagram,
+        .on_stream_end = on_stream_end,
 };
 
 MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_PROXY, .name = "udp", .wire_id = 0x02, .init = init,

@@ -92,7 +92,8 @@ int main(int argc, char **argv)
 	int one = 1;
 	int l = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) < 0 || listen(l, 4096) < 0) {
+	if (bind(l, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) < 0 ||
+	    listen(l, 4096) < 0) {
 		perror("barerelay: listen");
 		return 1;
 	}

@@ -249,7 +249,8 @@ static void accept_one(int lfd)
 	pairs = p;
 	struct epoll_event e0 = {.events = 0, .data.ptr = &t[0]};
 	struct epoll_event e1 = {.events = EPOLLOUT, .data.ptr = &t[1]};
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &e0) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &e1) < 0)
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &e0) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &e1) < 0)
 		die("epoll_ctl add");
 }
 

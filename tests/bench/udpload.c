@@ -346,7 +346,8 @@ int main(int argc, char **argv)
 			}
 			for (int i = 0; i < opt.nsocks; i++) {
 				struct sock *s = &socks[i];
-				for (int k = 0; k < opt.outstanding && s->busy < opt.outstanding; k++) {
+				for (int k = 0; k < opt.outstanding && s->busy < opt.outstanding;
+				     k++) {
 					if (s->slots[k].busy)
 						continue;
 					if (opt.rate > 0) {

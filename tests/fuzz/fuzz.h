@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Reports a violated property (also to the sanitizers' report, which
  * libFuzzer keeps when it silences the target's stderr) and aborts. */
 _Noreturn void fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 4, 5)));
+        __attribute__((noreturn, format(printf, 4, 5)));
 
 #define FUZZ_ASSERT(cond, ...)                                                                     \
 	do {                                                                                       \

@@ -37,28 +37,19 @@ static size_t byte_fields(struct mgrok_frame *f, struct mgrok_bytes *v[2])
 		v[0] = &f->u.reg.name;
 		v[1] = &f->u.reg.options;
 		return 2;
-	case MGROK_FRAME_NEW_STREAM:
-		v[0] = &f->u.new_stream.name;
-		return 1;
-	case MGROK_FRAME_DATA:
-		v[0] = &f->u.data;
-		return 1;
+	case MGROK_FRAME_NEW_STREAM: v[0] = &f->u.new_stream.name; return 1;
+	case MGROK_FRAME_DATA: v[0] = &f->u.data; return 1;
 	case MGROK_FRAME_REGISTER_ACK:
 		v[0] = &f->u.ack.name;
 		v[1] = &f->u.ack.message;
 		return 2;
-	case MGROK_FRAME_GO_AWAY:
-		v[0] = &f->u.go_away.message;
-		return 1;
-	case MGROK_FRAME_UNREGISTER:
-		v[0] = &f->u.unreg_name;
-		return 1;
+	case MGROK_FRAME_GO_AWAY: v[0] = &f->u.go_away.message; return 1;
+	case MGROK_FRAME_UNREGISTER: v[0] = &f->u.unreg_name; return 1;
 	case MGROK_FRAME_HELLO:
 		v[0] = &f->u.hello.client_id;
 		v[1] = &f->u.hello.info;
 		return 2;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -245,13 +236,9 @@ static int hs_parse(enum hs_kind kind, const uint8_t *p, size_t len, uint8_t *x,
                     struct mgrok_bytes *payload, size_t *used, char *err, size_t errlen)
 {
 	switch (kind) {
-	case HS_FIRST:
-		return mgrok_hs_parse_first(p, len, x, payload, used, err, errlen);
-	case HS_ANSWER:
-		*x = 0;
-		return mgrok_hs_parse_answer(p, len, payload, used, err, errlen);
-	default:
-		return mgrok_hs_parse_reply(p, len, x, payload, used, err, errlen);
+	case HS_FIRST: return mgrok_hs_parse_first(p, len, x, payload, used, err, errlen);
+	case HS_ANSWER: *x = 0; return mgrok_hs_parse_answer(p, len, payload, used, err, errlen);
+	default: return mgrok_hs_parse_reply(p, len, x, payload, used, err, errlen);
 	}
 }
 
@@ -286,7 +273,7 @@ static void hs_message(enum hs_kind kind, const uint8_t *p, size_t len)
 	            "%s does not re-encode to its %zu bytes", names[kind], used);
 	mgrok_buf_free(&enc);
 	FUZZ_ASSERT(hs_parse(kind, p, used - 1, &x, &payload, &hint, err, sizeof(err)) == 0 &&
-	                hint == used,
+	                    hint == used,
 	            "%s without its last byte: hint %zu of %zu", names[kind], hint, used);
 }
 

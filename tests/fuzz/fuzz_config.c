@@ -43,8 +43,8 @@ void fuzz_conf_error_check(const struct mgrok_conf_error *e, int rc, const char 
 	if (rc == 0)
 		return;
 	FUZZ_ASSERT(memchr(e->file, '\0', sizeof(e->file)) &&
-	                memchr(e->key, '\0', sizeof(e->key)) &&
-	                memchr(e->msg, '\0', sizeof(e->msg)),
+	                    memchr(e->key, '\0', sizeof(e->key)) &&
+	                    memchr(e->msg, '\0', sizeof(e->msg)),
 	            "unterminated error field");
 	FUZZ_ASSERT(e->msg[0] != '\0', "an error without a message (key '%s')", e->key);
 	if (text)

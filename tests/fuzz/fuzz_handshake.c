@@ -28,9 +28,9 @@ static struct mgrok_auth_method client_methods[M_COUNT];
 static void setup(void)
 {
 	static const char users_file[] =
-	    "{\"users\": {\"alice\": {\"token\": \"alice-token\"},\n"
-	    "  \"bob\": {\"token\": \"bob-token\", \"ports\": [20080, \"20000-20010\"],\n"
-	    "          \"max_proxies\": 2, \"max_streams\": 5, \"types\": [\"tcp\"]}}}\n";
+	        "{\"users\": {\"alice\": {\"token\": \"alice-token\"},\n"
+	        "  \"bob\": {\"token\": \"bob-token\", \"ports\": [20080, \"20000-20010\"],\n"
+	        "          \"max_proxies\": 2, \"max_streams\": 5, \"types\": [\"tcp\"]}}}\n";
 	const struct mgrok_plugin_desc *none = fuzz_auth_none_entry();
 	const struct mgrok_plugin_desc *token = fuzz_auth_token_entry();
 	const struct mgrok_plugin_desc *users = fuzz_auth_users_entry();
@@ -43,16 +43,16 @@ static void setup(void)
 	void *token_inst = fuzz_plugin_init(token, "{\"token\": \"fuzz-token\"}");
 	server_methods[0] = (struct mgrok_auth_method){"none", 0x00, none->auth, none_inst};
 	server_methods[1] = (struct mgrok_auth_method){"token", 0x01, token->auth, token_inst};
-	server_methods[2] =
-	    (struct mgrok_auth_method){"users", 0x02, users->auth, fuzz_plugin_init(users, conf)};
+	server_methods[2] = (struct mgrok_auth_method){"users", 0x02, users->auth,
+	                                               fuzz_plugin_init(users, conf)};
 	client_methods[M_NONE] = server_methods[0];
 	client_methods[M_TOKEN] = server_methods[1];
 	client_methods[M_USERS] = (struct mgrok_auth_method){
-	    "users", 0x02, users->auth,
-	    fuzz_plugin_init(users, "{\"user\": \"alice\", \"token\": \"alice-token\"}")};
+	        "users", 0x02, users->auth,
+	        fuzz_plugin_init(users, "{\"user\": \"alice\", \"token\": \"alice-token\"}")};
 	client_methods[M_USERS_BOB] = (struct mgrok_auth_method){
-	    "users", 0x02, users->auth,
-	    fuzz_plugin_init(users, "{\"user\": \"bob\", \"token\": \"wrong-token\"}")};
+	        "users", 0x02, users->auth,
+	        fuzz_plugin_init(users, "{\"user\": \"bob\", \"token\": \"wrong-token\"}")};
 	/* The instances live as long as the process, as a server's do. */
 }
 
@@ -88,7 +88,7 @@ static void authorize(const struct mgrok_hs *hs, const uint8_t *rest, size_t len
 		reason[0] = '\0';
 		int v = ops->authorize(hs->method->inst, &a, reason, sizeof(reason));
 		FUZZ_ASSERT(v == MGROK_AUTHZ_OK || v == MGROK_AUTHZ_PORT_NOT_ALLOWED ||
-		                v == MGROK_AUTHZ_LIMIT || v == MGROK_AUTHZ_FORBIDDEN,
+		                    v == MGROK_AUTHZ_LIMIT || v == MGROK_AUTHZ_FORBIDDEN,
 		            "authorize returned %d", v);
 		FUZZ_ASSERT(v == MGROK_AUTHZ_OK || reason[0], "authorize refused without a reason");
 	}
@@ -157,10 +157,12 @@ static unsigned messages(bool replies, const struct mgrok_buf *out, uint8_t *las
 		struct mgrok_bytes payload;
 		char err[160];
 		uint8_t x;
-		int rc =
-		    replies  ? mgrok_hs_parse_reply(p, len, last, &payload, &used, err, sizeof(err))
-		    : n == 0 ? mgrok_hs_parse_first(p, len, &x, &payload, &used, err, sizeof(err))
-		             : mgrok_hs_parse_answer(p, len, &payload, &used, err, sizeof(err));
+		int rc = replies ? mgrok_hs_parse_reply(p, len, last, &payload, &used, err,
+		                                        sizeof(err))
+		         : n == 0
+		                 ? mgrok_hs_parse_first(p, len, &x, &payload, &used, err,
+		                                        sizeof(err))
+		                 : mgrok_hs_parse_answer(p, len, &payload, &used, err, sizeof(err));
 		FUZZ_ASSERT(rc == 1, "our message %u does not parse (%d: %s)", n, rc,
 		            rc < 0 ? err : "short");
 		p += used;
@@ -196,7 +198,7 @@ static void check(bool client, const struct result *r)
 		FUZZ_ASSERT(k >= 1 && k <= MGROK_IDENTITY_MAX, "identity of %zu bytes", k);
 		for (size_t i = 0; i < k; i++)
 			FUZZ_ASSERT((unsigned char)hs->identity[i] >= 0x20 &&
-			                hs->identity[i] != 0x7f,
+			                    hs->identity[i] != 0x7f,
 			            "control character in the identity");
 	} else if (r->rc == MGROK_HS_DENIED) {
 		FUZZ_ASSERT(last == MGROK_HS_STATUS_DENIED || last == MGROK_HS_STATUS_UNSUPPORTED,
@@ -249,10 +251,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	            split.rc, split.hs.reason);
 	FUZZ_ASSERT(whole.taken == split.taken, "took %zu whole, %zu split", whole.taken,
 	            split.taken);
-	FUZZ_ASSERT(whole.out.len == split.out.len &&
+	FUZZ_ASSERT(
+	        whole.out.len == split.out.len &&
 	                (!whole.out.len || memcmp(mgrok_buf_head(&whole.out),
 	                                          mgrok_buf_head(&split.out), whole.out.len) == 0),
-	            "different output whole and split");
+	        "different output whole and split");
 	FUZZ_ASSERT(strcmp(whole.hs.identity, split.hs.identity) == 0,
 	            "identity '%s' whole, '%s' split", whole.hs.identity, split.hs.identity);
 	/* A scanner's bytes are quoted as far as they came. */

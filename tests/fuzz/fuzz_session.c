@@ -132,13 +132,13 @@ static void on_stream_end(void *inst, void *arg)
 static const struct mgrok_proxy_ops proxy_ops = {.on_datagram = on_datagram,
                                                  .on_stream_end = on_stream_end};
 static const struct mgrok_plugin_desc proxy_desc = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_plugin_desc),
-    .kind = MGROK_PLUGIN_PROXY,
-    .name = "fuzz",
-    .wire_id = 0x7f,
-    .proxy = &proxy_ops,
+        .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+        .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+        .size = sizeof(struct mgrok_plugin_desc),
+        .kind = MGROK_PLUGIN_PROXY,
+        .name = "fuzz",
+        .wire_id = 0x7f,
+        .proxy = &proxy_ops,
 };
 static struct mgrok_plugin proxy_plugin = {.path = "fuzz", .desc = &proxy_desc};
 
@@ -260,7 +260,7 @@ static void on_register(struct mgrok_session *s, const struct mgrok_frame *f)
 		px->spec.name = px->name;
 		px->spec.type = f->u.reg.proxy_type;
 		px->spec.remote_port =
-		    f->u.reg.remote_port ? f->u.reg.remote_port : (uint16_t)(20000 + slot);
+		        f->u.reg.remote_port ? f->u.reg.remote_port : (uint16_t)(20000 + slot);
 		px->bound = true;
 		H.proxies[slot] = px;
 		ack.u.ack.remote_port = px->spec.remote_port;
@@ -290,9 +290,7 @@ static int server_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
 		                    "protocol error: HELLO not first");
 		return -1;
-	case MGROK_FRAME_REGISTER:
-		on_register(s, f);
-		return 0;
+	case MGROK_FRAME_REGISTER: on_register(s, f); return 0;
 	case MGROK_FRAME_UNREGISTER:
 		k = find_name(H.proxies, MAX_PROXIES, f->u.unreg_name.p, f->u.unreg_name.len);
 		if (k >= 0) {
@@ -311,8 +309,7 @@ static int server_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 static int client_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 {
 	switch (f->type) {
-	case MGROK_FRAME_REGISTER_ACK:
-		return 0;
+	case MGROK_FRAME_REGISTER_ACK: return 0;
 	case MGROK_FRAME_NEW_STREAM: {
 		struct mgrok_proxy *v[4] = {&client_proxies[0], &client_proxies[1],
 		                            &client_proxies[2], &client_proxies[3]};
@@ -323,7 +320,7 @@ static int client_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 		}
 		int k = find_name(v, 4, f->u.new_stream.name.p, f->u.new_stream.name.len);
 		struct mgrok_stream *st =
-		    mgrok_stream_accept(s, f->stream_id, k >= 0 ? v[k] : NULL);
+		        mgrok_stream_accept(s, f->stream_id, k >= 0 ? v[k] : NULL);
 		if (k < 0)
 			mgrok_stream_reset(st, MGROK_RESET_REFUSED);
 		else
@@ -414,9 +411,9 @@ static void build_frame(struct fuzz_in *in)
 {
 	/* What the session's peer may send. */
 	static const uint8_t from_client[] = {
-	    MGROK_FRAME_REGISTER,  MGROK_FRAME_DATA,          MGROK_FRAME_CLOSE,
-	    MGROK_FRAME_HEARTBEAT, MGROK_FRAME_WINDOW_UPDATE, MGROK_FRAME_RESET,
-	    MGROK_FRAME_GO_AWAY,   MGROK_FRAME_UNREGISTER,    MGROK_FRAME_HELLO};
+	        MGROK_FRAME_REGISTER,  MGROK_FRAME_DATA,          MGROK_FRAME_CLOSE,
+	        MGROK_FRAME_HEARTBEAT, MGROK_FRAME_WINDOW_UPDATE, MGROK_FRAME_RESET,
+	        MGROK_FRAME_GO_AWAY,   MGROK_FRAME_UNREGISTER,    MGROK_FRAME_HELLO};
 	static const uint8_t from_server[] = {MGROK_FRAME_NEW_STREAM,   MGROK_FRAME_DATA,
 	                                      MGROK_FRAME_CLOSE,        MGROK_FRAME_HEARTBEAT,
 	                                      MGROK_FRAME_REGISTER_ACK, MGROK_FRAME_WINDOW_UPDATE,
@@ -447,9 +444,7 @@ static void build_frame(struct fuzz_in *in)
 		f.stream_id = pick_id(in);
 		f.u.data = payload(in);
 		break;
-	case MGROK_FRAME_CLOSE:
-		f.stream_id = pick_id(in);
-		break;
+	case MGROK_FRAME_CLOSE: f.stream_id = pick_id(in); break;
 	case MGROK_FRAME_REGISTER_ACK:
 		f.u.ack.status = fuzz_u8(in) % 8;
 		f.u.ack.remote_port = 20000;
@@ -469,15 +464,12 @@ static void build_frame(struct fuzz_in *in)
 		f.u.go_away.code = fuzz_u8(in) % 6;
 		f.u.go_away.message = text("bye");
 		break;
-	case MGROK_FRAME_UNREGISTER:
-		f.u.unreg_name = pick_name(in);
-		break;
+	case MGROK_FRAME_UNREGISTER: f.u.unreg_name = pick_name(in); break;
 	case MGROK_FRAME_HELLO:
 		f.u.hello.client_id = text(fuzz_u8(in) & 1 ? "client-1" : "c2");
 		f.u.hello.info = text("{}");
 		break;
-	default:
-		break;
+	default: break;
 	}
 	struct mgrok_buf enc = {0};
 	if (mgrok_frame_encode(&f, &enc) == 0) {
@@ -504,7 +496,7 @@ static void open_stream(struct fuzz_in *in)
 		struct mgrok_frame f = {.type = MGROK_FRAME_NEW_STREAM, .stream_id = H.next_id};
 		f.u.new_stream.name = text(names[k % NNAMES]);
 		f.u.new_stream.source =
-		    (struct mgrok_wire_addr){.family = 4, .ip = {192, 0, 2, 1}, .port = k};
+		        (struct mgrok_wire_addr){.family = 4, .ip = {192, 0, 2, 1}, .port = k};
 		H.next_id += 2;
 		struct mgrok_buf enc = {0};
 		if (mgrok_frame_encode(&f, &enc) == 0)
@@ -517,10 +509,10 @@ static void open_stream(struct fuzz_in *in)
 		return;
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(k)};
 	struct sockaddr_in a4 = {
-	    .sin_family = AF_INET, .sin_port = htons(k), .sin_addr = {htonl(0xc0000201)}};
+	        .sin_family = AF_INET, .sin_port = htons(k), .sin_addr = {htonl(0xc0000201)}};
 	struct mgrok_stream *st =
-	    k & 0x80 ? mgrok_host_table.stream_open(px, (struct sockaddr *)&a6, sizeof(a6))
-	             : mgrok_host_table.stream_open(px, (struct sockaddr *)&a4, sizeof(a4));
+	        k & 0x80 ? mgrok_host_table.stream_open(px, (struct sockaddr *)&a6, sizeof(a6))
+	                 : mgrok_host_table.stream_open(px, (struct sockaddr *)&a4, sizeof(a4));
 	if (st)
 		attach(st, px, 0);
 }
@@ -631,33 +623,15 @@ static void command(struct fuzz_in *in)
 		p = fuzz_take(in, n, &got);
 		send_bytes(p, got);
 		break;
-	case OP_FRAME:
-		build_frame(in);
-		break;
-	case OP_REPEAT:
-		H.repeat = fuzz_u16(in);
-		break;
-	case OP_OPEN:
-		open_stream(in);
-		break;
-	case OP_LOCAL_WRITE:
-		local_write(in);
-		break;
-	case OP_LOCAL_CTRL:
-		local_ctrl(in);
-		break;
-	case OP_DGRAM:
-		dgram(in);
-		break;
-	case OP_PEER:
-		peer_ctrl(in);
-		break;
-	case OP_TIMER:
-		timer(in);
-		break;
-	case OP_RUN:
-		run(1 + fuzz_u8(in) % 4);
-		break;
+	case OP_FRAME: build_frame(in); break;
+	case OP_REPEAT: H.repeat = fuzz_u16(in); break;
+	case OP_OPEN: open_stream(in); break;
+	case OP_LOCAL_WRITE: local_write(in); break;
+	case OP_LOCAL_CTRL: local_ctrl(in); break;
+	case OP_DGRAM: dgram(in); break;
+	case OP_PEER: peer_ctrl(in); break;
+	case OP_TIMER: timer(in); break;
+	case OP_RUN: run(1 + fuzz_u8(in) % 4); break;
 	default:
 		n = fuzz_u8(in);
 		if (H.s)

@@ -36,7 +36,7 @@ static unsigned ask(void *inst, const char *name, unsigned h)
 		memset(reason, 0, sizeof(reason));
 		int v = ops->authorize(inst, &a, reason, cap);
 		FUZZ_ASSERT(v == MGROK_AUTHZ_OK || v == MGROK_AUTHZ_PORT_NOT_ALLOWED ||
-		                v == MGROK_AUTHZ_LIMIT || v == MGROK_AUTHZ_FORBIDDEN,
+		                    v == MGROK_AUTHZ_LIMIT || v == MGROK_AUTHZ_FORBIDDEN,
 		            "authorize returned %d", v);
 		FUZZ_ASSERT(v == MGROK_AUTHZ_OK || (reason[0] && strlen(reason) < cap),
 		            "refused %d with reason '%s'", v, reason);
@@ -51,8 +51,8 @@ static unsigned ask_all(void *inst, const uint8_t *data, size_t size, unsigned h
 	json_t *root = json_loadb((const char *)data, size, 0, NULL);
 	const char *name;
 	json_t *v;
-	json_object_foreach(json_object_get(root, "users"), name, v) digest =
-	    digest * 131 + ask(inst, name, h++);
+	json_object_foreach(json_object_get(root, "users"), name, v)
+		digest = digest * 131 + ask(inst, name, h++);
 	json_decref(root);
 	/* A name the file may not have, from the input's last bytes. */
 	char made_up[17];

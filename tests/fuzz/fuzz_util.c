@@ -88,14 +88,14 @@ static int host_random(void *buf, size_t len)
 }
 
 const struct mgrok_host fuzz_host = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = host_log,
-    .alloc = host_alloc,
-    .free = host_free,
-    .wipe = host_wipe,
-    .random = host_random,
+        .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+        .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+        .size = sizeof(struct mgrok_host),
+        .log = host_log,
+        .alloc = host_alloc,
+        .free = host_free,
+        .wipe = host_wipe,
+        .random = host_random,
 };
 
 void *fuzz_plugin_init(const struct mgrok_plugin_desc *desc, const char *conf_json)

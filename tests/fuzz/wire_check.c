@@ -61,16 +61,12 @@ static void session_frame(struct wire *w, const struct mgrok_frame *f)
 			st->opened = true;
 		}
 		return;
-	case MGROK_FRAME_GO_AWAY:
-		w->over = true;
-		return;
+	case MGROK_FRAME_GO_AWAY: w->over = true; return;
 	case MGROK_FRAME_DATA:
 	case MGROK_FRAME_CLOSE:
 	case MGROK_FRAME_WINDOW_UPDATE:
-	case MGROK_FRAME_RESET:
-		break;
-	default:
-		return;
+	case MGROK_FRAME_RESET: break;
+	default: return;
 	}
 	if (!(st = stream(w, f->stream_id)))
 		return;
@@ -92,9 +88,7 @@ static void session_frame(struct wire *w, const struct mgrok_frame *f)
 	case MGROK_FRAME_WINDOW_UPDATE:
 		FUZZ_ASSERT(f->u.increment > 0, "WINDOW_UPDATE of 0 on stream %u", f->stream_id);
 		break;
-	default:
-		st->reset = true;
-		break;
+	default: st->reset = true; break;
 	}
 }
 
@@ -120,9 +114,10 @@ static size_t handshake(struct wire *w)
 	uint8_t x = 0;
 	char err[160] = "";
 	/* The server speaks in replies; the client's first message has the magic. */
-	int rc = w->sender == MGROK_ROLE_SERVER
-	             ? mgrok_hs_parse_reply(p, w->hs.len, &x, &payload, &used, err, sizeof(err))
-	             : mgrok_hs_parse_first(p, w->hs.len, &x, &payload, &used, err, sizeof(err));
+	int rc =
+	        w->sender == MGROK_ROLE_SERVER
+	                ? mgrok_hs_parse_reply(p, w->hs.len, &x, &payload, &used, err, sizeof(err))
+	                : mgrok_hs_parse_first(p, w->hs.len, &x, &payload, &used, err, sizeof(err));
 	if (rc == 0)
 		return 0;
 	if (w->from_session) {

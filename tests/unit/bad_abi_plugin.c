@@ -38,8 +38,8 @@ static void bad_end(void *inst, void *state)
 }
 
 static const struct mgrok_auth_ops bad_ops = {
-    .server_step = bad_server_step,
-    .end = bad_end,
+        .server_step = bad_server_step,
+        .end = bad_end,
 };
 
 MGROK_PLUGIN_EXPORT const struct mgrok_plugin_desc *mgrok_plugin_entry(void);
@@ -47,14 +47,14 @@ MGROK_PLUGIN_EXPORT const struct mgrok_plugin_desc *mgrok_plugin_entry(void);
 const struct mgrok_plugin_desc *mgrok_plugin_entry(void)
 {
 	static const struct mgrok_plugin_desc desc = {
-	    .abi_major = 99,
-	    .abi_minor = 0,
-	    .size = sizeof(struct mgrok_plugin_desc),
-	    .kind = MGROK_PLUGIN_AUTH,
-	    .name = "bad-abi",
-	    .wire_id = 0x7e,
-	    .init = bad_init,
-	    .auth = &bad_ops,
+	        .abi_major = 99,
+	        .abi_minor = 0,
+	        .size = sizeof(struct mgrok_plugin_desc),
+	        .kind = MGROK_PLUGIN_AUTH,
+	        .name = "bad-abi",
+	        .wire_id = 0x7e,
+	        .init = bad_init,
+	        .auth = &bad_ops,
 	};
 	return &desc;
 }

@@ -152,11 +152,11 @@ static void unload(struct method *x)
 }
 
 static const char users_json[] =
-    "{\"users\": {\n"
-    "  \"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"20000-20010\", 20080],\n"
-    "             \"max_proxies\": 4, \"max_streams\": 100, \"types\": [\"tcp\"]},\n"
-    "  \"bob\": {\"token_file\": \"%s\"}\n"
-    "}}\n";
+        "{\"users\": {\n"
+        "  \"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"20000-20010\", 20080],\n"
+        "             \"max_proxies\": 4, \"max_streams\": 100, \"types\": [\"tcp\"]},\n"
+        "  \"bob\": {\"token_file\": \"%s\"}\n"
+        "}}\n";
 
 /* The server of most tests: alice inline, bob from a token file. */
 static void server_standard(struct method *x)
@@ -204,8 +204,8 @@ static int login(struct method *sm, const char *user, const char *token, char *i
 }
 
 /* HMAC-SHA256(key, label || a || b || c), computed independently. */
-static void spec_mac(const char *key, const char *label, const void *a, size_t alen,
-                     const void *b, size_t blen, const void *c, size_t clen, uint8_t mac[32])
+static void spec_mac(const char *key, const char *label, const void *a, size_t alen, const void *b,
+                     size_t blen, const void *c, size_t clen, uint8_t mac[32])
 {
 	uint8_t msg[256];
 	size_t n = strlen(label);
@@ -214,8 +214,8 @@ static void spec_mac(const char *key, const char *label, const void *a, size_t a
 	memcpy(msg + n, a, alen);
 	memcpy(msg + n + alen, b, blen);
 	memcpy(msg + n + alen + blen, c, clen);
-	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, (int)strlen(key), msg, n + alen + blen + clen,
-	                           mac, &mlen));
+	ck_assert_ptr_nonnull(
+	        HMAC(EVP_sha256(), key, (int)strlen(key), msg, n + alen + blen + clen, mac, &mlen));
 	ck_assert_uint_eq(mlen, 32);
 }
 
@@ -355,11 +355,14 @@ START_TEST(hs_wire_format)
 	/* GRT1 | 0x02 | str16(str8("alice") || cnonce) */
 	ck_assert_int_eq(mgrok_hs_client_start(&c, &cm.m, &c2s), MGROK_HS_MORE);
 	ck_assert_uint_eq(c2s.len, 7 + 1 + 5 + 16);
-	ck_assert_mem_eq(mgrok_buf_head(&c2s), "GRT1\x02\x00\x16\x05" "alice", 13);
+	ck_assert_mem_eq(mgrok_buf_head(&c2s),
+	                 "GRT1\x02\x00\x16\x05"
+	                 "alice",
+	                 13);
 	memcpy(cnonce, mgrok_buf_head(&c2s) + 13, 16);
-	ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find,
-	                                      &sm.m),
-	                 MGROK_HS_MORE);
+	ck_assert_int_eq(
+	        mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find, &sm.m),
+	        MGROK_HS_MORE);
 	ck_assert_uint_eq(used, c2s.len);
 	mgrok_buf_consume(&c2s, used);
 
@@ -377,9 +380,9 @@ START_TEST(hs_wire_format)
 	ck_assert_mem_eq(mgrok_buf_head(&c2s), "\x00\x20", 2);
 	spec_mac(ALICE, "mgrok-users-v1 client", "alice", 5, cnonce, 16, snonce, 16, mac);
 	ck_assert_mem_eq(mgrok_buf_head(&c2s) + 2, mac, 32);
-	ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find,
-	                                      &sm.m),
-	                 MGROK_HS_DONE);
+	ck_assert_int_eq(
+	        mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find, &sm.m),
+	        MGROK_HS_DONE);
 
 	/* OK | str16(HMAC(token, "mgrok-users-v1 server" || snonce || cnonce || user)) */
 	ck_assert_uint_eq(s2c.len, 3 + 32);
@@ -405,14 +408,17 @@ START_TEST(hs_name_bound)
 	struct method sm;
 	char text[1024], id[MGROK_IDENTITY_MAX + 1];
 
-	snprintf(text, sizeof(text), "{\"users\": {\"alice\": {\"token\": \"%s\"}, "
-	                             "\"bob\": {\"token\": \"%s\"}}}", ALICE, ALICE);
+	snprintf(text, sizeof(text),
+	         "{\"users\": {\"alice\": {\"token\": \"%s\"}, "
+	         "\"bob\": {\"token\": \"%s\"}}}",
+	         ALICE, ALICE);
 	server_load(&sm, text); /* the same token for both */
 	ck_assert_int_eq(login(&sm, "bob", ALICE, id), MGROK_HS_DONE);
 	ck_assert_str_eq(id, "bob");
 
 	/* A captured answer for alice, replayed under the name bob: refused. */
-	uint8_t first[7 + 1 + 3 + 16] = "GRT1\x02\x00\x14\x03" "bob";
+	uint8_t first[7 + 1 + 3 + 16] = "GRT1\x02\x00\x14\x03"
+	                                "bob";
 	uint8_t cnonce[16] = {1, 2, 3}, snonce[16], answer[2 + 32] = {0x00, 0x20};
 	struct mgrok_hs s;
 	struct mgrok_buf out = {0};
@@ -440,13 +446,35 @@ START_TEST(hs_malformed)
 		const char *bytes;
 		size_t len;
 	} bad[] = {
-	    {"empty", "", 0},
-	    {"no name", "\x00" "0123456789abcdef", 17},
-	    {"name too long", "\x41" "0123456789abcdef", 17},
-	    {"short nonce", "\x05" "alice" "0123456789abcde", 21},
-	    {"long nonce", "\x05" "alice" "0123456789abcdefg", 23},
-	    {"bad name char", "\x05" "al ce" "0123456789abcdef", 22},
-	    {"NUL in name", "\x05" "al\0ce" "0123456789abcdef", 22},
+	        {"empty", "", 0},
+	        {"no name",
+	         "\x00"
+	         "0123456789abcdef",
+	         17},
+	        {"name too long",
+	         "\x41"
+	         "0123456789abcdef",
+	         17},
+	        {"short nonce",
+	         "\x05"
+	         "alice"
+	         "0123456789abcde",
+	         21},
+	        {"long nonce",
+	         "\x05"
+	         "alice"
+	         "0123456789abcdefg",
+	         23},
+	        {"bad name char",
+	         "\x05"
+	         "al ce"
+	         "0123456789abcdef",
+	         22},
+	        {"NUL in name",
+	         "\x05"
+	         "al\0ce"
+	         "0123456789abcdef",
+	         22},
 	};
 	struct method sm;
 
@@ -459,7 +487,8 @@ START_TEST(hs_malformed)
 		mgrok_buf_put16(&in, (uint16_t)bad[i].len);
 		mgrok_buf_append(&in, bad[i].bytes, bad[i].len);
 		mgrok_hs_server_init(&s);
-		int rc = mgrok_hs_server_feed(&s, mgrok_buf_head(&in), in.len, &used, &out, find, &sm.m);
+		int rc = mgrok_hs_server_feed(&s, mgrok_buf_head(&in), in.len, &used, &out, find,
+		                              &sm.m);
 		ck_assert_msg(rc == MGROK_HS_DENIED, "%s: %d", bad[i].what, rc);
 		ck_assert_str_eq(s.reason, "malformed users handshake");
 		ck_assert_uint_eq(mgrok_buf_head(&out)[0], 0x02);
@@ -469,11 +498,18 @@ START_TEST(hs_malformed)
 		if (i == 0) {
 			mgrok_buf_consume(&in, in.len);
 			mgrok_buf_consume(&out, out.len);
-			mgrok_buf_append(&in, "GRT1\x02\x00\x16\x05" "alice" "0123456789abcdef", 29);
-			mgrok_buf_append(&in, "\x00\x1f" "0123456789abcdef0123456789abcde", 33);
+			mgrok_buf_append(&in,
+			                 "GRT1\x02\x00\x16\x05"
+			                 "alice"
+			                 "0123456789abcdef",
+			                 29);
+			mgrok_buf_append(&in,
+			                 "\x00\x1f"
+			                 "0123456789abcdef0123456789abcde",
+			                 33);
 			mgrok_hs_server_init(&s);
-			ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&in), in.len, &used,
-			                                      &out, find, &sm.m),
+			ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&in), in.len,
+			                                      &used, &out, find, &sm.m),
 			                 MGROK_HS_DENIED);
 			ck_assert_str_eq(s.reason, "malformed users handshake");
 			mgrok_hs_end(&s);
@@ -499,18 +535,18 @@ START_TEST(hs_reload_midway)
 	client_load(&cm, "alice", ALICE);
 	mgrok_hs_server_init(&s);
 	ck_assert_int_eq(mgrok_hs_client_start(&c, &cm.m, &c2s), MGROK_HS_MORE);
-	ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find,
-	                                      &sm.m),
-	                 MGROK_HS_MORE);
+	ck_assert_int_eq(
+	        mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find, &sm.m),
+	        MGROK_HS_MORE);
 	mgrok_buf_consume(&c2s, used);
 	write_file("users.json", "{\"users\": {\"alice\": {\"token\": \"" ALICE2 "\"}}}");
 	ck_assert_msg(sm.desc->auth->reload(sm.m.inst, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(mgrok_hs_client_feed(&c, mgrok_buf_head(&s2c), s2c.len, &used, &c2s),
 	                 MGROK_HS_MORE);
 	mgrok_buf_consume(&s2c, used);
-	ck_assert_int_eq(mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find,
-	                                      &sm.m),
-	                 MGROK_HS_DONE);
+	ck_assert_int_eq(
+	        mgrok_hs_server_feed(&s, mgrok_buf_head(&c2s), c2s.len, &used, &s2c, find, &sm.m),
+	        MGROK_HS_DONE);
 	ck_assert_int_eq(mgrok_hs_client_feed(&c, mgrok_buf_head(&s2c), s2c.len, &used, &c2s),
 	                 MGROK_HS_DONE);
 	mgrok_hs_end(&c);
@@ -531,60 +567,66 @@ START_TEST(file_errors)
 		const char *text;
 		const char *want1, *want2;
 	} bad[] = {
-	    {"{\"users\": {\n \"alice\": {\n  \"token\" \"" ALICE "\"}}}", ":3:", "expected"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\",}}}", ":1:", "users.json"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"tokn\": \"" BOB "\"}}}",
-	     "user \"alice\"", "unknown key \"tokn\""},
-	    {"{\"users\": {\"alice\": {\"ports\": [20000]}}}", "user \"alice\"", "no \"token\""},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"token_file\": \"/x\"}}}",
-	     "user \"alice\"", "exactly one of \"token\" or \"token_file\""},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"20010-20000\"]}}}",
-	     "user \"alice\"", "\"ports\" entry 1"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [1, 0]}}}", "alice",
-	     "\"ports\" entry 2"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [65536]}}}", "alice",
-	     "\"ports\" entry 1"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"1-\"]}}}", "alice",
-	     "\"ports\" entry 1"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"1-70000\"]}}}",
-	     "alice", "\"ports\" entry 1"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\" 5\"]}}}", "alice",
-	     "\"ports\" entry 1"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": []}}}", "alice",
-	     "\"ports\""},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": 20000}}}", "alice",
-	     "\"ports\""},
-	    {"{\"users\": {\"bad name\": {\"token\": \"" ALICE "\"}}}", "user \"bad name\"",
-	     "invalid name"},
-	    {"{\"users\": {\"\": {\"token\": \"" ALICE "\"}}}", "user \"\"", "invalid name"},
-	    {"{\"users\": {\"a\\u001b[2J\": {\"token\": \"" ALICE "\"}}}", "user \"a?[2J\"",
-	     "invalid name"},
-	    {"{\"users\": {\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": "
-	     "{\"token\": \"" ALICE "\"}}}", "invalid name", "users.json"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"max_proxies\": 0}}}", "alice",
-	     "\"max_proxies\" must be an integer"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"max_streams\": \"9\"}}}", "alice",
-	     "\"max_streams\" must be an integer"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"types\": []}}}", "alice",
-	     "\"types\""},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"types\": [\"tcp\", 1]}}}",
-	     "alice", "\"types\""},
-	    {"{\"users\": {\"alice\": {\"token\": \"\"}}}", "alice", "non-empty"},
-	    {"{\"users\": {\"alice\": {\"token\": 5}}}", "alice", "non-empty string"},
-	    {"{\"users\": {\"alice\": {\"token_file\": \"/nonexistent/t\"}}}", "alice",
-	     "/nonexistent/t"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\"}, \"alice\": {}}}", "duplicate",
-	     ":1:"},
-	    {"{\"users\": {\"alice\": \"" ALICE "\"}}", "alice", "must be a JSON object"},
-	    {"{\"users\": {}}", "at least one user", "users.json"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\"}}, \"x\": 1}", "nothing else",
-	     "users.json"},
-	    {"[\"" ALICE "\"]", "expected {\"users\"", "users.json"},
-	    {"", ":1:", "users.json"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\",\n \"max_streams\": "
-	     "123456789012345678901234}}}", ":2:", "users.alice.max_streams: integer too large"},
-	    {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [20000, "
-	     "-99999999999999999999]}}}", ":1:", "users.alice.ports: integer too large"},
+	        {"{\"users\": {\n \"alice\": {\n  \"token\" \"" ALICE "\"}}}", ":3:", "expected"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\",}}}", ":1:", "users.json"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"tokn\": \"" BOB "\"}}}",
+	         "user \"alice\"", "unknown key \"tokn\""},
+	        {"{\"users\": {\"alice\": {\"ports\": [20000]}}}", "user \"alice\"",
+	         "no \"token\""},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"token_file\": \"/x\"}}}",
+	         "user \"alice\"", "exactly one of \"token\" or \"token_file\""},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE
+	         "\", \"ports\": [\"20010-20000\"]}}}",
+	         "user \"alice\"", "\"ports\" entry 1"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [1, 0]}}}", "alice",
+	         "\"ports\" entry 2"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [65536]}}}",
+	         "alice", "\"ports\" entry 1"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"1-\"]}}}",
+	         "alice", "\"ports\" entry 1"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\"1-70000\"]}}}",
+	         "alice", "\"ports\" entry 1"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [\" 5\"]}}}",
+	         "alice", "\"ports\" entry 1"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": []}}}", "alice",
+	         "\"ports\""},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": 20000}}}", "alice",
+	         "\"ports\""},
+	        {"{\"users\": {\"bad name\": {\"token\": \"" ALICE "\"}}}", "user \"bad name\"",
+	         "invalid name"},
+	        {"{\"users\": {\"\": {\"token\": \"" ALICE "\"}}}", "user \"\"", "invalid name"},
+	        {"{\"users\": {\"a\\u001b[2J\": {\"token\": \"" ALICE "\"}}}", "user \"a?[2J\"",
+	         "invalid name"},
+	        {"{\"users\": "
+	         "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": "
+	         "{\"token\": \"" ALICE "\"}}}",
+	         "invalid name", "users.json"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"max_proxies\": 0}}}",
+	         "alice", "\"max_proxies\" must be an integer"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"max_streams\": \"9\"}}}",
+	         "alice", "\"max_streams\" must be an integer"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"types\": []}}}", "alice",
+	         "\"types\""},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"types\": [\"tcp\", 1]}}}",
+	         "alice", "\"types\""},
+	        {"{\"users\": {\"alice\": {\"token\": \"\"}}}", "alice", "non-empty"},
+	        {"{\"users\": {\"alice\": {\"token\": 5}}}", "alice", "non-empty string"},
+	        {"{\"users\": {\"alice\": {\"token_file\": \"/nonexistent/t\"}}}", "alice",
+	         "/nonexistent/t"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\"}, \"alice\": {}}}", "duplicate",
+	         ":1:"},
+	        {"{\"users\": {\"alice\": \"" ALICE "\"}}", "alice", "must be a JSON object"},
+	        {"{\"users\": {}}", "at least one user", "users.json"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\"}}, \"x\": 1}", "nothing else",
+	         "users.json"},
+	        {"[\"" ALICE "\"]", "expected {\"users\"", "users.json"},
+	        {"", ":1:", "users.json"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\",\n \"max_streams\": "
+	         "123456789012345678901234}}}",
+	         ":2:", "users.alice.max_streams: integer too large"},
+	        {"{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"ports\": [20000, "
+	         "-99999999999999999999]}}}",
+	         ":1:", "users.alice.ports: integer too large"},
 	};
 	struct method x;
 	char err[1024], conf[1024];
@@ -621,21 +663,22 @@ START_TEST(option_errors)
 		const char *conf;
 		const char *want;
 	} bad[] = {
-	    {"[]", "JSON object"},
-	    {"{}", "\"file\""},
-	    {"{\"colour\": 1}", "unknown option \"colour\""},
-	    {"{\"file\": \"/x\", \"user\": \"alice\"}", "only \"file\""},
-	    {"{\"file\": \"\"}", "non-empty"},
-	    {"{\"file\": 5}", "non-empty string"},
-	    {"{\"user\": \"alice\"}", "no token"},
-	    {"{\"token\": \"" ALICE "\"}", "\"user\""},
-	    {"{\"user\": \"al ice\", \"token\": \"" ALICE "\"}", "\"user\""},
-	    {"{\"user\": \"alice\", \"token\": \"" ALICE "\", \"token_env\": \"X\"}", "both given"},
-	    {"{\"user\": \"alice\", \"token\": \"" ALICE "\", \"tokn\": \"" BOB "\"}",
-	     "unknown option \"tokn\""},
-	    {"{\"user\": \"alice\", \"token_env\": \"MGROK_TEST_NO_SUCH_VAR\"}", "token_env"},
-	    {"{\"user\": \"alice\", \"token_file\": \"/nonexistent/t\"}", "/nonexistent/t"},
-	    {"{\"file\": \"/nonexistent/users.json\"}", "/nonexistent/users.json"},
+	        {"[]", "JSON object"},
+	        {"{}", "\"file\""},
+	        {"{\"colour\": 1}", "unknown option \"colour\""},
+	        {"{\"file\": \"/x\", \"user\": \"alice\"}", "only \"file\""},
+	        {"{\"file\": \"\"}", "non-empty"},
+	        {"{\"file\": 5}", "non-empty string"},
+	        {"{\"user\": \"alice\"}", "no token"},
+	        {"{\"token\": \"" ALICE "\"}", "\"user\""},
+	        {"{\"user\": \"al ice\", \"token\": \"" ALICE "\"}", "\"user\""},
+	        {"{\"user\": \"alice\", \"token\": \"" ALICE "\", \"token_env\": \"X\"}",
+	         "both given"},
+	        {"{\"user\": \"alice\", \"token\": \"" ALICE "\", \"tokn\": \"" BOB "\"}",
+	         "unknown option \"tokn\""},
+	        {"{\"user\": \"alice\", \"token_env\": \"MGROK_TEST_NO_SUCH_VAR\"}", "token_env"},
+	        {"{\"user\": \"alice\", \"token_file\": \"/nonexistent/t\"}", "/nonexistent/t"},
+	        {"{\"file\": \"/nonexistent/users.json\"}", "/nonexistent/users.json"},
 	};
 	struct method x;
 	char err[1024];
@@ -685,8 +728,8 @@ START_TEST(file_mode_warning)
 {
 	struct method sm;
 	char conf[1024];
-	const char *path = write_file("users.json", "{\"users\": {\"alice\": {\"token\": \"" ALICE
-	                                            "\"}}}");
+	const char *path =
+	        write_file("users.json", "{\"users\": {\"alice\": {\"token\": \"" ALICE "\"}}}");
 	ck_assert_int_eq(chmod(path, 0644), 0);
 	snprintf(conf, sizeof(conf), "{\"file\": \"%s\"}", path);
 	test_host_log[0] = '\0';
@@ -733,7 +776,8 @@ START_TEST(authorize_rules)
 		ck_assert_msg(authz(&sm, "alice", "tcp", ok[i], 0, r) == MGROK_AUTHZ_OK, "%u: %s",
 		              ok[i], r);
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-		ck_assert_msg(authz(&sm, "alice", "tcp", no[i], 0, r) == MGROK_AUTHZ_PORT_NOT_ALLOWED,
+		ck_assert_msg(authz(&sm, "alice", "tcp", no[i], 0, r) ==
+		                      MGROK_AUTHZ_PORT_NOT_ALLOWED,
 		              "%u allowed", no[i]);
 	ck_assert_int_eq(authz(&sm, "alice", "tcp", 21000, 0, r), MGROK_AUTHZ_PORT_NOT_ALLOWED);
 	ck_assert_str_eq(r, "user alice may not use port 21000");

@@ -89,12 +89,11 @@ static bool frame_eq(const struct mgrok_frame *a, const struct mgrok_frame *b)
 		       addr_eq(&a->u.new_stream.source, &b->u.new_stream.source);
 	case MGROK_FRAME_DATA:
 		return a->stream_id == b->stream_id && bytes_eq(a->u.data, b->u.data);
-	case MGROK_FRAME_CLOSE:
-		return a->stream_id == b->stream_id;
-	case MGROK_FRAME_HEARTBEAT:
-		return true;
+	case MGROK_FRAME_CLOSE: return a->stream_id == b->stream_id;
+	case MGROK_FRAME_HEARTBEAT: return true;
 	case MGROK_FRAME_REGISTER_ACK:
-		return a->u.ack.status == b->u.ack.status && a->u.ack.proxy_type == b->u.ack.proxy_type &&
+		return a->u.ack.status == b->u.ack.status &&
+		       a->u.ack.proxy_type == b->u.ack.proxy_type &&
 		       a->u.ack.remote_port == b->u.ack.remote_port &&
 		       bytes_eq(a->u.ack.name, b->u.ack.name) &&
 		       bytes_eq(a->u.ack.message, b->u.ack.message);
@@ -105,8 +104,7 @@ static bool frame_eq(const struct mgrok_frame *a, const struct mgrok_frame *b)
 	case MGROK_FRAME_GO_AWAY:
 		return a->u.go_away.code == b->u.go_away.code &&
 		       bytes_eq(a->u.go_away.message, b->u.go_away.message);
-	case MGROK_FRAME_UNREGISTER:
-		return bytes_eq(a->u.unreg_name, b->u.unreg_name);
+	case MGROK_FRAME_UNREGISTER: return bytes_eq(a->u.unreg_name, b->u.unreg_name);
 	case MGROK_FRAME_HELLO:
 		return bytes_eq(a->u.hello.client_id, b->u.hello.client_id) &&
 		       bytes_eq(a->u.hello.info, b->u.hello.info);
@@ -269,7 +267,7 @@ struct expect {
 	size_t got;
 	int stop_at; /* 1-based frame count at which to return stop_rc, 0: never */
 	int stop_rc;
-	unsigned pause_every; /* pause after every this many frames, 0: never */
+	unsigned pause_every;             /* pause after every this many frames, 0: never */
 	const uint8_t *feed_lo, *feed_hi; /* the bytes of the current feed */
 	size_t in_place;                  /* frames whose bytes lay in the feed */
 };
@@ -426,11 +424,11 @@ START_TEST(test_round_trip_whole)
 			struct mgrok_frame f;
 			size_t used = 0;
 			char err[160] = "";
-			int rc = mgrok_frame_parse(mgrok_buf_head(&b), b.len, (enum mgrok_role)role, &f,
-			                           &used, err, sizeof(err));
+			int rc = mgrok_frame_parse(mgrok_buf_head(&b), b.len, (enum mgrok_role)role,
+			                           &f, &used, err, sizeof(err));
 			ck_assert_msg(rc == 1, "%s: rc %d (%s)", samples[i].what, rc, err);
-			ck_assert_msg(used == b.len - 2, "%s: used %zu of %zu", samples[i].what, used,
-			              b.len - 2);
+			ck_assert_msg(used == b.len - 2, "%s: used %zu of %zu", samples[i].what,
+			              used, b.len - 2);
 			ck_assert_msg(frame_eq(&f, &samples[i].f), "%s differs", samples[i].what);
 		}
 		mgrok_buf_free(&b);
@@ -506,7 +504,8 @@ START_TEST(test_round_trip_with_pauses)
 		const struct mgrok_frame *want[40];
 		size_t n = encode_stream((enum mgrok_role)role, &b, want);
 		for (int round = 0; round < 60; round++) {
-			struct expect e = {.want = want, .n = n, .pause_every = 1 + (unsigned)round % 4};
+			struct expect e = {
+			        .want = want, .n = n, .pause_every = 1 + (unsigned)round % 4};
 			struct mgrok_decoder d;
 			mgrok_decoder_init(&d, (enum mgrok_role)role);
 			size_t maxchunk = round % 3 == 0 ? 300000 : round % 3 == 1 ? 300 : 16;
@@ -557,8 +556,8 @@ static void check_truncation(const struct sample *s, size_t k, const struct mgro
 	ck_assert_msg(rc == 0, "%s cut at %zu of %zu: rc %d", s->what, k, b->len, rc);
 	/* The hint promises more than we have, never more than the frame, and
 	 * never shrinks as bytes arrive. */
-	ck_assert_msg(used > k && used <= b->len, "%s cut at %zu: hint %zu of %zu", s->what, k, used,
-	              b->len);
+	ck_assert_msg(used > k && used <= b->len, "%s cut at %zu: hint %zu of %zu", s->what, k,
+	              used, b->len);
 	ck_assert_msg(used >= *last_hint, "%s cut at %zu: hint went from %zu to %zu", s->what, k,
 	              *last_hint, used);
 	*last_hint = used;
@@ -645,66 +644,66 @@ struct bad {
 #define B(s) s, sizeof(s) - 1
 
 static const struct bad bad_frames[] = {
-	{"type 0x00", MGROK_ROLE_CLIENT, B("\x00"), 0, B(""), "unknown frame type 0x00"},
-	{"type 0x0c", MGROK_ROLE_CLIENT, B("\x0c"), 0, B(""), "unknown frame type 0x0c"},
-	{"type 0x0c from server", MGROK_ROLE_SERVER, B("\x0c\x00\x00"), 0, B(""),
-	 "unknown frame type 0x0c"},
-	{"type 0x80", MGROK_ROLE_SERVER, B("\x80"), 0, B(""), "unknown frame type 0x80"},
-	{"type 0xff", MGROK_ROLE_CLIENT, B("\xff"), 0, B(""), "unknown frame type 0xff"},
-	{"NEW_STREAM from client", MGROK_ROLE_CLIENT, B("\x02\x00\x00\x00\x02\x01x\x00"), 0, B(""),
-	 "NEW_STREAM not allowed from the client"},
-	{"REGISTER_ACK from client", MGROK_ROLE_CLIENT, B("\x06\x00\x01\x00\x50\x00\x00\x00"), 0,
-	 B(""), "REGISTER_ACK not allowed from the client"},
-	{"REGISTER from server", MGROK_ROLE_SERVER, B("\x01\x01\x00\x50\x00\x50\x01x\x00\x00"), 0,
-	 B(""), "REGISTER not allowed from the server"},
-	{"UNREGISTER from server", MGROK_ROLE_SERVER, B("\x0a\x01x"), 0, B(""),
-	 "UNREGISTER not allowed from the server"},
-	{"HELLO from server", MGROK_ROLE_SERVER, B("\x0b\x01x\x00\x00"), 0, B(""),
-	 "HELLO not allowed from the server"},
-	{"NEW_STREAM stream 0", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x00\x01x\x00"), 0, B(""),
-	 "stream ID 0 on NEW_STREAM"},
-	{"DATA stream 0 (client)", MGROK_ROLE_CLIENT, B("\x03\x00\x00\x00\x00\x00\x01z"), 0, B(""),
-	 "stream ID 0 on DATA"},
-	{"DATA stream 0 (server)", MGROK_ROLE_SERVER, B("\x03\x00\x00\x00\x00\x00\x00"), 0, B(""),
-	 "stream ID 0 on DATA"},
-	{"CLOSE stream 0", MGROK_ROLE_CLIENT, B("\x04\x00\x00\x00\x00"), 0, B(""),
-	 "stream ID 0 on CLOSE"},
-	{"WINDOW_UPDATE stream 0", MGROK_ROLE_SERVER, B("\x07\x00\x00\x00\x00\x00\x00\x10\x00"), 0,
-	 B(""), "stream ID 0 on WINDOW_UPDATE"},
-	{"RESET stream 0", MGROK_ROLE_CLIENT, B("\x08\x00\x00\x00\x00\x01"), 0, B(""),
-	 "stream ID 0 on RESET"},
-	{"address family 5", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\x05\x01\x02\x03\x04"), 0,
-	 B("\x00\x50"), "bad address family 5"},
-	{"address family 1", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\x01"), 0, B(""),
-	 "bad address family 1"},
-	{"address family 255", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\xff"), 0, B(""),
-	 "bad address family 255"},
-	{"NEW_STREAM empty name", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x00\x00"), 0, B(""),
-	 "NEW_STREAM name is empty"},
-	{"NEW_STREAM name 65", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x41"), 65, B("\x00"),
-	 "NEW_STREAM name of 65 bytes exceeds 64"},
-	{"NEW_STREAM name 70", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x46"), 70, B("\x00"),
-	 "NEW_STREAM name of 70 bytes exceeds 64"},
-	{"NEW_STREAM name 255, cut short", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\xff"), 0, B(""),
-	 "NEW_STREAM name of 255 bytes exceeds 64"},
-	{"HELLO empty clientId", MGROK_ROLE_CLIENT, B("\x0b\x00\x00\x00"), 0, B(""),
-	 "HELLO clientId is empty"},
-	{"HELLO clientId 65", MGROK_ROLE_CLIENT, B("\x0b\x41"), 65, B("\x00\x00"),
-	 "HELLO clientId of 65 bytes exceeds 64"},
-	{"HELLO info 1025", MGROK_ROLE_CLIENT, B("\x0b\x01x\x04\x01"), 1025, B(""),
-	 "HELLO info of 1025 bytes exceeds 1024"},
-	{"HELLO info 65535, cut short", MGROK_ROLE_CLIENT, B("\x0b\x01x\xff\xff"), 10, B(""),
-	 "HELLO info of 65535 bytes exceeds 1024"},
-	{"REGISTER_ACK message 1025", MGROK_ROLE_SERVER, B("\x06\x00\x01\x00\x50\x01x\x04\x01"), 1025,
-	 B(""), "REGISTER_ACK message of 1025 bytes exceeds 1024"},
-	{"GO_AWAY message 1025 (client)", MGROK_ROLE_CLIENT, B("\x09\x01\x04\x01"), 1025, B(""),
-	 "GO_AWAY message of 1025 bytes exceeds 1024"},
-	{"GO_AWAY message 2000 (server)", MGROK_ROLE_SERVER, B("\x09\x00\x07\xd0"), 2000, B(""),
-	 "GO_AWAY message of 2000 bytes exceeds 1024"},
-	{"UNREGISTER empty name", MGROK_ROLE_CLIENT, B("\x0a\x00"), 0, B(""),
-	 "UNREGISTER name is empty"},
-	{"UNREGISTER name 65", MGROK_ROLE_CLIENT, B("\x0a\x41"), 65, B(""),
-	 "UNREGISTER name of 65 bytes exceeds 64"},
+        {"type 0x00", MGROK_ROLE_CLIENT, B("\x00"), 0, B(""), "unknown frame type 0x00"},
+        {"type 0x0c", MGROK_ROLE_CLIENT, B("\x0c"), 0, B(""), "unknown frame type 0x0c"},
+        {"type 0x0c from server", MGROK_ROLE_SERVER, B("\x0c\x00\x00"), 0, B(""),
+         "unknown frame type 0x0c"},
+        {"type 0x80", MGROK_ROLE_SERVER, B("\x80"), 0, B(""), "unknown frame type 0x80"},
+        {"type 0xff", MGROK_ROLE_CLIENT, B("\xff"), 0, B(""), "unknown frame type 0xff"},
+        {"NEW_STREAM from client", MGROK_ROLE_CLIENT, B("\x02\x00\x00\x00\x02\x01x\x00"), 0, B(""),
+         "NEW_STREAM not allowed from the client"},
+        {"REGISTER_ACK from client", MGROK_ROLE_CLIENT, B("\x06\x00\x01\x00\x50\x00\x00\x00"), 0,
+         B(""), "REGISTER_ACK not allowed from the client"},
+        {"REGISTER from server", MGROK_ROLE_SERVER, B("\x01\x01\x00\x50\x00\x50\x01x\x00\x00"), 0,
+         B(""), "REGISTER not allowed from the server"},
+        {"UNREGISTER from server", MGROK_ROLE_SERVER, B("\x0a\x01x"), 0, B(""),
+         "UNREGISTER not allowed from the server"},
+        {"HELLO from server", MGROK_ROLE_SERVER, B("\x0b\x01x\x00\x00"), 0, B(""),
+         "HELLO not allowed from the server"},
+        {"NEW_STREAM stream 0", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x00\x01x\x00"), 0, B(""),
+         "stream ID 0 on NEW_STREAM"},
+        {"DATA stream 0 (client)", MGROK_ROLE_CLIENT, B("\x03\x00\x00\x00\x00\x00\x01z"), 0, B(""),
+         "stream ID 0 on DATA"},
+        {"DATA stream 0 (server)", MGROK_ROLE_SERVER, B("\x03\x00\x00\x00\x00\x00\x00"), 0, B(""),
+         "stream ID 0 on DATA"},
+        {"CLOSE stream 0", MGROK_ROLE_CLIENT, B("\x04\x00\x00\x00\x00"), 0, B(""),
+         "stream ID 0 on CLOSE"},
+        {"WINDOW_UPDATE stream 0", MGROK_ROLE_SERVER, B("\x07\x00\x00\x00\x00\x00\x00\x10\x00"), 0,
+         B(""), "stream ID 0 on WINDOW_UPDATE"},
+        {"RESET stream 0", MGROK_ROLE_CLIENT, B("\x08\x00\x00\x00\x00\x01"), 0, B(""),
+         "stream ID 0 on RESET"},
+        {"address family 5", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\x05\x01\x02\x03\x04"),
+         0, B("\x00\x50"), "bad address family 5"},
+        {"address family 1", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\x01"), 0, B(""),
+         "bad address family 1"},
+        {"address family 255", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x01x\xff"), 0, B(""),
+         "bad address family 255"},
+        {"NEW_STREAM empty name", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x00\x00"), 0, B(""),
+         "NEW_STREAM name is empty"},
+        {"NEW_STREAM name 65", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x41"), 65, B("\x00"),
+         "NEW_STREAM name of 65 bytes exceeds 64"},
+        {"NEW_STREAM name 70", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\x46"), 70, B("\x00"),
+         "NEW_STREAM name of 70 bytes exceeds 64"},
+        {"NEW_STREAM name 255, cut short", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x02\xff"), 0,
+         B(""), "NEW_STREAM name of 255 bytes exceeds 64"},
+        {"HELLO empty clientId", MGROK_ROLE_CLIENT, B("\x0b\x00\x00\x00"), 0, B(""),
+         "HELLO clientId is empty"},
+        {"HELLO clientId 65", MGROK_ROLE_CLIENT, B("\x0b\x41"), 65, B("\x00\x00"),
+         "HELLO clientId of 65 bytes exceeds 64"},
+        {"HELLO info 1025", MGROK_ROLE_CLIENT, B("\x0b\x01x\x04\x01"), 1025, B(""),
+         "HELLO info of 1025 bytes exceeds 1024"},
+        {"HELLO info 65535, cut short", MGROK_ROLE_CLIENT, B("\x0b\x01x\xff\xff"), 10, B(""),
+         "HELLO info of 65535 bytes exceeds 1024"},
+        {"REGISTER_ACK message 1025", MGROK_ROLE_SERVER, B("\x06\x00\x01\x00\x50\x01x\x04\x01"),
+         1025, B(""), "REGISTER_ACK message of 1025 bytes exceeds 1024"},
+        {"GO_AWAY message 1025 (client)", MGROK_ROLE_CLIENT, B("\x09\x01\x04\x01"), 1025, B(""),
+         "GO_AWAY message of 1025 bytes exceeds 1024"},
+        {"GO_AWAY message 2000 (server)", MGROK_ROLE_SERVER, B("\x09\x00\x07\xd0"), 2000, B(""),
+         "GO_AWAY message of 2000 bytes exceeds 1024"},
+        {"UNREGISTER empty name", MGROK_ROLE_CLIENT, B("\x0a\x00"), 0, B(""),
+         "UNREGISTER name is empty"},
+        {"UNREGISTER name 65", MGROK_ROLE_CLIENT, B("\x0a\x41"), 65, B(""),
+         "UNREGISTER name of 65 bytes exceeds 64"},
 };
 
 #define NBAD (sizeof(bad_frames) / sizeof(bad_frames[0]))
@@ -761,8 +760,8 @@ START_TEST(test_bad_frame_detected_early)
 	struct mgrok_frame f;
 	size_t used = 0;
 	char err[160] = "";
-	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x09\x01\xff\xff", 4, MGROK_ROLE_CLIENT,
-	                                   &f, &used, err, sizeof(err)),
+	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x09\x01\xff\xff", 4,
+	                                   MGROK_ROLE_CLIENT, &f, &used, err, sizeof(err)),
 	                 -1);
 	ck_assert_str_eq(err, "GO_AWAY message of 65535 bytes exceeds 1024");
 	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x0c", 1, MGROK_ROLE_SERVER, &f, &used,
@@ -774,8 +773,8 @@ START_TEST(test_bad_frame_detected_early)
 	                 -1);
 	ck_assert_str_eq(err, "stream ID 0 on DATA");
 	/* A stream ID that is not all there yet is not judged. */
-	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x03\x00\x00\x00", 4, MGROK_ROLE_CLIENT,
-	                                   &f, &used, err, sizeof(err)),
+	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x03\x00\x00\x00", 4,
+	                                   MGROK_ROLE_CLIENT, &f, &used, err, sizeof(err)),
 	                 0);
 	/* A short error buffer is cut, not overrun. */
 	char small[8];
@@ -793,12 +792,12 @@ START_TEST(test_direction)
 		uint8_t type;
 		bool from_client, from_server;
 	} dirs[] = {
-	    {MGROK_FRAME_REGISTER, true, false},     {MGROK_FRAME_NEW_STREAM, false, true},
-	    {MGROK_FRAME_DATA, true, true},          {MGROK_FRAME_CLOSE, true, true},
-	    {MGROK_FRAME_HEARTBEAT, true, true},     {MGROK_FRAME_REGISTER_ACK, false, true},
-	    {MGROK_FRAME_WINDOW_UPDATE, true, true}, {MGROK_FRAME_RESET, true, true},
-	    {MGROK_FRAME_GO_AWAY, true, true},       {MGROK_FRAME_UNREGISTER, true, false},
-	    {MGROK_FRAME_HELLO, true, false},
+	        {MGROK_FRAME_REGISTER, true, false},     {MGROK_FRAME_NEW_STREAM, false, true},
+	        {MGROK_FRAME_DATA, true, true},          {MGROK_FRAME_CLOSE, true, true},
+	        {MGROK_FRAME_HEARTBEAT, true, true},     {MGROK_FRAME_REGISTER_ACK, false, true},
+	        {MGROK_FRAME_WINDOW_UPDATE, true, true}, {MGROK_FRAME_RESET, true, true},
+	        {MGROK_FRAME_GO_AWAY, true, true},       {MGROK_FRAME_UNREGISTER, true, false},
+	        {MGROK_FRAME_HELLO, true, false},
 	};
 	make_samples(false);
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -812,20 +811,22 @@ START_TEST(test_direction)
 		struct mgrok_frame f;
 		size_t used;
 		char err[160] = "";
-		int rc = mgrok_frame_parse(mgrok_buf_head(&b), b.len, MGROK_ROLE_CLIENT, &f, &used, err,
-		                           sizeof(err));
-		ck_assert_msg(rc == (dirs[i].from_client ? 1 : -1), "%s from client: %d", s->what, rc);
+		int rc = mgrok_frame_parse(mgrok_buf_head(&b), b.len, MGROK_ROLE_CLIENT, &f, &used,
+		                           err, sizeof(err));
+		ck_assert_msg(rc == (dirs[i].from_client ? 1 : -1), "%s from client: %d", s->what,
+		              rc);
 		if (rc < 0)
 			ck_assert_ptr_nonnull(strstr(err, "not allowed from the client"));
 		rc = mgrok_frame_parse(mgrok_buf_head(&b), b.len, MGROK_ROLE_SERVER, &f, &used, err,
 		                       sizeof(err));
-		ck_assert_msg(rc == (dirs[i].from_server ? 1 : -1), "%s from server: %d", s->what, rc);
+		ck_assert_msg(rc == (dirs[i].from_server ? 1 : -1), "%s from server: %d", s->what,
+		              rc);
 		if (rc < 0)
 			ck_assert_ptr_nonnull(strstr(err, "not allowed from the server"));
 		/* The direction is judged from the type byte alone. */
 		if (!dirs[i].from_client)
-			ck_assert_int_eq(mgrok_frame_parse(mgrok_buf_head(&b), 1, MGROK_ROLE_CLIENT, &f,
-			                                   &used, err, sizeof(err)),
+			ck_assert_int_eq(mgrok_frame_parse(mgrok_buf_head(&b), 1, MGROK_ROLE_CLIENT,
+			                                   &f, &used, err, sizeof(err)),
 			                 -1);
 		mgrok_buf_free(&b);
 	}
@@ -841,24 +842,25 @@ START_TEST(test_not_protocol_errors)
 		const char *p;
 		size_t len;
 	} ok[] = {
-	    {"REGISTER empty name", MGROK_ROLE_CLIENT, B("\x01\x01\x00\x00\x00\x00\x00\x00\x00")},
-	    {"REGISTER bad name chars", MGROK_ROLE_CLIENT,
-	     B("\x01\x01\x00\x00\x00\x00\x03/!?\x00\x02[]")},
-	    {"REGISTER unknown proxy type", MGROK_ROLE_CLIENT,
-	     B("\x01\x99\x00\x00\x00\x00\x01x\x00\x00")},
-	    {"REGISTER_ACK status 8", MGROK_ROLE_SERVER, B("\x06\x08\x01\x00\x00\x00\x00\x00")},
-	    {"RESET code 6", MGROK_ROLE_CLIENT, B("\x08\x00\x00\x00\x02\x06")},
-	    {"GO_AWAY code 5", MGROK_ROLE_SERVER, B("\x09\x05\x00\x00")},
-	    {"WINDOW_UPDATE 0", MGROK_ROLE_CLIENT, B("\x07\x00\x00\x00\x02\x00\x00\x00\x00")},
-	    {"DATA empty", MGROK_ROLE_SERVER, B("\x03\x00\x00\x00\x02\x00\x00")},
-	    {"NEW_STREAM odd stream", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x03\x01x\x00")},
+	        {"REGISTER empty name", MGROK_ROLE_CLIENT,
+	         B("\x01\x01\x00\x00\x00\x00\x00\x00\x00")},
+	        {"REGISTER bad name chars", MGROK_ROLE_CLIENT,
+	         B("\x01\x01\x00\x00\x00\x00\x03/!?\x00\x02[]")},
+	        {"REGISTER unknown proxy type", MGROK_ROLE_CLIENT,
+	         B("\x01\x99\x00\x00\x00\x00\x01x\x00\x00")},
+	        {"REGISTER_ACK status 8", MGROK_ROLE_SERVER, B("\x06\x08\x01\x00\x00\x00\x00\x00")},
+	        {"RESET code 6", MGROK_ROLE_CLIENT, B("\x08\x00\x00\x00\x02\x06")},
+	        {"GO_AWAY code 5", MGROK_ROLE_SERVER, B("\x09\x05\x00\x00")},
+	        {"WINDOW_UPDATE 0", MGROK_ROLE_CLIENT, B("\x07\x00\x00\x00\x02\x00\x00\x00\x00")},
+	        {"DATA empty", MGROK_ROLE_SERVER, B("\x03\x00\x00\x00\x02\x00\x00")},
+	        {"NEW_STREAM odd stream", MGROK_ROLE_SERVER, B("\x02\x00\x00\x00\x03\x01x\x00")},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct mgrok_frame f;
 		size_t used = 0;
 		char err[160] = "";
-		int rc = mgrok_frame_parse((const uint8_t *)ok[i].p, ok[i].len, ok[i].sender, &f, &used,
-		                           err, sizeof(err));
+		int rc = mgrok_frame_parse((const uint8_t *)ok[i].p, ok[i].len, ok[i].sender, &f,
+		                           &used, err, sizeof(err));
 		ck_assert_msg(rc == 1, "%s: rc %d (%s)", ok[i].what, rc, err);
 		ck_assert_uint_eq(used, ok[i].len);
 	}
@@ -870,8 +872,8 @@ START_TEST(test_not_protocol_errors)
 	                                   MGROK_ROLE_SERVER, &f, &used, err, sizeof(err)),
 	                 1);
 	ck_assert_uint_eq(f.u.ack.status, 200);
-	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x07\x00\x00\x00\x02\x00\x00\x00\x00", 9,
-	                                   MGROK_ROLE_SERVER, &f, &used, err, sizeof(err)),
+	ck_assert_int_eq(mgrok_frame_parse((const uint8_t *)"\x07\x00\x00\x00\x02\x00\x00\x00\x00",
+	                                   9, MGROK_ROLE_SERVER, &f, &used, err, sizeof(err)),
 	                 1);
 	ck_assert_uint_eq(f.u.increment, 0);
 	ck_assert_uint_eq(f.stream_id, 2);
@@ -986,8 +988,8 @@ START_TEST(test_hs_first_round_trip)
 	for (size_t i = 0; i < 2; i++) {
 		b.len = 0;
 		ck_assert_int_eq(mgrok_hs_encode_first(&b, 0x80, pattern, sizes[i]), 0);
-		ck_assert_int_eq(mgrok_hs_parse_first(mgrok_buf_head(&b), b.len, &method, &pl, &used, err,
-		                                      sizeof(err)),
+		ck_assert_int_eq(mgrok_hs_parse_first(mgrok_buf_head(&b), b.len, &method, &pl,
+		                                      &used, err, sizeof(err)),
 		                 1);
 		ck_assert_uint_eq(used, 7 + sizes[i]);
 		ck_assert_uint_eq(method, 0x80);
@@ -1011,7 +1013,8 @@ START_TEST(test_hs_first_truncation)
 		struct mgrok_bytes pl;
 		size_t used = 0;
 		char err[160] = "";
-		ck_assert_msg(mgrok_hs_parse_first(p, k, &method, &pl, &used, err, sizeof(err)) == 0,
+		ck_assert_msg(mgrok_hs_parse_first(p, k, &method, &pl, &used, err, sizeof(err)) ==
+		                      0,
 		              "cut at %zu: %s", k, err);
 		ck_assert_uint_eq(used, k < 7 ? 7 : 23);
 		free(p);
@@ -1036,9 +1039,11 @@ START_TEST(test_hs_bad_magic)
 			char err[160] = "";
 			int rc = mgrok_hs_parse_first(p, k, &method, &pl, &used, err, sizeof(err));
 			if (k <= pos) {
-				ck_assert_msg(rc == 0, "magic wrong at %zu, %zu bytes: rc %d", pos, k, rc);
+				ck_assert_msg(rc == 0, "magic wrong at %zu, %zu bytes: rc %d", pos,
+				              k, rc);
 			} else {
-				ck_assert_msg(rc == -1, "magic wrong at %zu, %zu bytes: rc %d", pos, k, rc);
+				ck_assert_msg(rc == -1, "magic wrong at %zu, %zu bytes: rc %d", pos,
+				              k, rc);
 				ck_assert_str_eq(err, "bad magic");
 			}
 			free(p);
@@ -1052,8 +1057,8 @@ START_TEST(test_hs_bad_magic)
 	ck_assert_int_eq(mgrok_hs_parse_first((const uint8_t *)"GET /", 5, &method, &pl, &used, err,
 	                                      sizeof(err)),
 	                 -1);
-	ck_assert_int_eq(mgrok_hs_parse_first((const uint8_t *)"\x16\x03\x01", 3, &method, &pl, &used,
-	                                      err, sizeof(err)),
+	ck_assert_int_eq(mgrok_hs_parse_first((const uint8_t *)"\x16\x03\x01", 3, &method, &pl,
+	                                      &used, err, sizeof(err)),
 	                 -1);
 	ck_assert_str_eq(err, "bad magic");
 }
@@ -1065,8 +1070,9 @@ START_TEST(test_hs_payload_too_long)
 	mgrok_buf_append(&b, "keep", 4);
 	ck_assert_int_eq(mgrok_hs_encode_first(&b, 1, pattern, MGROK_HS_PAYLOAD_MAX + 1), -1);
 	ck_assert_int_eq(mgrok_hs_encode_answer(&b, pattern, MGROK_HS_PAYLOAD_MAX + 1), -1);
-	ck_assert_int_eq(mgrok_hs_encode_reply(&b, MGROK_HS_STATUS_OK, pattern, MGROK_HS_PAYLOAD_MAX + 1),
-	                 -1);
+	ck_assert_int_eq(
+	        mgrok_hs_encode_reply(&b, MGROK_HS_STATUS_OK, pattern, MGROK_HS_PAYLOAD_MAX + 1),
+	        -1);
 	ck_assert_uint_eq(b.len, 4);
 	mgrok_buf_free(&b);
 
@@ -1080,13 +1086,13 @@ START_TEST(test_hs_payload_too_long)
 	                 -1);
 	ck_assert_ptr_nonnull(strstr(err, "4097 bytes exceeds 4096"));
 	err[0] = 0;
-	ck_assert_int_eq(mgrok_hs_parse_answer((const uint8_t *)"\xff\xff", 2, &pl, &used, err,
-	                                       sizeof(err)),
-	                 -1);
+	ck_assert_int_eq(
+	        mgrok_hs_parse_answer((const uint8_t *)"\xff\xff", 2, &pl, &used, err, sizeof(err)),
+	        -1);
 	ck_assert_ptr_nonnull(strstr(err, "65535 bytes exceeds 4096"));
 	err[0] = 0;
-	ck_assert_int_eq(mgrok_hs_parse_reply((const uint8_t *)"\x01\x10\x01", 3, &status, &pl, &used,
-	                                      err, sizeof(err)),
+	ck_assert_int_eq(mgrok_hs_parse_reply((const uint8_t *)"\x01\x10\x01", 3, &status, &pl,
+	                                      &used, err, sizeof(err)),
 	                 -1);
 	ck_assert_ptr_nonnull(strstr(err, "4097 bytes exceeds 4096"));
 }
@@ -1101,8 +1107,8 @@ START_TEST(test_hs_answer)
 	struct mgrok_bytes pl;
 	size_t used = 0;
 	char err[160] = "";
-	ck_assert_int_eq(mgrok_hs_parse_answer(mgrok_buf_head(&b), b.len, &pl, &used, err, sizeof(err)),
-	                 1);
+	ck_assert_int_eq(
+	        mgrok_hs_parse_answer(mgrok_buf_head(&b), b.len, &pl, &used, err, sizeof(err)), 1);
 	ck_assert_uint_eq(used, 34);
 	ck_assert_uint_eq(pl.len, 32);
 	ck_assert_mem_eq(pl.p, pattern, 32);
@@ -1117,8 +1123,8 @@ START_TEST(test_hs_answer)
 	b.len = 0;
 	ck_assert_int_eq(mgrok_hs_encode_answer(&b, NULL, 0), 0);
 	assert_bytes(&b, "\x00\x00", 2);
-	ck_assert_int_eq(mgrok_hs_parse_answer(mgrok_buf_head(&b), b.len, &pl, &used, err, sizeof(err)),
-	                 1);
+	ck_assert_int_eq(
+	        mgrok_hs_parse_answer(mgrok_buf_head(&b), b.len, &pl, &used, err, sizeof(err)), 1);
 	ck_assert_uint_eq(pl.len, 0);
 	mgrok_buf_free(&b);
 }
@@ -1136,8 +1142,8 @@ START_TEST(test_hs_reply)
 		struct mgrok_bytes pl;
 		size_t used = 0;
 		char err[160] = "";
-		ck_assert_int_eq(mgrok_hs_parse_reply(mgrok_buf_head(&b), b.len, &status, &pl, &used, err,
-		                                      sizeof(err)),
+		ck_assert_int_eq(mgrok_hs_parse_reply(mgrok_buf_head(&b), b.len, &status, &pl,
+		                                      &used, err, sizeof(err)),
 		                 1);
 		ck_assert_uint_eq(status, st);
 		ck_assert_uint_eq(used, 6);
@@ -1147,7 +1153,9 @@ START_TEST(test_hs_reply)
 			uint8_t *p = k ? malloc(k) : NULL;
 			if (k)
 				memcpy(p, mgrok_buf_head(&b), k);
-			ck_assert_int_eq(mgrok_hs_parse_reply(p, k, &status, &pl, &used, err, sizeof(err)), 0);
+			ck_assert_int_eq(
+			        mgrok_hs_parse_reply(p, k, &status, &pl, &used, err, sizeof(err)),
+			        0);
 			ck_assert_uint_eq(used, k < 3 ? 3 : 6);
 			free(p);
 		}
@@ -1166,8 +1174,8 @@ START_TEST(test_hs_bad_status)
 	                                      sizeof(err)),
 	                 -1);
 	ck_assert_str_eq(err, "unknown handshake status 4");
-	ck_assert_int_eq(mgrok_hs_parse_reply((const uint8_t *)"\xff\x00\x00", 3, &status, &pl, &used,
-	                                      err, sizeof(err)),
+	ck_assert_int_eq(mgrok_hs_parse_reply((const uint8_t *)"\xff\x00\x00", 3, &status, &pl,
+	                                      &used, err, sizeof(err)),
 	                 -1);
 	ck_assert_str_eq(err, "unknown handshake status 255");
 	struct mgrok_buf b = {0};
@@ -1257,10 +1265,9 @@ END_TEST
 
 START_TEST(test_type_names)
 {
-	static const char *const names[] = {NULL,           "REGISTER",      "NEW_STREAM",
-	                                    "DATA",         "CLOSE",         "HEARTBEAT",
-	                                    "REGISTER_ACK", "WINDOW_UPDATE", "RESET",
-	                                    "GO_AWAY",      "UNREGISTER",    "HELLO"};
+	static const char *const names[] = {NULL,    "REGISTER",  "NEW_STREAM",   "DATA",
+	                                    "CLOSE", "HEARTBEAT", "REGISTER_ACK", "WINDOW_UPDATE",
+	                                    "RESET", "GO_AWAY",   "UNREGISTER",   "HELLO"};
 	for (uint8_t t = 1; t <= MGROK_FRAME_HELLO; t++)
 		ck_assert_str_eq(mgrok_frame_type_name(t), names[t]);
 	ck_assert_str_eq(mgrok_frame_type_name(0), "unknown");
@@ -1272,8 +1279,8 @@ END_TEST
 /* ---- decoder -------------------------------------------------------------- */
 
 /* CLOSE 2, DATA 2 "hello", GO_AWAY "bye": from either side. */
-static const uint8_t three[] = {0x04, 0, 0, 0, 2, 0x03, 0, 0, 0, 2, 0, 5,   'h', 'e',
-                                'l',  'l', 'o', 0x09, 0, 0, 3, 'b', 'y', 'e'};
+static const uint8_t three[] = {0x04, 0,   0,   0,   2,   0x03, 0, 0, 0, 2,   0,   5,
+                                'h',  'e', 'l', 'l', 'o', 0x09, 0, 0, 3, 'b', 'y', 'e'};
 
 static void three_frames(struct mgrok_frame want[3])
 {
@@ -1392,8 +1399,8 @@ START_TEST(test_decoder_failed_is_sticky)
 	mgrok_decoder_init(&d, MGROK_ROLE_CLIENT);
 	c.frames = 0;
 	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x04\x00", 2, count_cb, &c), 0);
-	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x00\x00\x00\x05", 4, count_cb, &c),
-	                 -1);
+	ck_assert_int_eq(
+	        mgrok_decoder_feed(&d, (const uint8_t *)"\x00\x00\x00\x05", 4, count_cb, &c), -1);
 	ck_assert_str_eq(d.err, "stream ID 0 on CLOSE");
 	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x05", 1, count_cb, &c), -1);
 	ck_assert_uint_eq(c.frames, 0);
@@ -1407,11 +1414,12 @@ START_TEST(test_decoder_empty_feeds)
 	struct mgrok_decoder d;
 	mgrok_decoder_init(&d, MGROK_ROLE_CLIENT);
 	ck_assert_int_eq(mgrok_decoder_feed(&d, NULL, 0, count_cb, &c), 0);
-	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x03\x00\x00", 3, count_cb, &c), 0);
+	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x03\x00\x00", 3, count_cb, &c),
+	                 0);
 	ck_assert_int_eq(mgrok_decoder_feed(&d, NULL, 0, count_cb, &c), 0);
 	ck_assert_uint_eq(d.partial.len, 3);
-	ck_assert_int_eq(mgrok_decoder_feed(&d, (const uint8_t *)"\x00\x01\x00\x00", 4, count_cb, &c),
-	                 0);
+	ck_assert_int_eq(
+	        mgrok_decoder_feed(&d, (const uint8_t *)"\x00\x01\x00\x00", 4, count_cb, &c), 0);
 	ck_assert_uint_eq(c.frames, 1);
 	ck_assert_uint_eq(d.partial.len, 0);
 	mgrok_decoder_free(&d);

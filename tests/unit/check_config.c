@@ -51,12 +51,12 @@ static int client_load(const char *text, struct mgrok_conf_error *e)
 /* A macro so that a failure names the test's own line. */
 #define ck_error(e, k, l, col, part)                                                               \
 	do {                                                                                       \
-		ck_assert_str_eq((e).key, (k));                                                   \
-		ck_assert_int_eq((e).line, (l));                                                  \
-		ck_assert_int_eq((e).column, (col));                                              \
-		ck_assert_msg(strstr((e).msg, (part)) != NULL, "message \"%s\" lacks \"%s\"",     \
+		ck_assert_str_eq((e).key, (k));                                                    \
+		ck_assert_int_eq((e).line, (l));                                                   \
+		ck_assert_int_eq((e).column, (col));                                               \
+		ck_assert_msg(strstr((e).msg, (part)) != NULL, "message \"%s\" lacks \"%s\"",      \
 		              (e).msg, (part));                                                    \
-		ck_assert_msg(strstr((e).file, tmpdir) == (e).file, "file \"%s\"", (e).file);    \
+		ck_assert_msg(strstr((e).file, tmpdir) == (e).file, "file \"%s\"", (e).file);      \
 	} while (0)
 
 static const char *opt_str(const json_t *o, const char *k)
@@ -67,20 +67,20 @@ static const char *opt_str(const json_t *o, const char *k)
 /* ---- whole files -------------------------------------------------------- */
 
 static const char server_full[] =
-	"{\n"
-	"  \"listen\": \"0.0.0.0:7443\",\n"
-	"  \"proxy_bind\": \"10.0.0.1\",\n"
-	"  \"public_host\": \"tunnel.example.com\",\n"
-	"  \"plugin_dir\": \"/opt/mgrok/plugins\",\n"
-	"  \"plugins\": [\"tcp.so\", \"auth-token.so\"],\n"
-	"  \"auth\": [{\"method\": \"token\", \"token_file\": \"/etc/mgrok/token\"},\n"
-	"           {\"method\": \"none\"}],\n"
-	"  \"allow_ports\": [\"20000-20100\", 8080, \"30000, 30010-30020\"],\n"
-	"  \"heartbeat\": {\"interval\": 5, \"timeout\": 15.5},\n"
-	"  \"handshake_timeout\": 3,\n"
-	"  \"limits\": {\"max_proxies\": 8, \"max_streams\": 100, \"max_pending\": 16},\n"
-	"  \"log\": {\"level\": \"debug\"}\n"
-	"}\n";
+        "{\n"
+        "  \"listen\": \"0.0.0.0:7443\",\n"
+        "  \"proxy_bind\": \"10.0.0.1\",\n"
+        "  \"public_host\": \"tunnel.example.com\",\n"
+        "  \"plugin_dir\": \"/opt/mgrok/plugins\",\n"
+        "  \"plugins\": [\"tcp.so\", \"auth-token.so\"],\n"
+        "  \"auth\": [{\"method\": \"token\", \"token_file\": \"/etc/mgrok/token\"},\n"
+        "           {\"method\": \"none\"}],\n"
+        "  \"allow_ports\": [\"20000-20100\", 8080, \"30000, 30010-30020\"],\n"
+        "  \"heartbeat\": {\"interval\": 5, \"timeout\": 15.5},\n"
+        "  \"handshake_timeout\": 3,\n"
+        "  \"limits\": {\"max_proxies\": 8, \"max_streams\": 100, \"max_pending\": 16},\n"
+        "  \"log\": {\"level\": \"debug\"}\n"
+        "}\n";
 
 START_TEST(test_server_full)
 {
@@ -124,22 +124,22 @@ START_TEST(test_server_full)
 END_TEST
 
 static const char client_full[] =
-	"{\n"
-	"  \"server\": \"tunnel.example.com:7000\",\n"
-	"  \"auth\": {\"method\": \"token\", \"token\": \"abc\", \"extra\": [1, 2]},\n"
-	"  \"plugin_dir\": \"/opt/mgrok\",\n"
-	"  \"plugins\": [\"tcp.so\"],\n"
-	"  \"heartbeat\": {\"interval\": 2.5, \"timeout\": 9},\n"
-	"  \"reconnect\": {\"initial\": 1, \"max\": 60.5, \"retry_on_deny\": true},\n"
-	"  \"log\": {\"level\": \"warn\"},\n"
-	"  \"proxies\": [\n"
-	"    {\"name\": \"web\", \"type\": \"tcp\", \"local\": \"127.0.0.1:8080\",\n"
-	"     \"remote_port\": 20001, \"options\": {\"x\": 1}},\n"
-	"    {\"name\": \"ssh_2.b-c\", \"type\": \"tcp\", \"local\": 22},\n"
-	"    {\"name\": \"dns\", \"type\": \"udp\", \"local\": \"[::1]:53\", \"remote_port\": 0},\n"
-	"    {\"name\": \"S\", \"type\": \"tcp\", \"local\": \"5353\"}\n"
-	"  ]\n"
-	"}\n";
+        "{\n"
+        "  \"server\": \"tunnel.example.com:7000\",\n"
+        "  \"auth\": {\"method\": \"token\", \"token\": \"abc\", \"extra\": [1, 2]},\n"
+        "  \"plugin_dir\": \"/opt/mgrok\",\n"
+        "  \"plugins\": [\"tcp.so\"],\n"
+        "  \"heartbeat\": {\"interval\": 2.5, \"timeout\": 9},\n"
+        "  \"reconnect\": {\"initial\": 1, \"max\": 60.5, \"retry_on_deny\": true},\n"
+        "  \"log\": {\"level\": \"warn\"},\n"
+        "  \"proxies\": [\n"
+        "    {\"name\": \"web\", \"type\": \"tcp\", \"local\": \"127.0.0.1:8080\",\n"
+        "     \"remote_port\": 20001, \"options\": {\"x\": 1}},\n"
+        "    {\"name\": \"ssh_2.b-c\", \"type\": \"tcp\", \"local\": 22},\n"
+        "    {\"name\": \"dns\", \"type\": \"udp\", \"local\": \"[::1]:53\", \"remote_port\": 0},\n"
+        "    {\"name\": \"S\", \"type\": \"tcp\", \"local\": \"5353\"}\n"
+        "  ]\n"
+        "}\n";
 
 START_TEST(test_client_full)
 {
@@ -232,21 +232,35 @@ START_TEST(test_partial_over_defaults)
 	struct mgrok_client_conf c;
 	struct mgrok_conf_error e;
 	mgrok_server_conf_defaults(&s);
-	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("a.json",
-	                 "{\"listen\": \"[::]:7001\", \"heartbeat\": {\"timeout\": 60}}"), &e), 0);
+	ck_assert_int_eq(
+	        mgrok_server_conf_load(
+	                &s,
+	                fixture("a.json",
+	                        "{\"listen\": \"[::]:7001\", \"heartbeat\": {\"timeout\": 60}}"),
+	                &e),
+	        0);
 	ck_assert_str_eq(s.listen, "[::]:7001");
 	ck_assert_double_eq(s.heartbeat_interval, 10);
 	ck_assert_double_eq(s.heartbeat_timeout, 60);
 	ck_assert_uint_eq(s.n_allow_ports, 1);
 	ck_assert_uint_eq(s.allow_ports[0].lo, 1024);
 	/* A second file over the first: lists are replaced, not appended. */
-	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("b.json",
-	                 "{\"allow_ports\": \"5000-5001\", \"auth\": {\"method\": \"x\"},"
-	                 " \"plugins\": [\"a.so\"]}"), &e), 0);
-	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("c.json",
-	                 "{\"allow_ports\": [6000], \"auth\": {\"method\": \"y\"},"
-	                 " \"plugins\": [\"b.so\"], \"public_host\": \"h\", \"public_host2\": 1}"),
-	                 &e), -1);
+	ck_assert_int_eq(
+	        mgrok_server_conf_load(
+	                &s,
+	                fixture("b.json",
+	                        "{\"allow_ports\": \"5000-5001\", \"auth\": {\"method\": \"x\"},"
+	                        " \"plugins\": [\"a.so\"]}"),
+	                &e),
+	        0);
+	ck_assert_int_eq(
+	        mgrok_server_conf_load(
+	                &s,
+	                fixture("c.json", "{\"allow_ports\": [6000], \"auth\": {\"method\": \"y\"},"
+	                                  " \"plugins\": [\"b.so\"], \"public_host\": \"h\", "
+	                                  "\"public_host2\": 1}"),
+	                &e),
+	        -1);
 	ck_assert_uint_eq(s.n_allow_ports, 1);
 	ck_assert_uint_eq(s.allow_ports[0].lo, 6000);
 	ck_assert_uint_eq(s.n_auth, 1);
@@ -256,21 +270,36 @@ START_TEST(test_partial_over_defaults)
 	mgrok_server_conf_free(&s);
 
 	mgrok_client_conf_defaults(&c);
-	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("d.json",
-	                 "{\"server\": \"h:1\", \"auth\": {\"method\": \"token\", \"token\": \"t\"},"
-	                 " \"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", \"local\": 1}]}"), &e), 0);
-	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("e.json",
-	                 "{\"proxies\": [{\"name\": \"b\", \"type\": \"tcp\", \"local\": 2},"
-	                 " {\"name\": \"c\", \"type\": \"tcp\", \"local\": 3}]}"), &e), 0);
+	ck_assert_int_eq(mgrok_client_conf_load(&c,
+	                                        fixture("d.json",
+	                                                "{\"server\": \"h:1\", \"auth\": "
+	                                                "{\"method\": \"token\", \"token\": \"t\"},"
+	                                                " \"proxies\": [{\"name\": \"a\", "
+	                                                "\"type\": \"tcp\", \"local\": 1}]}"),
+	                                        &e),
+	                 0);
+	ck_assert_int_eq(
+	        mgrok_client_conf_load(
+	                &c,
+	                fixture("e.json",
+	                        "{\"proxies\": [{\"name\": \"b\", \"type\": \"tcp\", \"local\": 2},"
+	                        " {\"name\": \"c\", \"type\": \"tcp\", \"local\": 3}]}"),
+	                &e),
+	        0);
 	ck_assert_str_eq(c.server, "h:1");
 	ck_assert_str_eq(c.auth.method, "token");
 	ck_assert_uint_eq(c.n_proxies, 2);
 	ck_assert_str_eq(c.proxies[0].name, "b");
 	ck_assert_str_eq(c.proxies[1].local, "127.0.0.1:3");
 	/* A failure half-way through a proxy list leaves the old list whole. */
-	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("f.json",
-	                 "{\"proxies\": [{\"name\": \"d\", \"type\": \"tcp\", \"local\": 4,"
-	                 " \"options\": {}}, {\"name\": \"d\"}]}"), &e), -1);
+	ck_assert_int_eq(
+	        mgrok_client_conf_load(
+	                &c,
+	                fixture("f.json",
+	                        "{\"proxies\": [{\"name\": \"d\", \"type\": \"tcp\", \"local\": 4,"
+	                        " \"options\": {}}, {\"name\": \"d\"}]}"),
+	                &e),
+	        -1);
 	ck_assert_uint_eq(c.n_proxies, 2);
 	ck_assert_str_eq(c.proxies[0].name, "b");
 	mgrok_client_conf_free(&c);
@@ -385,10 +414,12 @@ START_TEST(test_tls_and_rate_limit)
 	mgrok_server_conf_defaults(&s);
 	ck_assert_uint_eq(s.auth_failures, 10);
 	ck_assert(s.auth_interval == 60);
-	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("t.json", "{\"tls\": {\"cert\": \"c.pem\", \"key\": "
-	                                                      "\"k.pem\"}, \"rate_limit\": {\"failures\": 3, "
-	                                                      "\"interval\": 2.5}}"),
-	                                        &e),
+	ck_assert_int_eq(mgrok_server_conf_load(
+	                         &s,
+	                         fixture("t.json", "{\"tls\": {\"cert\": \"c.pem\", \"key\": "
+	                                           "\"k.pem\"}, \"rate_limit\": {\"failures\": 3, "
+	                                           "\"interval\": 2.5}}"),
+	                         &e),
 	                 0);
 	ck_assert_str_eq(s.tls.cert, "c.pem");
 	ck_assert_str_eq(s.tls.key, "k.pem");
@@ -409,15 +440,18 @@ START_TEST(test_tls_and_rate_limit)
 	ck_assert_ptr_null(c.tls.ca);
 	mgrok_client_conf_free(&c);
 	mgrok_client_conf_defaults(&c);
-	ck_assert_int_eq(mgrok_client_conf_load(&c, fixture("t.json", "{\"tls\": {\"ca\": \"ca.pem\", "
-	                                                      "\"server_name\": \"t.example\"}}"),
-	                                        &e),
-	                 0);
+	ck_assert_int_eq(
+	        mgrok_client_conf_load(&c,
+	                               fixture("t.json", "{\"tls\": {\"ca\": \"ca.pem\", "
+	                                                 "\"server_name\": \"t.example\"}}"),
+	                               &e),
+	        0);
 	ck_assert_str_eq(c.tls.ca, "ca.pem");
 	ck_assert_str_eq(c.tls.server_name, "t.example");
 	mgrok_client_conf_free(&c);
-	ck_assert_int_eq(client_load("{\"tls\": {\"fingerprint\": \"sha256:00\", \"insecure\": true}}", &e),
-	                 -1);
+	ck_assert_int_eq(
+	        client_load("{\"tls\": {\"fingerprint\": \"sha256:00\", \"insecure\": true}}", &e),
+	        -1);
 	ck_assert_str_eq(e.key, "tls.insecure");
 	ck_assert_int_eq(client_load("{\"tls\": true}", &e), -1);
 	ck_assert_str_eq(e.key, "tls");
@@ -442,14 +476,16 @@ START_TEST(test_unknown_key)
 	ck_error(e, "tlss", 1, 19, "unknown key");
 
 	/* A key written with escapes is found by what it means. */
-	ck_assert_int_eq(client_load("{\n\t\"log\": {\"\\u006cevel\": \"info\", \"lev\\u00e9l\": 1}}", &e),
-	                 -1);
+	ck_assert_int_eq(
+	        client_load("{\n\t\"log\": {\"\\u006cevel\": \"info\", \"lev\\u00e9l\": 1}}", &e),
+	        -1);
 	ck_error(e, "log.lev\xc3\xa9l", 2, 32, "unknown key");
 
-	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", \"local\": 1,"
-	                             " \"remote\": 5}]}",
-	                             &e),
-	                 -1);
+	ck_assert_int_eq(
+	        client_load("{\"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", \"local\": 1,"
+	                    " \"remote\": 5}]}",
+	                    &e),
+	        -1);
 	ck_error(e, "proxies[0].remote", 1, 55, "unknown key");
 
 	/* A path too long for the key field is cut, and placed at its parent. */
@@ -508,10 +544,11 @@ START_TEST(test_impossible_values)
 	                 -1);
 	ck_error(e, "proxies[1].remote_port", 5, 6, "out of range 0-65535");
 
-	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", \"local\": 1,"
-	                             " \"remote_port\": -1}]}",
-	                             &e),
-	                 -1);
+	ck_assert_int_eq(
+	        client_load("{\"proxies\": [{\"name\": \"a\", \"type\": \"tcp\", \"local\": 1,"
+	                    " \"remote_port\": -1}]}",
+	                    &e),
+	        -1);
 	ck_error(e, "proxies[0].remote_port", 1, 55, "out of range");
 
 	ck_assert_int_eq(server_load("{\"heartbeat\": {\"interval\": 0}}", &e), -1);
@@ -543,10 +580,10 @@ START_TEST(test_plugin_names)
 {
 	struct mgrok_conf_error e;
 	static const char *const bad[] = {
-	    "{\"plugins\": [\"tcp.so\", \"../../../../lib/x86_64-linux-gnu/libc.so.6\"]}",
-	    "{\"plugins\": [\"tcp.so\", \"/usr/lib/x.so\"]}",
-	    "{\"plugins\": [\"tcp.so\", \"sub/x.so\"]}",
-	    "{\"plugins\": [\"tcp.so\", \"..\"]}",
+	        "{\"plugins\": [\"tcp.so\", \"../../../../lib/x86_64-linux-gnu/libc.so.6\"]}",
+	        "{\"plugins\": [\"tcp.so\", \"/usr/lib/x.so\"]}",
+	        "{\"plugins\": [\"tcp.so\", \"sub/x.so\"]}",
+	        "{\"plugins\": [\"tcp.so\", \"..\"]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		ck_assert_int_eq(server_load(bad[i], &e), -1);
@@ -580,11 +617,12 @@ END_TEST
 
 START_TEST(test_path_at)
 {
-	static const char text[] = "{\"a\": [1, {\"b\": \"x\", \"c\": [[], {}, 12345]}], \"d\": true}";
+	static const char text[] =
+	        "{\"a\": [1, {\"b\": \"x\", \"c\": [[], {}, 12345]}], \"d\": true}";
 	char path[128];
 	const char *p12345 = strstr(text, "12345");
-	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5, path,
-	                                    sizeof(path)),
+	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5,
+	                                    path, sizeof(path)),
 	                 0);
 	ck_assert_str_eq(path, "a[1].c[2]");
 	const char *px = strstr(text, "\"x\"");
@@ -600,9 +638,9 @@ START_TEST(test_path_at)
 	/* Broken text, or a position past the end: no path, and no overrun. */
 	ck_assert_int_eq(mgrok_json_path_at("{\"a\" 1}", 7, 6, path, sizeof(path)), -1);
 	ck_assert_int_eq(mgrok_json_path_at("[1, 2", 5, 50, path, sizeof(path)), -1);
-	ck_assert_int_eq(mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5,
-	                                    path, 4),
-	                 -1);
+	ck_assert_int_eq(
+	        mgrok_json_path_at(text, sizeof(text) - 1, (size_t)(p12345 - text) + 5, path, 4),
+	        -1);
 }
 END_TEST
 
@@ -614,9 +652,11 @@ START_TEST(test_load_text)
 	static const char text[] = "{\"limits\": {\"max_pending_per_address\": 3}}";
 	mgrok_server_conf_defaults(&c);
 	ck_assert_uint_eq(c.max_pending_per_address, 8);
-	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", text, sizeof(text) - 1, &e), 0);
+	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", text, sizeof(text) - 1, &e),
+	                 0);
 	ck_assert_uint_eq(c.max_pending_per_address, 3);
-	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", "{\"limits\": 1}", 13, &e), -1);
+	ck_assert_int_eq(mgrok_server_conf_load_text(&c, "mem.json", "{\"limits\": 1}", 13, &e),
+	                 -1);
 	ck_assert_str_eq(e.file, "mem.json");
 	ck_assert_str_eq(e.key, "limits");
 	ck_assert_int_eq(e.line, 1);
@@ -644,7 +684,8 @@ END_TEST
 START_TEST(test_allow_ports_errors)
 {
 	struct mgrok_conf_error e;
-	ck_assert_int_eq(server_load("{\n  \"allow_ports\": [\"20000-20100\", \"300-200\"]\n}", &e), -1);
+	ck_assert_int_eq(server_load("{\n  \"allow_ports\": [\"20000-20100\", \"300-200\"]\n}", &e),
+	                 -1);
 	ck_error(e, "allow_ports[1]", 2, 34, "start is after end");
 
 	ck_assert_int_eq(server_load("{\"allow_ports\": [\"1-2\", 0]}", &e), -1);
@@ -714,7 +755,8 @@ START_TEST(test_proxy_errors)
 	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"x\", \"type\": \"\"}]}", &e), -1);
 	ck_error(e, "proxies[0].type", 1, 28, "must not be empty");
 
-	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"x\", \"options\": []}]}", &e), -1);
+	ck_assert_int_eq(client_load("{\"proxies\": [{\"name\": \"x\", \"options\": []}]}", &e),
+	                 -1);
 	ck_error(e, "proxies[0].options", 1, 28, "expected an object");
 }
 END_TEST
@@ -726,11 +768,13 @@ START_TEST(test_proxy_options_size)
 	char text[5000];
 	snprintf(text, sizeof(text),
 	         "{\"proxies\": [{\"name\": \"x\", \"type\": \"tcp\", \"local\": 1,"
-	         " \"options\": {\"k\": \"%4080s\"}}]}", "");
+	         " \"options\": {\"k\": \"%4080s\"}}]}",
+	         "");
 	ck_assert_int_eq(client_load(text, &e), 0);
 	snprintf(text, sizeof(text),
 	         "{\"proxies\": [{\"name\": \"x\", \"type\": \"tcp\", \"local\": 1,"
-	         " \"options\": {\"k\": \"%4090s\"}}]}", "");
+	         " \"options\": {\"k\": \"%4090s\"}}]}",
+	         "");
 	ck_assert_int_eq(client_load(text, &e), -1);
 	ck_error(e, "proxies[0].options", 1, 55, "longer than 4096 bytes");
 }
@@ -741,26 +785,26 @@ START_TEST(test_local_forms)
 	static const struct {
 		const char *json, *want; /* want NULL: an error */
 	} cases[] = {
-		{"80", "127.0.0.1:80"},
-		{"\"8080\"", "127.0.0.1:8080"},
-		{"65535", "127.0.0.1:65535"},
-		{"\"localhost:3000\"", "localhost:3000"},
-		{"\"[::1]:8080\"", "[::1]:8080"},
-		{"\"10.1.2.3:22\"", "10.1.2.3:22"},
-		{"0", NULL},
-		{"70000", NULL},
-		{"\"0\"", NULL},
-		{"\"99999\"", NULL},
-		{"\"\"", NULL},
-		{"\"::1:80\"", NULL},
-		{"\":80\"", NULL},
-		{"\"host:\"", NULL},
-		{"\"host:0\"", NULL},
-		{"\"host:8x\"", NULL},
-		{"\"[::1]8080\"", NULL},
-		{"\"[]:80\"", NULL},
-		{"true", NULL},
-		{"1.5", NULL},
+	        {"80", "127.0.0.1:80"},
+	        {"\"8080\"", "127.0.0.1:8080"},
+	        {"65535", "127.0.0.1:65535"},
+	        {"\"localhost:3000\"", "localhost:3000"},
+	        {"\"[::1]:8080\"", "[::1]:8080"},
+	        {"\"10.1.2.3:22\"", "10.1.2.3:22"},
+	        {"0", NULL},
+	        {"70000", NULL},
+	        {"\"0\"", NULL},
+	        {"\"99999\"", NULL},
+	        {"\"\"", NULL},
+	        {"\"::1:80\"", NULL},
+	        {"\":80\"", NULL},
+	        {"\"host:\"", NULL},
+	        {"\"host:0\"", NULL},
+	        {"\"host:8x\"", NULL},
+	        {"\"[::1]8080\"", NULL},
+	        {"\"[]:80\"", NULL},
+	        {"true", NULL},
+	        {"1.5", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
 		struct mgrok_client_conf c;
@@ -800,7 +844,8 @@ START_TEST(test_auth_errors)
 	                 -1);
 	ck_error(e, "auth[1].method", 4, 5, "missing required key");
 
-	ck_assert_int_eq(server_load("{\"auth\": [{\"method\": \"a\"}, {\"method\": \"a\"}]}", &e), -1);
+	ck_assert_int_eq(server_load("{\"auth\": [{\"method\": \"a\"}, {\"method\": \"a\"}]}", &e),
+	                 -1);
 	ck_error(e, "auth[1].method", 1, 29, "already listed");
 
 	ck_assert_int_eq(server_load("{\"auth\": [{\"method\": \"\"}]}", &e), -1);
@@ -830,9 +875,14 @@ START_TEST(test_array_auth)
 	struct mgrok_server_conf s;
 	struct mgrok_conf_error e;
 	mgrok_server_conf_defaults(&s);
-	ck_assert_int_eq(mgrok_server_conf_load(&s, fixture("auth.json",
-	                 "{\"auth\": [{\"method\": \"token\", \"token_env\": \"T\"},"
-	                 " {\"method\": \"hmac\", \"keys\": {\"a\": \"b\"}, \"n\": 2}]}"), &e), 0);
+	ck_assert_int_eq(
+	        mgrok_server_conf_load(
+	                &s,
+	                fixture("auth.json",
+	                        "{\"auth\": [{\"method\": \"token\", \"token_env\": \"T\"},"
+	                        " {\"method\": \"hmac\", \"keys\": {\"a\": \"b\"}, \"n\": 2}]}"),
+	                &e),
+	        0);
 	ck_assert_uint_eq(s.n_auth, 2);
 	ck_assert_str_eq(s.auth[0].method, "token");
 	ck_assert_str_eq(opt_str(s.auth[0].options, "token_env"), "T");
@@ -857,22 +907,23 @@ static bool quotes_token(const char *msg)
 START_TEST(test_secret_not_in_error)
 {
 	static const char *const texts[] = {
-		"{\"auth\": {\"method\": 5, \"token\": \"s3cr3t-VALUE\"}}",
-		"{\"auth\": {\"token\": \"s3cr3t-VALUE\"}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\\q\"}}",
-		"{\"auth\": {\"method\": \"token\", \"token\" \"s3cr3t-VALUE\"}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\"} \"x\": 1}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\n\"}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\\u12\"}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\"}, \"bogus\": 1}",
-		"{\"auth\": [{\"token\": \"s3cr3t-VALUE\"}]}",
-		"{\"auth\": {\"method\": [\"s3cr3t-VALUE\"]}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\", \"token\": \"s3cr3t-VALUE\"}}",
-		/* Forgotten quotes: jansson would quote the bare word. */
-		"{\"auth\": {\"method\": \"token\", \"token\": trues3cr3t}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": 123s3cr3t}}",
-		"{\"auth\": {\"method\": \"token\", \"token\": s3cr3t}}",
+	        "{\"auth\": {\"method\": 5, \"token\": \"s3cr3t-VALUE\"}}",
+	        "{\"auth\": {\"token\": \"s3cr3t-VALUE\"}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\\q\"}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\" \"s3cr3t-VALUE\"}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\"} \"x\": 1}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\n\"}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\\u12\"}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\"}, \"bogus\": 1}",
+	        "{\"auth\": [{\"token\": \"s3cr3t-VALUE\"}]}",
+	        "{\"auth\": {\"method\": [\"s3cr3t-VALUE\"]}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": \"s3cr3t-VALUE\", \"token\": "
+	        "\"s3cr3t-VALUE\"}}",
+	        /* Forgotten quotes: jansson would quote the bare word. */
+	        "{\"auth\": {\"method\": \"token\", \"token\": trues3cr3t}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": 123s3cr3t}}",
+	        "{\"auth\": {\"method\": \"token\", \"token\": s3cr3t}}",
 	};
 	for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++) {
 		struct mgrok_conf_error e;
@@ -1088,31 +1139,31 @@ START_TEST(test_port_ranges)
 		size_t n; /* 0: an error */
 		uint16_t lo0, hi0, lo1, hi1;
 	} cases[] = {
-		{"20000-20100", 1, 20000, 20100, 0, 0},
-		{"8080", 1, 8080, 8080, 0, 0},
-		{"20000-20100,30000", 2, 20000, 20100, 30000, 30000},
-		{" 1 - 2 , 3 ", 2, 1, 2, 3, 3},
-		{"1-65535", 1, 1, 65535, 0, 0},
-		{"5-5", 1, 5, 5, 0, 0},
-		{"10,20,30", 3, 10, 10, 20, 20},
-		{"", 0, 0, 0, 0, 0},
-		{",", 0, 0, 0, 0, 0},
-		{"1,", 0, 0, 0, 0, 0},
-		{",1", 0, 0, 0, 0, 0},
-		{"0", 0, 0, 0, 0, 0},
-		{"0-10", 0, 0, 0, 0, 0},
-		{"65536", 0, 0, 0, 0, 0},
-		{"1-65536", 0, 0, 0, 0, 0},
-		{"200-100", 0, 0, 0, 0, 0},
-		{"abc", 0, 0, 0, 0, 0},
-		{"1-2-3", 0, 0, 0, 0, 0},
-		{"1 2", 0, 0, 0, 0, 0},
-		{"-5", 0, 0, 0, 0, 0},
-		{"5-", 0, 0, 0, 0, 0},
-		{"+5", 0, 0, 0, 0, 0},
-		{"1;2", 0, 0, 0, 0, 0},
-		{"99999999999999999999", 0, 0, 0, 0, 0},
-		{"0x10", 0, 0, 0, 0, 0},
+	        {"20000-20100", 1, 20000, 20100, 0, 0},
+	        {"8080", 1, 8080, 8080, 0, 0},
+	        {"20000-20100,30000", 2, 20000, 20100, 30000, 30000},
+	        {" 1 - 2 , 3 ", 2, 1, 2, 3, 3},
+	        {"1-65535", 1, 1, 65535, 0, 0},
+	        {"5-5", 1, 5, 5, 0, 0},
+	        {"10,20,30", 3, 10, 10, 20, 20},
+	        {"", 0, 0, 0, 0, 0},
+	        {",", 0, 0, 0, 0, 0},
+	        {"1,", 0, 0, 0, 0, 0},
+	        {",1", 0, 0, 0, 0, 0},
+	        {"0", 0, 0, 0, 0, 0},
+	        {"0-10", 0, 0, 0, 0, 0},
+	        {"65536", 0, 0, 0, 0, 0},
+	        {"1-65536", 0, 0, 0, 0, 0},
+	        {"200-100", 0, 0, 0, 0, 0},
+	        {"abc", 0, 0, 0, 0, 0},
+	        {"1-2-3", 0, 0, 0, 0, 0},
+	        {"1 2", 0, 0, 0, 0, 0},
+	        {"-5", 0, 0, 0, 0, 0},
+	        {"5-", 0, 0, 0, 0, 0},
+	        {"+5", 0, 0, 0, 0, 0},
+	        {"1;2", 0, 0, 0, 0, 0},
+	        {"99999999999999999999", 0, 0, 0, 0, 0},
+	        {"0x10", 0, 0, 0, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
 		struct mgrok_port_range sentinel, *r = &sentinel; /* untouched on error */
@@ -1122,7 +1173,8 @@ START_TEST(test_port_ranges)
 		if (!cases[i].n) {
 			ck_assert_msg(rc == -1, "\"%s\" was accepted", cases[i].in);
 			ck_assert_msg(r == &sentinel && n == 99, "\"%s\" changed out", cases[i].in);
-			ck_assert_msg(strstr(msg, "bad port range"), "\"%s\": %s", cases[i].in, msg);
+			ck_assert_msg(strstr(msg, "bad port range"), "\"%s\": %s", cases[i].in,
+			              msg);
 			continue;
 		}
 		ck_assert_msg(rc == 0, "\"%s\": %s", cases[i].in, msg);

@@ -88,7 +88,7 @@ struct tflow {
 	int id;
 };
 
-#define FLOW(entry) ((struct tflow *)((char *)(entry) - offsetof(struct tflow, e)))
+#define FLOW(entry) ((struct tflow *)((char *)(entry)-offsetof(struct tflow, e)))
 
 static int id_of(const struct udp_flow_entry *e) { return e ? FLOW(e)->id : -1; }
 
@@ -798,7 +798,7 @@ static void model_compare(const struct udp_flow_table *t, const struct model *m,
 		bool in = model_find(m, id) >= 0;
 		REQUIRE(pool[id].e.in_table == in, "flow %d", id);
 		REQUIRE(lookup_same(t, &pool[id].e, (unsigned char)rng()) ==
-		            (in ? &pool[id].e : NULL),
+		                (in ? &pool[id].e : NULL),
 		        "flow %d", id);
 	}
 }
@@ -826,8 +826,8 @@ START_TEST(test_model_random)
 	for (int i = 0; i < MODEL_POOL; i++)
 		for (int j = 0; j < i; j++)
 			REQUIRE(pool[i].e.addr.ss_family != pool[j].e.addr.ss_family ||
-			            memcmp(&pool[i].e.addr, &pool[j].e.addr, pool[i].e.addr_len) !=
-			                0,
+			                memcmp(&pool[i].e.addr, &pool[j].e.addr,
+			                       pool[i].e.addr_len) != 0,
 			        "pool %d and %d", i, j);
 
 	struct model m = {.n = 0};
@@ -886,7 +886,7 @@ START_TEST(test_model_random)
 		} else {
 			/* A lookup only, for an address in or out of the table. */
 			struct udp_flow_entry *e =
-			    lookup_same(&t, &pool[id].e, (unsigned char)rng());
+			        lookup_same(&t, &pool[id].e, (unsigned char)rng());
 			REQUIRE(e == (at >= 0 ? &pool[id].e : NULL), "op %d: flow %d", op, id);
 		}
 		REQUIRE(t.count == m.n, "op %d: count %zu, model %zu", op, t.count, m.n);

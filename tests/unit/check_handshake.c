@@ -93,8 +93,8 @@ static void method_unload(struct method *x)
 
 static struct {
 	int starts, ends;
-	bool deny;              /* counting: server denies */
-	const char *identity;   /* counting: identity on OK */
+	bool deny;            /* counting: server denies */
+	const char *identity; /* counting: identity on OK */
 } fake;
 
 #define STATE_MAGIC 0x5a5a1234u
@@ -153,8 +153,7 @@ static int loop_server_step(void *inst, void **state, unsigned round, struct mgr
 }
 
 /* Two rounds, then OK with fake.identity, or DENIED when fake.deny. */
-static int counting_server_step(void *inst, void **state, unsigned round,
-                                struct mgrok_auth_msg *m)
+static int counting_server_step(void *inst, void **state, unsigned round, struct mgrok_auth_msg *m)
 {
 	(void)inst;
 	if (round == 0) {
@@ -171,17 +170,17 @@ static int counting_server_step(void *inst, void **state, unsigned round,
 }
 
 static const struct mgrok_auth_ops loop_ops = {
-    .client_start = loop_client_start,
-    .client_step = loop_client_step,
-    .server_step = loop_server_step,
-    .end = fake_end,
+        .client_start = loop_client_start,
+        .client_step = loop_client_step,
+        .server_step = loop_server_step,
+        .end = fake_end,
 };
 
 static const struct mgrok_auth_ops counting_ops = {
-    .client_start = loop_client_start,
-    .client_step = loop_client_step,
-    .server_step = counting_server_step,
-    .end = fake_end,
+        .client_start = loop_client_start,
+        .client_step = loop_client_step,
+        .server_step = counting_server_step,
+        .end = fake_end,
 };
 
 static const struct mgrok_auth_method loop_method = {"loop", 0x90, &loop_ops, NULL};
@@ -213,8 +212,8 @@ static void spec_proof(const char *label, const uint8_t *a, const uint8_t *b, ui
 	memcpy(msg, label, n);
 	memcpy(msg + n, a, 16);
 	memcpy(msg + n + 16, b, 16);
-	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), msg, n + 32, mac,
-	                           &mlen));
+	ck_assert_ptr_nonnull(
+	        HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), msg, n + 32, mac, &mlen));
 	ck_assert_uint_eq(mlen, 32);
 }
 
@@ -987,18 +986,18 @@ START_TEST(token_option_errors)
 		const char *json;
 		const char *want; /* in the message */
 	} cases[] = {
-	    {"{}", "one of"},
-	    {"[]", "object"},
-	    {"{\"token\": \"" SECRET "\", \"token_file\": \"/etc/hostname\"}", "token_file"},
-	    {"{\"token_env\": \"HOME\", \"token\": \"" SECRET "\"}", "token_env"},
-	    {"{\"token\": \"\"}", "empty"},
-	    {"{\"token\": 42}", "string"},
-	    {"{\"token\": \"" SECRET "\", \"tokne\": \"" SECRET "\"}", "\"tokne\""},
-	    {"{\"token_env\": \"MGROK_TEST_UNSET\"}", "MGROK_TEST_UNSET"},
-	    {"{\"token_env\": \"MGROK_TEST_EMPTY\"}", "empty"},
-	    {"{\"token_file\": \"/nonexistent/mgrok/token\"}", "/nonexistent/mgrok/token"},
-	    {NULL, "empty"},   /* blank file */
-	    {NULL, "larger"},  /* file over 4096 bytes of secret */
+	        {"{}", "one of"},
+	        {"[]", "object"},
+	        {"{\"token\": \"" SECRET "\", \"token_file\": \"/etc/hostname\"}", "token_file"},
+	        {"{\"token_env\": \"HOME\", \"token\": \"" SECRET "\"}", "token_env"},
+	        {"{\"token\": \"\"}", "empty"},
+	        {"{\"token\": 42}", "string"},
+	        {"{\"token\": \"" SECRET "\", \"tokne\": \"" SECRET "\"}", "\"tokne\""},
+	        {"{\"token_env\": \"MGROK_TEST_UNSET\"}", "MGROK_TEST_UNSET"},
+	        {"{\"token_env\": \"MGROK_TEST_EMPTY\"}", "empty"},
+	        {"{\"token_file\": \"/nonexistent/mgrok/token\"}", "/nonexistent/mgrok/token"},
+	        {NULL, "empty"},  /* blank file */
+	        {NULL, "larger"}, /* file over 4096 bytes of secret */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *j = cases[i].json;

@@ -51,14 +51,16 @@ START_TEST(test_burst_then_summary)
 		mgrok_log_limited(&l, 7, 100.0 + i * 0.001, MGROK_LOG_INFO, "line %d", i);
 	const char *text = logged();
 	ck_assert_uint_eq(count(text, "\n"), 3);
-	ck_assert_uint_eq(count(text, "line 0\n") + count(text, "line 1\n") + count(text, "line 2\n"),
-	                  3);
+	ck_assert_uint_eq(
+	        count(text, "line 0\n") + count(text, "line 1\n") + count(text, "line 2\n"), 3);
 	ck_assert_uint_eq(l.suppressed, 997);
 	/* The first line of the next window comes after the summary of the last. */
 	mgrok_log_limited(&l, 7, 100.0 + MGROK_LOG_WINDOW, MGROK_LOG_INFO, "line %d", 1000);
 	text = logged();
-	ck_assert_msg(strstr(text, "session 7: suppressed 997 similar lines (REGISTER refused) in 10 s\n"),
-	              "%s", text);
+	ck_assert_msg(
+	        strstr(text,
+	               "session 7: suppressed 997 similar lines (REGISTER refused) in 10 s\n"),
+	        "%s", text);
 	ck_assert_ptr_nonnull(strstr(strstr(text, "suppressed"), "line 1000\n"));
 	ck_assert_uint_eq(l.suppressed, 0);
 }
@@ -88,8 +90,9 @@ START_TEST(test_tick_and_flush)
 	ck_assert_str_eq(logged(), "");
 	mgrok_log_limit_tick(&l, 0, 61.0);
 	const char *text = logged();
-	ck_assert_msg(strstr(text, "warn  suppressed 4 similar lines (connections refused) in 11 s\n"),
-	              "%s", text);
+	ck_assert_msg(
+	        strstr(text, "warn  suppressed 4 similar lines (connections refused) in 11 s\n"),
+	        "%s", text);
 	mgrok_log_limit_tick(&l, 0, 80.0);
 	ck_assert_str_eq(logged(), "");
 	/* A flush (the end of a session) reports at once, and only once. */

@@ -13,11 +13,11 @@
 
 #include "mux.h"
 
-#define WINDOW 262144u         /* doc/protocol.md 3.3: initial window, each direction */
-#define HALF_WINDOW 131072u    /* credit is returned once half a window is consumed */
-#define WINDOW_MAX 16777216u   /* 16 MiB: no window may grow above this */
-#define DATA_MAX 65535u        /* a DATA frame's uint16 length */
-#define MANY 5000              /* enough streams to make the table grow several times */
+#define WINDOW 262144u       /* doc/protocol.md 3.3: initial window, each direction */
+#define HALF_WINDOW 131072u  /* credit is returned once half a window is consumed */
+#define WINDOW_MAX 16777216u /* 16 MiB: no window may grow above this */
+#define DATA_MAX 65535u      /* a DATA frame's uint16 length */
+#define MANY 5000            /* enough streams to make the table grow several times */
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -472,10 +472,12 @@ START_TEST(test_recv_one_byte_over)
 	/* On a fresh stream, one frame of window + 1 bytes. */
 	struct mgrok_mux_stream t;
 	mgrok_mux_insert(&m, &t, 4);
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)WINDOW + 1, 0.0), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)WINDOW + 1, 0.0),
+	                 MGROK_MUX_RESET_FLOW);
 	ck_assert_uint_eq(t.recv_window, WINDOW);
 	/* Sizes beyond 32 bits must not wrap into the window. */
-	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)UINT32_MAX + 2, 0.0), MGROK_MUX_RESET_FLOW);
+	ck_assert_int_eq(mgrok_mux_recv_data(&m, &t, (size_t)UINT32_MAX + 2, 0.0),
+	                 MGROK_MUX_RESET_FLOW);
 	mgrok_mux_free(&m);
 }
 END_TEST
@@ -593,11 +595,13 @@ START_TEST(test_window_update_over_max)
 	struct mgrok_mux m = server_mux();
 	struct mgrok_mux_stream s;
 	mgrok_mux_insert(&m, &s, 2);
-	ck_assert_int_eq(mgrok_mux_recv_window(&m, &s, WINDOW_MAX - WINDOW + 1), MGROK_MUX_PROTOCOL);
+	ck_assert_int_eq(mgrok_mux_recv_window(&m, &s, WINDOW_MAX - WINDOW + 1),
+	                 MGROK_MUX_PROTOCOL);
 	ck_assert_uint_eq(s.send_window, WINDOW);
 	/* Increments that would wrap 32 bits. */
 	ck_assert_int_eq(mgrok_mux_recv_window(&m, &s, UINT32_MAX), MGROK_MUX_PROTOCOL);
-	ck_assert_int_eq(mgrok_mux_recv_window(&m, &s, UINT32_MAX - WINDOW + 1), MGROK_MUX_PROTOCOL);
+	ck_assert_int_eq(mgrok_mux_recv_window(&m, &s, UINT32_MAX - WINDOW + 1),
+	                 MGROK_MUX_PROTOCOL);
 	ck_assert_uint_eq(s.send_window, WINDOW);
 
 	/* The limit is on the window, not on the sum of increments. */
@@ -772,9 +776,9 @@ struct sim_end {
 	struct sim_queue *out; /* frames towards the peer */
 	uint64_t to_send;      /* bytes not yet sent */
 	uint64_t sent;
-	uint64_t received;       /* DATA accepted */
-	uint64_t buffered;       /* received, not yet written to the far socket */
-	uint64_t consumed;       /* written out */
+	uint64_t received;         /* DATA accepted */
+	uint64_t buffered;         /* received, not yet written to the far socket */
+	uint64_t consumed;         /* written out */
 	uint64_t credit_in_flight; /* WINDOW_UPDATE increments we sent, not yet applied */
 	uint64_t data_in_flight;   /* DATA we sent, not yet received */
 	bool close_queued;
@@ -835,8 +839,8 @@ static void sim_deliver(struct sim_end *e, struct sim_end *peer)
 		switch (f.kind) {
 		case SIM_DATA:
 			v = mgrok_mux_recv_data(&e->mux, &e->s, f.n, 0.0);
-			ck_assert_msg(v == MGROK_MUX_OK, "%s: DATA of %u refused (%d): %s", e->who, f.n,
-			              v, e->mux.err);
+			ck_assert_msg(v == MGROK_MUX_OK, "%s: DATA of %u refused (%d): %s", e->who,
+			              f.n, v, e->mux.err);
 			peer->data_in_flight -= f.n;
 			e->received += f.n;
 			e->buffered += f.n;
@@ -895,24 +899,12 @@ static void run_transfer(uint32_t seed, uint64_t s2c, uint64_t c2s)
 	while (!(mgrok_mux_done(&srv.s) && mgrok_mux_done(&cli.s))) {
 		ck_assert_msg(++steps < max_steps, "transfer stalled (seed %u)", seed);
 		switch (rng() % 6) {
-		case 0:
-			sim_send(&srv);
-			break;
-		case 1:
-			sim_send(&cli);
-			break;
-		case 2:
-			sim_deliver(&cli, &srv);
-			break;
-		case 3:
-			sim_deliver(&srv, &cli);
-			break;
-		case 4:
-			sim_drain(&cli);
-			break;
-		default:
-			sim_drain(&srv);
-			break;
+		case 0: sim_send(&srv); break;
+		case 1: sim_send(&cli); break;
+		case 2: sim_deliver(&cli, &srv); break;
+		case 3: sim_deliver(&srv, &cli); break;
+		case 4: sim_drain(&cli); break;
+		default: sim_drain(&srv); break;
 		}
 		sim_check_direction(&srv, &cli);
 		sim_check_direction(&cli, &srv);
@@ -945,10 +937,7 @@ static void run_transfer(uint32_t seed, uint64_t s2c, uint64_t c2s)
 	free(to_server.v);
 }
 
-START_TEST(test_transfer_10mib_one_way)
-{
-	run_transfer(0x2545f491u, 10u << 20, 0);
-}
+START_TEST(test_transfer_10mib_one_way) { run_transfer(0x2545f491u, 10u << 20, 0); }
 END_TEST
 
 START_TEST(test_transfer_10mib_both_ways)
@@ -1143,7 +1132,8 @@ START_TEST(test_autotune_session_budget)
 	ck_assert_uint_lt(s[2].recv_size, MGROK_WINDOW_MAX);
 	/* The first goes: the third may grow on. */
 	mgrok_mux_remove(&m, &s[0]);
-	ck_assert_uint_eq(m.grown, MGROK_SESSION_GROWTH_MAX - (MGROK_WINDOW_MAX - MGROK_WINDOW_INITIAL));
+	ck_assert_uint_eq(m.grown,
+	                  MGROK_SESSION_GROWTH_MAX - (MGROK_WINDOW_MAX - MGROK_WINDOW_INITIAL));
 	for (int round = 0; round < 4; round++) {
 		t += 0.04;
 		full_window_round(&m, &s[2], t);
@@ -1173,7 +1163,8 @@ START_TEST(test_autotune_not_for_slow_consumer)
 	struct mgrok_mux_stream s = tuned_stream(&m);
 	m.autotune = true;
 	ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, MGROK_WINDOW_INITIAL, 1.0), MGROK_MUX_OK);
-	ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL / 2), MGROK_WINDOW_INITIAL / 2);
+	ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL / 2),
+	                  MGROK_WINDOW_INITIAL / 2);
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	ck_assert_uint_eq(s.held, MGROK_WINDOW_INITIAL / 2);
 	mgrok_mux_free(&m);
@@ -1204,7 +1195,8 @@ START_TEST(test_autotune_off)
 	m.autotune = false;
 	for (int i = 0; i < 5; i++) {
 		ck_assert_int_eq(mgrok_mux_recv_data(&m, &s, s.recv_window, 1.0), MGROK_MUX_OK);
-		ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL), MGROK_WINDOW_INITIAL);
+		ck_assert_uint_eq(mgrok_mux_consumed(&m, &s, MGROK_WINDOW_INITIAL),
+		                  MGROK_WINDOW_INITIAL);
 	}
 	ck_assert_uint_eq(s.recv_size, MGROK_WINDOW_INITIAL);
 	mgrok_mux_free(&m);

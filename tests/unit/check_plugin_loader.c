@@ -226,7 +226,8 @@ START_TEST(test_load_dir_all)
 	ck_assert_ptr_nonnull(users->desc->auth->reload);
 
 	/* Every record: its file, a handle, a descriptor of this ABI, not initialized. */
-	const char *files[] = {"tcp.so", "udp.so", "auth-none.so", "auth-token.so", "auth-users.so"};
+	const char *files[] = {"tcp.so", "udp.so", "auth-none.so", "auth-token.so",
+	                       "auth-users.so"};
 	const struct mgrok_plugin *by_file[] = {tcp, udp, none, token, users};
 	for (size_t i = 0; i < 5; i++) {
 		const struct mgrok_plugin *p = by_file[i];
@@ -315,8 +316,9 @@ START_TEST(test_load_dir_names)
 	char *bad[] = {full, up, dots, sub};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		err[0] = '\0';
-		ck_assert_int_eq(mgrok_registry_load_dir(&r, plugin_dir(), &bad[i], 1, err, sizeof(err)),
-		                 -1);
+		ck_assert_int_eq(
+		        mgrok_registry_load_dir(&r, plugin_dir(), &bad[i], 1, err, sizeof(err)),
+		        -1);
 		assert_mentions(err, "inside plugin_dir");
 		ck_assert_uint_eq(r.n, 2);
 	}
@@ -635,16 +637,16 @@ END_TEST
 START_TEST(test_init_token)
 {
 	static const char *const bad[] = {
-	    "{}",
-	    "{\"token\":\"\"}",
-	    "{\"token\":5}",
-	    "{\"token\":[\"" SECRET "\"]}",
-	    "{\"token\":\"" SECRET "\",\"bogus\":1}",
-	    "{\"bogus\":\"" SECRET "\"}",
-	    "{\"token\":\"" SECRET "\",\"token_env\":\"MGROK_TEST_NO_SUCH_VAR\"}",
-	    "{\"token\":\"" SECRET "\",\"token_file\":\"/nonexistent/token\"}",
-	    "{\"token_env\":\"MGROK_TEST_NO_SUCH_VAR\"}",
-	    "{\"token_file\":\"/nonexistent/token\"}",
+	        "{}",
+	        "{\"token\":\"\"}",
+	        "{\"token\":5}",
+	        "{\"token\":[\"" SECRET "\"]}",
+	        "{\"token\":\"" SECRET "\",\"bogus\":1}",
+	        "{\"bogus\":\"" SECRET "\"}",
+	        "{\"token\":\"" SECRET "\",\"token_env\":\"MGROK_TEST_NO_SUCH_VAR\"}",
+	        "{\"token\":\"" SECRET "\",\"token_file\":\"/nonexistent/token\"}",
+	        "{\"token_env\":\"MGROK_TEST_NO_SUCH_VAR\"}",
+	        "{\"token_file\":\"/nonexistent/token\"}",
 	};
 	struct mgrok_registry r = {0};
 	char err[ERRLEN];
@@ -718,7 +720,8 @@ START_TEST(test_init_token_sources)
 
 	token = load_one(&r, "auth-token.so");
 	ck_assert_int_eq(setenv("MGROK_TEST_TOKEN", SECRET, 1), 0);
-	ck_assert_msg(init_with(token, "{\"token_env\":\"MGROK_TEST_TOKEN\"}", err, sizeof(err)) == 0,
+	ck_assert_msg(init_with(token, "{\"token_env\":\"MGROK_TEST_TOKEN\"}", err, sizeof(err)) ==
+	                      0,
 	              "token_env: %s", err);
 	unsetenv("MGROK_TEST_TOKEN");
 	mgrok_registry_free(&r);
@@ -733,18 +736,19 @@ END_TEST
 START_TEST(test_init_users)
 {
 	static const char *const bad[] = {
-	    "",
-	    "{\"bogus\":\"" SECRET "\"}",
-	    "{\"file\":\"/nonexistent/users.json\"}",
-	    "{\"user\":\"alice\"}",
-	    "{\"user\":\"alice\",\"token\":\"" SECRET "\",\"bogus\":1}",
-	    "{\"file\":\"/nonexistent/users.json\",\"token\":\"" SECRET "\"}",
+	        "",
+	        "{\"bogus\":\"" SECRET "\"}",
+	        "{\"file\":\"/nonexistent/users.json\"}",
+	        "{\"user\":\"alice\"}",
+	        "{\"user\":\"alice\",\"token\":\"" SECRET "\",\"bogus\":1}",
+	        "{\"file\":\"/nonexistent/users.json\",\"token\":\"" SECRET "\"}",
 	};
 	struct mgrok_registry r = {0};
 	char err[ERRLEN];
 	struct mgrok_plugin *users = load_one(&r, "auth-users.so");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_msg(init_with(users, bad[i], err, sizeof(err)) == -1, "%s accepted", bad[i]);
+		ck_assert_msg(init_with(users, bad[i], err, sizeof(err)) == -1, "%s accepted",
+		              bad[i]);
 		assert_mentions(err, "users");
 		assert_secret_free(err);
 		ck_assert(!users->initialized);

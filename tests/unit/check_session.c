@@ -53,7 +53,8 @@ static const struct mgrok_session_ops ops = {on_open, on_frame, on_close};
 static struct mgrok_session *open_session(int sv[2])
 {
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	struct mgrok_session *s = mgrok_session_new(&ctx, sv[0], MGROK_ROLE_SERVER, NULL, &ops, NULL);
+	struct mgrok_session *s =
+	        mgrok_session_new(&ctx, sv[0], MGROK_ROLE_SERVER, NULL, &ops, NULL);
 	s->open = true;
 	return s;
 }
@@ -116,7 +117,8 @@ START_TEST(test_close_with_peer_gone)
 	int sv[2];
 	struct mgrok_session *s = open_session(sv);
 	close(sv[1]);
-	mgrok_session_close(s, MGROK_GOAWAY_REPLACED, MGROK_CLOSE_LOCAL, "replaced by a new session");
+	mgrok_session_close(s, MGROK_GOAWAY_REPLACED, MGROK_CLOSE_LOCAL,
+	                    "replaced by a new session");
 	ck_assert_int_eq(closes, 1);
 	ck_assert_int_eq(closed_why, MGROK_CLOSE_LOCAL);
 	ck_assert_str_eq(closed_reason, "replaced by a new session");

@@ -97,9 +97,9 @@ static unsigned rng(void)
  * goes back; the peer CLOSEs; our socket reaches EOF and we CLOSE. After
  * each event the relay asks mgrok_stream_next, as stream.c does. */
 struct life {
-	size_t pending;        /* the peer's bytes not yet written to our socket */
+	size_t pending;         /* the peer's bytes not yet written to our socket */
 	uint64_t sent, written; /* by the peer; to our socket */
-	uint64_t credit;       /* WINDOW_UPDATE increments granted */
+	uint64_t credit;        /* WINDOW_UPDATE increments granted */
 	bool peer_closed, we_closed, fin, done;
 	unsigned fins;
 	struct mgrok_stream_flags f;
@@ -122,8 +122,7 @@ static void relay_step(struct life *l)
 		ck_assert_uint_eq(l->written, l->sent);
 		l->done = true;
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -162,8 +161,8 @@ START_TEST(test_half_close_sequences)
 		l.f.connecting = round % 3 == 0; /* a client stream whose connect is under way */
 		for (int i = 0; i < 10000 && !l.done; i++)
 			event(&l);
-		ck_assert_msg(l.done, "round %d never ended: pending %zu, closed %d/%d", round, l.pending,
-		              l.peer_closed, l.we_closed);
+		ck_assert_msg(l.done, "round %d never ended: pending %zu, closed %d/%d", round,
+		              l.pending, l.peer_closed, l.we_closed);
 		/* A FIN went out before the end exactly when the peer closed first
 		 * and we still had a way to send it; never twice. */
 		ck_assert_uint_le(l.fins, 1);

@@ -143,7 +143,7 @@ static int mock_random(void *buf, size_t len)
 }
 
 static void mock_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static void mock_log(const struct mgrok_plugin *self, int level, const char *fmt, ...)
 {
 	char line[1024];
@@ -340,28 +340,28 @@ static void mock_stream_close(struct mgrok_stream *st)
 }
 
 static struct mgrok_host host = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = mock_log,
-    .alloc = mock_alloc,
-    .free = mock_free,
-    .wipe = mock_wipe,
-    .random = mock_random,
-    .watch_new = mock_watch_new,
-    .watch_set = mock_watch_set,
-    .watch_free = mock_watch_free,
-    .timer_new = mock_timer_new,
-    .timer_set = mock_timer_set,
-    .timer_free = mock_timer_free,
-    .now = mock_now,
-    .stream_open = mock_stream_open,
-    .stream_attach_fd = mock_stream_attach_fd,
-    .stream_reset = mock_stream_reset,
-    .addr_format = mock_addr_format,
-    .stream_attach_datagram = mock_stream_attach_datagram,
-    .stream_send = mock_stream_send,
-    .stream_close = mock_stream_close,
+        .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+        .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+        .size = sizeof(struct mgrok_host),
+        .log = mock_log,
+        .alloc = mock_alloc,
+        .free = mock_free,
+        .wipe = mock_wipe,
+        .random = mock_random,
+        .watch_new = mock_watch_new,
+        .watch_set = mock_watch_set,
+        .watch_free = mock_watch_free,
+        .timer_new = mock_timer_new,
+        .timer_set = mock_timer_set,
+        .timer_free = mock_timer_free,
+        .now = mock_now,
+        .stream_open = mock_stream_open,
+        .stream_attach_fd = mock_stream_attach_fd,
+        .stream_reset = mock_stream_reset,
+        .addr_format = mock_addr_format,
+        .stream_attach_datagram = mock_stream_attach_datagram,
+        .stream_send = mock_stream_send,
+        .stream_close = mock_stream_close,
 };
 
 /* ---- the plugin ------------------------------------------------------------- */
@@ -674,12 +674,12 @@ static int bind_at(const char *options, uint16_t port, void **state, char *err, 
 	struct sockaddr_in a = loopback(port);
 	json_t *o = parse(options);
 	struct mgrok_proxy_spec spec = {
-	    .name = "visitors",
-	    .type = 0x02,
-	    .remote_port = port,
-	    .options = o,
-	    .addr = (struct sockaddr *)&a,
-	    .addr_len = sizeof(a),
+	        .name = "visitors",
+	        .type = 0x02,
+	        .remote_port = port,
+	        .options = o,
+	        .addr = (struct sockaddr *)&a,
+	        .addr_len = sizeof(a),
 	};
 	err[0] = '\0';
 	int rc = ops->server_bind(inst, PX, &spec, state, err, errlen);
@@ -789,9 +789,9 @@ END_TEST
 START_TEST(test_init_refuses_options)
 {
 	static const char *const bad[] = {
-	    "{\"idle_timeout\": 5}",
-	    "{\"max_flows\": 10}",
-	    "{\"x\": 1}",
+	        "{\"idle_timeout\": 5}",
+	        "{\"max_flows\": 10}",
+	        "{\"x\": 1}",
 	};
 	memset(&mock, 0, sizeof(mock));
 	load_plugin();
@@ -811,34 +811,34 @@ END_TEST
 START_TEST(test_check_options)
 {
 	static const char *const good[] = {
-	    "{}",
-	    "{\"idle_timeout\": 1.5, \"max_flows\": 10}",
-	    "{\"idle_timeout\": 2}",
-	    "{\"idle_timeout\": 0.1}",
-	    "{\"max_flows\": 1}",
-	    "{\"max_flows\": 65536}",
+	        "{}",
+	        "{\"idle_timeout\": 1.5, \"max_flows\": 10}",
+	        "{\"idle_timeout\": 2}",
+	        "{\"idle_timeout\": 0.1}",
+	        "{\"max_flows\": 1}",
+	        "{\"max_flows\": 65536}",
 	};
 	static const struct {
 		const char *json, *mentions;
 	} bad[] = {
-	    {"{\"bogus\": 1}", "bogus"},
-	    {"{\"idle_timeout\": 5, \"idle\": 5}", "\"idle\""},
-	    {"{\"Idle_timeout\": 5}", "Idle_timeout"},
-	    {"{\"idle_timeout\": 0}", "idle_timeout"},
-	    {"{\"idle_timeout\": 0.001}", "idle_timeout"},
-	    {"{\"idle_timeout\": 0.0}", "idle_timeout"},
-	    {"{\"idle_timeout\": -1}", "idle_timeout"},
-	    {"{\"idle_timeout\": \"5\"}", "idle_timeout"},
-	    {"{\"idle_timeout\": null}", "idle_timeout"},
-	    {"{\"idle_timeout\": [5]}", "idle_timeout"},
-	    {"{\"max_flows\": 0}", "max_flows"},
-	    {"{\"max_flows\": -1}", "max_flows"},
-	    {"{\"max_flows\": 65537}", "max_flows"},
-	    {"{\"max_flows\": 1.5}", "max_flows"},
-	    {"{\"max_flows\": 10.0}", "max_flows"},
-	    {"{\"max_flows\": \"10\"}", "max_flows"},
-	    {"{\"max_flows\": true}", "max_flows"},
-	    {"{\"max_flows\": 10, \"idle_timeout\": -2}", "idle_timeout"},
+	        {"{\"bogus\": 1}", "bogus"},
+	        {"{\"idle_timeout\": 5, \"idle\": 5}", "\"idle\""},
+	        {"{\"Idle_timeout\": 5}", "Idle_timeout"},
+	        {"{\"idle_timeout\": 0}", "idle_timeout"},
+	        {"{\"idle_timeout\": 0.001}", "idle_timeout"},
+	        {"{\"idle_timeout\": 0.0}", "idle_timeout"},
+	        {"{\"idle_timeout\": -1}", "idle_timeout"},
+	        {"{\"idle_timeout\": \"5\"}", "idle_timeout"},
+	        {"{\"idle_timeout\": null}", "idle_timeout"},
+	        {"{\"idle_timeout\": [5]}", "idle_timeout"},
+	        {"{\"max_flows\": 0}", "max_flows"},
+	        {"{\"max_flows\": -1}", "max_flows"},
+	        {"{\"max_flows\": 65537}", "max_flows"},
+	        {"{\"max_flows\": 1.5}", "max_flows"},
+	        {"{\"max_flows\": 10.0}", "max_flows"},
+	        {"{\"max_flows\": \"10\"}", "max_flows"},
+	        {"{\"max_flows\": true}", "max_flows"},
+	        {"{\"max_flows\": 10, \"idle_timeout\": -2}", "idle_timeout"},
 	};
 	char err[256];
 	size_t allocs = mock.live_allocs;
@@ -1285,13 +1285,13 @@ static void client_open_with(const char *options, const struct sockaddr *addr, s
 {
 	json_t *o = parse(options);
 	struct mgrok_proxy_spec spec = {
-	    .name = "local",
-	    .type = 0x02,
-	    .remote_port = 9000,
-	    .local_port = 0,
-	    .options = o,
-	    .addr = addr,
-	    .addr_len = len,
+	        .name = "local",
+	        .type = 0x02,
+	        .remote_port = 9000,
+	        .local_port = 0,
+	        .options = o,
+	        .addr = addr,
+	        .addr_len = len,
 	};
 	if (addr && addr->sa_family == AF_INET)
 		spec.local_port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
@@ -1503,8 +1503,8 @@ START_TEST(test_client_ports_not_reused)
 		if (few)
 			ck_assert(ports[i] >= 40000 && ports[i] <= 40015);
 		for (int j = 0; j < i; j++)
-			ck_assert_msg(ports[j] != ports[i], "flow %d got the port of flow %d (%u)", i, j,
-			              ports[i]);
+			ck_assert_msg(ports[j] != ports[i], "flow %d got the port of flow %d (%u)",
+			              i, j, ports[i]);
 		end_stream(st);
 		mock.clock += 0.5; /* all within the 5 s quarantine */
 	}

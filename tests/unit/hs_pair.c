@@ -31,8 +31,8 @@ void hs_pair_run(struct hs_pair *x)
 		if (x->s.rc == MGROK_HS_MORE && x->c2s.len) {
 			deliver(&x->c2s, &x->s.inbox, x->bytewise);
 			x->s.rc = mgrok_hs_server_feed(&x->s.hs, mgrok_buf_head(&x->s.inbox),
-			                               x->s.inbox.len, &used, &x->s2c, hs_offer_find,
-			                               &x->offer);
+			                               x->s.inbox.len, &used, &x->s2c,
+			                               hs_offer_find, &x->offer);
 			ck_assert_uint_le(used, x->s.inbox.len);
 			mgrok_buf_consume(&x->s.inbox, used);
 			if (x->s.rc == MGROK_HS_DONE && x->tamper_ok)

@@ -36,11 +36,11 @@ struct hs_side {
  */
 struct hs_pair {
 	struct hs_side s, c;
-	struct mgrok_buf c2s, s2c; /* sent, not yet delivered */
+	struct mgrok_buf c2s, s2c;          /* sent, not yet delivered */
 	const struct mgrok_auth_method *cm; /* the client's method */
 	struct hs_offer offer;              /* the server's */
-	bool bytewise;  /* deliver one byte per feed */
-	bool tamper_ok; /* flip the last byte of the server's OK reply */
+	bool bytewise;                      /* deliver one byte per feed */
+	bool tamper_ok;                     /* flip the last byte of the server's OK reply */
 };
 
 /* Runs the whole handshake: until both sides are done or neither can move. */

@@ -35,12 +35,12 @@ static void host_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
 static int host_random(void *buf, size_t len) { return RAND_bytes(buf, (int)len) == 1 ? 0 : -1; }
 
 const struct mgrok_host test_host = {
-    .abi_major = MGROK_PLUGIN_ABI_MAJOR,
-    .abi_minor = MGROK_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct mgrok_host),
-    .log = host_log,
-    .alloc = host_alloc,
-    .free = host_free,
-    .wipe = host_wipe,
-    .random = host_random,
+        .abi_major = MGROK_PLUGIN_ABI_MAJOR,
+        .abi_minor = MGROK_PLUGIN_ABI_MINOR,
+        .size = sizeof(struct mgrok_host),
+        .log = host_log,
+        .alloc = host_alloc,
+        .free = host_free,
+        .wipe = host_wipe,
+        .random = host_random,
 };

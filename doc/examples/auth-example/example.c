@@ -90,10 +90,12 @@ static int load_users(struct example *x, const char *path, char *err, size_t err
 		/* A name or secret too long for its %s spills into the next
 		 * field, so p[end] is not the end and the line is refused. */
 		if ((!strchr(line, '\n') && !feof(f)) ||
-		    sscanf(p, "%64s %255s %n", u->name, u->secret, &end) != 2 || end < 0 || p[end] ||
-		    !name_ok(u->name) || find(u->next, u->name)) {
-			snprintf(err, errlen, "%s:%u: expected \"name secret\": a new name of 1-64 "
-			         "[A-Za-z0-9._@-], a secret of 1-255 bytes", path, lineno);
+		    sscanf(p, "%64s %255s %n", u->name, u->secret, &end) != 2 || end < 0 ||
+		    p[end] || !name_ok(u->name) || find(u->next, u->name)) {
+			snprintf(err, errlen,
+			         "%s:%u: expected \"name secret\": a new name of 1-64 "
+			         "[A-Za-z0-9._@-], a secret of 1-255 bytes",
+			         path, lineno);
 			goto out;
 		}
 	}
@@ -141,8 +143,10 @@ static int example_init(const struct mgrok_host *host, const struct mgrok_plugin
 		strcpy(x->me.name, user);
 		strcpy(x->me.secret, secret);
 	} else {
-		snprintf(err, errlen, "options: expected only \"users_file\" (server), or only "
-		         "\"user\" (1-64 of [A-Za-z0-9._@-]) and \"secret\" (1-255 bytes) (client)");
+		snprintf(
+		        err, errlen,
+		        "options: expected only \"users_file\" (server), or only "
+		        "\"user\" (1-64 of [A-Za-z0-9._@-]) and \"secret\" (1-255 bytes) (client)");
 		goto fail;
 	}
 	*inst = x;
@@ -161,7 +165,9 @@ static int mac(const char *secret, const uint8_t *nonce, const char *user, uint8
 	memcpy(msg + llen, nonce, NONCE_LEN);
 	memcpy(msg + llen + NONCE_LEN, user, ulen);
 	return HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, llen + NONCE_LEN + ulen, out,
-	            &len) && len == MAC_LEN ? 0 : -1;
+	            &len) && len == MAC_LEN
+	               ? 0
+	               : -1;
 }
 
 /* One reason for every failure: a client learns nothing about why. */
@@ -244,10 +250,10 @@ static void example_end(void *inst, void *state)
 }
 
 static const struct mgrok_auth_ops ops = {
-    .client_start = example_client_start,
-    .client_step = example_client_step,
-    .server_step = example_server_step,
-    .end = example_end, /* ABI 1.1 adds optional authorize, max_streams, reload */
+        .client_start = example_client_start,
+        .client_step = example_client_step,
+        .server_step = example_server_step,
+        .end = example_end, /* ABI 1.1 adds optional authorize, max_streams, reload */
 };
 
 /* Wire ids 0x80-0xFE are for third-party methods; both sides must agree. */
