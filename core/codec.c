@@ -12,6 +12,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "handshake.h"
+
+/* The bounds fit the length prefixes that carry them (doc/protocol.md 1, 3). */
+_Static_assert(MGROK_NAME_MAX <= UINT8_MAX, "names travel as str8");
+_Static_assert(MGROK_IDENTITY_MAX <= MGROK_NAME_MAX, "an identity is logged as a name");
+_Static_assert(MGROK_MESSAGE_MAX <= UINT16_MAX && MGROK_INFO_MAX <= UINT16_MAX,
+               "messages and info travel as str16");
+_Static_assert(MGROK_OPTIONS_MAX <= UINT16_MAX && MGROK_HS_PAYLOAD_MAX <= UINT16_MAX,
+               "options and handshake payloads travel as str16");
+_Static_assert(MGROK_DATA_MAX == UINT16_MAX, "DATA's length is a u16");
+_Static_assert(MGROK_DATA_HEADER == 1 + 4 + 2, "DATA: type, streamID, length");
+_Static_assert(MGROK_WINDOW_INITIAL <= MGROK_WINDOW_MAX, "windows start within their bound");
+
 enum field_kind {
 	F_END = 0,
 	F_U8,

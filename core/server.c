@@ -171,6 +171,11 @@ static void public_host(struct srv_session *ss, char *buf, size_t len)
 	snprintf(buf, len, "%s", text);
 }
 
+_Static_assert((int)MGROK_AUTHZ_OK == MGROK_ACK_OK && (int)MGROK_AUTHZ_LIMIT == MGROK_ACK_LIMIT &&
+                       (int)MGROK_AUTHZ_FORBIDDEN == MGROK_ACK_FORBIDDEN &&
+                       (int)MGROK_AUTHZ_PORT_NOT_ALLOWED == MGROK_ACK_PORT_NOT_ALLOWED,
+               "an authorize() verdict is the REGISTER_ACK status it refuses with");
+
 /* A refusing verdict as the ack status it names (enum mgrok_authz_result is
  * made of them); a value a plugin made up refuses as FORBIDDEN. */
 static uint8_t refusal(int verdict)
