@@ -23,7 +23,8 @@ struct mgrok_client {
 	struct mgrok_auth_method auth;
 	struct mgrok_proxy *proxies;
 	struct mgrok_session *sess;
-	struct mgrok_tls *tls; /* NULL: plaintext */
+	struct mgrok_tls *tls;             /* NULL: plaintext */
+	struct mgrok_sockaddr server_addr; /* as last resolved: the public address's host */
 	ev_timer retry;
 	double backoff;
 	double opened_at;
@@ -104,6 +105,7 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 	cl->acks_pending--;
 	if (f->u.ack.status == MGROK_ACK_OK) {
 		px->bound = true;
+		px->public_port = f->u.ack.remote_port;
 		cl->acks_ok++;
 		cl->ever_registered = true;
 		snprintf(px->public_addr, sizeof(px->public_addr), "%.*s", mlen, msg);
@@ -124,6 +126,23 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 		                    "no proxy registered");
 		stop(cl, 1);
 	}
+}
+
+/*
+ * The local service gets a PROXY protocol header before the visitor's
+ * bytes: the visitor's address from NEW_STREAM, and as destination the
+ * public port on the server's address (as far as the client can tell, the
+ * public host's).
+ */
+static void proxy_header(const struct mgrok_client *cl, const struct mgrok_proxy *px,
+                         struct mgrok_stream *st, const struct mgrok_wire_addr *source)
+{
+	struct sockaddr_storage src;
+	struct mgrok_sockaddr dst = cl->server_addr;
+	unsigned srclen = mgrok_wire_addr_to_sockaddr(source, &src);
+	mgrok_addr_set_port((struct sockaddr *)&dst.ss, px->public_port);
+	mgrok_stream_proxy_header(st, px->proxy_protocol, srclen ? (struct sockaddr *)&src : NULL,
+	                          (struct sockaddr *)&dst.ss);
 }
 
 static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
@@ -160,6 +179,8 @@ static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
 		MGROK_DEBUG("session %u proxy %s stream %u: visitor %s", s->id, px->name,
 		            f->stream_id, src);
 	}
+	if (px->proxy_protocol)
+		proxy_header(cl, px, st, &f->u.new_stream.source);
 	px->plugin->desc->proxy->client_open(px->plugin->inst, &px->spec, st);
 	return 0;
 }
@@ -286,6 +307,7 @@ static void connect_now(struct mgrok_client *cl)
 		           "can pose as %s",
 		           cl->conf->server);
 	/* A failed connect shows up as the session's first read or write error. */
+	cl->server_addr = sa;
 	cl->sess = mgrok_session_new(cl->ctx, fd, MGROK_ROLE_CLIENT, cl->tls, &cl_ops, cl);
 	mgrok_addr_format((struct sockaddr *)&sa.ss, cl->sess->peer, sizeof(cl->sess->peer));
 	cl->sess->hb_interval = cl->conf->heartbeat_interval;
@@ -314,6 +336,7 @@ static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 		px->plugin = p;
 		snprintf(px->name, sizeof(px->name), "%s", pc->name);
 		snprintf(px->local, sizeof(px->local), "%s", pc->local);
+		px->proxy_protocol = pc->proxy_protocol;
 		px->options = json_incref(pc->options);
 		char perr[256];
 		if (p->desc->proxy->check_options &&

@@ -414,6 +414,29 @@ static int take_allow_ports(const struct ctx *x, const char *key, json_t *v, voi
 	return 0;
 }
 
+static int take_proxy_protocol_from(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_server_conf *c = base;
+	char ikey[KEYLEN];
+	if (!json_is_array(v))
+		return wrong_type(x, key, "an array of addresses or \"ADDR/BITS\" blocks", v);
+	size_t n = json_array_size(v);
+	struct mgrok_cidr *list = n ? mgrok_xcalloc(n, sizeof(*list)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(v, i);
+		key_index(ikey, key, i);
+		if (!json_is_string(e) || mgrok_cidr_parse(json_string_value(e), &list[i]) < 0) {
+			free(list);
+			return bad(x, ikey,
+			           "expected an address or \"ADDR/BITS\" (host bits clear)");
+		}
+	}
+	free(c->proxy_protocol_from);
+	c->proxy_protocol_from = list;
+	c->n_proxy_protocol_from = n;
+	return 0;
+}
+
 static int take_server_plugins(const struct ctx *x, const char *key, json_t *v, void *base)
 {
 	struct mgrok_server_conf *c = base;
@@ -465,6 +488,7 @@ static const struct field server_fields[] = {
         {"log", NULL, 0, server_log},
         {"tls", NULL, 0, server_tls},
         {"rate_limit", NULL, 0, server_rate_limit},
+        {"proxy_protocol_from", take_proxy_protocol_from, 0, NULL},
         FIELDS_END,
 };
 #undef S
@@ -547,11 +571,24 @@ static int take_options(const struct ctx *x, const char *key, json_t *v, void *d
 	return 0;
 }
 
+static int take_pp_version(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	int version = mgrok_pp_version_parse(json_string_value(v));
+	if (version < 0)
+		return bad(x, key, "expected \"v1\" or \"v2\"");
+	*(int *)dst = version;
+	return 0;
+}
+
 #define P(f) offsetof(struct mgrok_proxy_conf, f), NULL
 static const struct field proxy_fields[] = {
-        {"name", take_name, P(name)},          {"type", take_string, P(type)},
-        {"local", take_local, P(local)},       {"remote_port", take_remote_port, P(remote_port)},
-        {"options", take_options, P(options)}, FIELDS_END,
+        {"name", take_name, P(name)},
+        {"type", take_string, P(type)},
+        {"local", take_local, P(local)},
+        {"remote_port", take_remote_port, P(remote_port)},
+        {"options", take_options, P(options)},
+        {"proxy_protocol", take_pp_version, P(proxy_protocol)},
+        FIELDS_END,
 };
 #undef P
 
@@ -892,6 +929,7 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	plugins_free(c->plugins, c->n_plugins);
 	server_auth_free(c->auth, c->n_auth);
 	free(c->allow_ports);
+	free(c->proxy_protocol_from);
 	mgrok_tls_conf_free(&c->tls);
 	memset(c, 0, sizeof(*c));
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -26,6 +27,12 @@ const char *mgrok_conf_error_format(const struct mgrok_conf_error *e, char *buf,
 
 struct mgrok_port_range {
 	uint16_t lo, hi; /* inclusive */
+};
+
+/* An address block: "10.0.0.0/8", "::1/128", or a bare address. */
+struct mgrok_cidr {
+	uint8_t ip[16]; /* IPv4 as IPv4-mapped IPv6, as mgrok_addr_ip16 */
+	unsigned bits;  /* of the 128 (IPv4's /n is 96 + n) */
 };
 
 /*
@@ -71,6 +78,10 @@ struct mgrok_server_conf {
 	double auth_interval;             /* ... within this many s block it as long; default 60 */
 	int log_level;                    /* enum mgrok_log_level, default INFO */
 	struct mgrok_tls_conf tls;
+	/* Load balancers whose connections start with a PROXY protocol header
+	 * (control port and public TCP ports); none by default. */
+	struct mgrok_cidr *proxy_protocol_from;
+	size_t n_proxy_protocol_from;
 };
 
 struct mgrok_proxy_conf {
@@ -79,6 +90,7 @@ struct mgrok_proxy_conf {
 	char *local;          /* "host:port" of the local service */
 	uint16_t remote_port; /* 0: the server picks */
 	json_t *options;      /* owned reference, a JSON object (empty when absent) */
+	int proxy_protocol;   /* 0, or the PROXY protocol version written to the local service */
 };
 
 struct mgrok_client_conf {
@@ -131,8 +143,9 @@ struct mgrok_server_flags {
 struct mgrok_client_flags {
 	const char *server, *token, *plugin_dir, *tls_ca, *tls_fingerprint;
 	bool tls, tls_insecure;
-	/* The quick form, one proxy: TYPE LOCAL [--name] [--remote-port]. */
-	const char *type, *local, *name, *remote_port;
+	/* The quick form, one proxy: TYPE LOCAL [--name] [--remote-port]
+	 * [--proxy-protocol]. */
+	const char *type, *local, *name, *remote_port, *proxy_protocol;
 };
 
 /* Returns 0, or -1 with err filled in (the key is the flag's name). */
@@ -148,6 +161,11 @@ void mgrok_client_conf_use_token(struct mgrok_client_conf *c, const char *token)
 int mgrok_port_ranges_parse(const char *s, struct mgrok_port_range **out, size_t *n, char *msg,
                             size_t msglen);
 bool mgrok_port_allowed(const struct mgrok_port_range *r, size_t n, uint16_t port);
+/* "10.0.0.0/8", "::1/128" or a bare address. Returns 0, or -1. */
+int mgrok_cidr_parse(const char *s, struct mgrok_cidr *out);
+bool mgrok_cidr_match(const struct mgrok_cidr *list, size_t n, const struct sockaddr *sa);
+/* "v1" / "v2" -> 1 / 2, or -1. */
+int mgrok_pp_version_parse(const char *s);
 /* "error" "warn" "info" "debug" -> level, or -1. */
 int mgrok_log_level_parse(const char *s);
 /* s[0..n) as a port: digits only, 1-65535. Returns 0 or -1. */

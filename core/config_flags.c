@@ -82,6 +82,10 @@ static int add_quick_proxy(struct mgrok_client_conf *c, const struct mgrok_clien
 	p->local = mgrok_xstrdup(target);
 	p->remote_port = (uint16_t)rport;
 	p->options = json_object();
+	if (f->proxy_protocol &&
+	    (p->proxy_protocol = mgrok_pp_version_parse(f->proxy_protocol)) < 0)
+		return flag_error(err, "--proxy-protocol", "'%s': expected v1 or v2",
+		                  f->proxy_protocol);
 	return 0;
 }
 
@@ -90,6 +94,12 @@ int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgro
 {
 	if (f->type && add_quick_proxy(c, f, err) < 0)
 		return -1;
+	if (f->proxy_protocol && !f->type)
+		return flag_error(
+		        err, "--proxy-protocol",
+		        "goes with TYPE LOCAL (%s: set \"proxy_protocol\" per proxy in the "
+		        "config)",
+		        f->proxy_protocol);
 	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
 	if (token && *token)
 		mgrok_client_conf_use_token(c, token);

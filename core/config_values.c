@@ -1,10 +1,13 @@
 /* Small value parsers shared by the config loader and the command line. */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "buf.h"
 #include "codec.h"
 #include "log.h"
@@ -149,4 +152,60 @@ const char *mgrok_local_target(const char *s, char *out, size_t len)
 	if (!why)
 		snprintf(out, len, "%s", s);
 	return why;
+}
+
+int mgrok_cidr_parse(const char *s, struct mgrok_cidr *out)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n == 0 || n >= sizeof(ip))
+		return -1;
+	memcpy(ip, s, n);
+	ip[n] = '\0';
+	memset(out, 0, sizeof(*out));
+	unsigned long bits, max = 128;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		out->ip[10] = out->ip[11] = 0xff;
+		memcpy(out->ip + 12, &a4, 4);
+		max = 32;
+	} else if (inet_pton(AF_INET6, ip, out->ip) != 1) {
+		return -1;
+	}
+	bits = max;
+	if (slash) {
+		char *end;
+		if (!isdigit((unsigned char)slash[1]))
+			return -1;
+		bits = strtoul(slash + 1, &end, 10);
+		if (*end || bits > max)
+			return -1;
+	}
+	out->bits = (unsigned)(max == 32 ? 96 + bits : bits);
+	/* Host bits set ("10.1.2.3/8") would not match what they seem to: refuse. */
+	for (unsigned b = out->bits; b < 128; b++)
+		if (out->ip[b / 8] & (0x80 >> (b % 8)))
+			return -1;
+	return 0;
+}
+
+bool mgrok_cidr_match(const struct mgrok_cidr *list, size_t n, const struct sockaddr *sa)
+{
+	uint8_t ip[16];
+	if (!n || !mgrok_addr_ip16(sa, ip))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned whole = list[i].bits / 8, rest = list[i].bits % 8;
+		if (memcmp(ip, list[i].ip, whole) != 0)
+			continue;
+		if (!rest || ((ip[whole] ^ list[i].ip[whole]) & (0xff00 >> rest)) == 0)
+			return true;
+	}
+	return false;
+}
+
+int mgrok_pp_version_parse(const char *s)
+{
+	return !s ? -1 : !strcmp(s, "v1") ? 1 : !strcmp(s, "v2") ? 2 : -1;
 }

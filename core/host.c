@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "addr.h"
+#include "balancer.h"
 #include "buf.h"
 #include "context.h"
 #include "log.h"
@@ -157,4 +158,5 @@ const struct mgrok_host mgrok_host_table = {
         .stream_attach_datagram = mgrok_stream_attach_datagram,
         .stream_send = mgrok_stream_send,
         .stream_close = mgrok_stream_close,
+        .visitor_accept = mgrok_visitor_accept,
 };

@@ -22,6 +22,10 @@ static void usage(FILE *to)
 	      "  -t, --token TOKEN       authenticate with this token (or set MGROK_TOKEN)\n"
 	      "  -r, --remote-port PORT  public port to ask for (default: the server picks)\n"
 	      "  -n, --name NAME         proxy name (default TYPE-PORT)\n"
+	      "      --proxy-protocol v1|v2\n"
+	      "                          send the local service a PROXY protocol header with\n"
+	      "                          the visitor's address (UDP: v2, on a flow's first "
+	      "datagram)\n"
 	      "      --tls               connect with TLS, verifying the server against the\n"
 	      "                          system's CAs and its name\n"
 	      "      --tls-ca FILE       ... against the CAs in FILE instead (implies --tls)\n"
@@ -51,7 +55,8 @@ enum {
 	OPT_TLS,
 	OPT_TLS_CA,
 	OPT_TLS_PIN,
-	OPT_TLS_INSECURE
+	OPT_TLS_INSECURE,
+	OPT_PROXY_PROTOCOL,
 };
 
 static const struct option options[] = {
@@ -66,6 +71,7 @@ static const struct option options[] = {
         {"tls-ca", required_argument, NULL, OPT_TLS_CA},
         {"tls-fingerprint", required_argument, NULL, OPT_TLS_PIN},
         {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
+        {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -97,6 +103,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_TLS_CA: a->flags.tls_ca = optarg; break;
 		case OPT_TLS_PIN: a->flags.tls_fingerprint = optarg; break;
 		case OPT_TLS_INSECURE: a->flags.tls_insecure = true; break;
+		case OPT_PROXY_PROTOCOL: a->flags.proxy_protocol = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
 		case OPT_VERSION:

@@ -138,8 +138,10 @@ static struct mgrok_proxy *find_proxy(struct srv_session *ss, const uint8_t *nam
 
 static void proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 {
-	if (ss->sess)
+	if (ss->sess) {
+		mgrok_visitor_drop_proxy(&ss->sess->relay, px);
 		mgrok_stream_reset_proxy(&ss->sess->relay, px, MGROK_RESET_CANCEL);
+	}
 	if (px->bound)
 		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
 	json_decref(px->options);
@@ -505,10 +507,13 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	free(ss);
 }
 
+static bool srv_on_proxied(struct mgrok_session *s, const struct mgrok_pp *pp);
+
 static const struct mgrok_session_ops srv_ops = {
         .on_open = srv_on_open,
         .on_frame = srv_on_frame,
         .on_close = srv_on_close,
+        .on_proxied = srv_on_proxied,
 };
 
 /* Connections from address ip still in the handshake. */
@@ -534,13 +539,47 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)));
 		return false;
 	}
-	/* One host must not hold every handshake slot (a slow trickle would). */
+	/* One host must not hold every handshake slot (a slow trickle would).
+	 * A balancer's clients are counted by their own address, once its
+	 * header is in (srv_on_proxied). */
 	if (mgrok_addr_ip16((const struct sockaddr *)&peer->ss, ip) &&
+	    !mgrok_cidr_match(srv->conf->proxy_protocol_from, srv->conf->n_proxy_protocol_from,
+	                      (const struct sockaddr *)&peer->ss) &&
 	    pending_from(srv, ip) >= srv->conf->max_pending_per_address) {
 		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
 		        "%s has %u connections in the handshake: refusing another",
 		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)),
 		        srv->conf->max_pending_per_address);
+		return false;
+	}
+	return true;
+}
+
+/* The balancer's header named the real source: from now on it is the
+ * session's address everywhere, and what it is admitted by. */
+static bool srv_on_proxied(struct mgrok_session *s, const struct mgrok_pp *pp)
+{
+	struct srv_session *ss = s->owner;
+	struct mgrok_server *srv = ss->srv;
+	char balancer[MGROK_ADDRSTRLEN];
+	snprintf(balancer, sizeof(balancer), "%s", s->peer);
+	memcpy(&ss->peer.ss, &pp->src, pp->len);
+	ss->peer.len = pp->len;
+	mgrok_addr_format((struct sockaddr *)&ss->peer.ss, s->peer, sizeof(s->peer));
+	mgrok_addr_ip16((struct sockaddr *)&ss->peer.ss, ss->ip);
+	MGROK_DEBUG("session %u: %s through balancer %s", s->id, s->peer, balancer);
+	if (mgrok_ratelimit_blocked(srv->failures, (struct sockaddr *)&ss->peer.ss,
+	                            ev_now(srv->ctx->loop))) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOCAL, "%s is blocked for failed handshakes",
+		                    s->peer);
+		return false;
+	}
+	if (pending_from(srv, ss->ip) > srv->conf->max_pending_per_address) {
+		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
+		        "%s has %u connections in the handshake: refusing another", s->peer,
+		        srv->conf->max_pending_per_address);
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOCAL, "too many handshakes from %s",
+		                    s->peer);
 		return false;
 	}
 	return true;
@@ -582,6 +621,12 @@ static void start_session(struct mgrok_server *srv, int fd, const struct mgrok_s
 	ss->sess->hb_interval = srv->conf->heartbeat_interval;
 	ss->sess->hb_timeout = srv->conf->heartbeat_timeout;
 	ss->sess->max_streams = srv->conf->max_streams;
+	ss->sess->balancers = (struct mgrok_balancers){srv->conf->proxy_protocol_from,
+	                                               srv->conf->n_proxy_protocol_from,
+	                                               srv->conf->handshake_timeout};
+	ss->sess->expect_pp =
+	        mgrok_cidr_match(srv->conf->proxy_protocol_from, srv->conf->n_proxy_protocol_from,
+	                         (const struct sockaddr *)&peer->ss);
 	/* Each proxy of a full session can come up and go down once per window. */
 	unsigned proxies = srv->conf->max_proxies;
 	ss->sess->loglim[MGROK_LOGK_PROXIES].burst =

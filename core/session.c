@@ -209,11 +209,56 @@ static void handshake_done(struct mgrok_session *s)
 	s->ops->on_open(s);
 }
 
+/* What a server's first bytes are when they are no GRT1 handshake: worth a
+ * clearer line than "bad magic". */
+enum stranger { STRANGER_NONE, STRANGER_TLS, STRANGER_PROXY };
+
+static enum stranger stranger_of(const uint8_t *p, size_t len)
+{
+	struct mgrok_pp pp;
+	size_t used;
+	char err[8];
+	if (p[0] == 0x16) /* a TLS handshake record */
+		return STRANGER_TLS;
+	return mgrok_pp_parse(p, len, &pp, &used, err, sizeof(err)) >= 0 ? STRANGER_PROXY
+	                                                                 : STRANGER_NONE;
+}
+
+static void handshake_failed(struct mgrok_session *s, enum stranger who)
+{
+	s->hs_failed = true;
+	if (who == STRANGER_TLS)
+		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
+		                    "a TLS client on this plaintext port (give the server a "
+		                    "certificate, or turn tls off in the client)");
+	else if (who == STRANGER_PROXY)
+		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED,
+		                    "a PROXY protocol header from %s, which is not in "
+		                    "proxy_protocol_from",
+		                    s->peer);
+	else
+		mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s", s->hs.reason);
+}
+
+/* The first frames may come in the same read as the handshake's end. */
+static void feed_rest(struct mgrok_session *s)
+{
+	struct mgrok_buf rest = s->hs_in;
+	memset(&s->hs_in, 0, sizeof(s->hs_in));
+	int fed = mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len, on_frame, s);
+	if (fed < 0)
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: %s", s->dec.err);
+	else if (fed == MGROK_DECODE_PAUSE)
+		pause_input(s);
+	mgrok_buf_free(&rest);
+}
+
 /* Handshake bytes; what follows the handshake goes to the frame decoder. */
 static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len)
 {
-	/* A TLS ClientHello starts with 0x16: worth a clearer line than "bad magic". */
-	bool tls_hello = s->role == MGROK_ROLE_SERVER && !s->hs_in.len && p[0] == 0x16;
+	enum stranger who =
+	        s->role == MGROK_ROLE_SERVER && !s->hs_in.len ? stranger_of(p, len) : STRANGER_NONE;
 	mgrok_buf_append(&s->hs_in, p, len);
 	size_t used = 0;
 	int rc = s->role == MGROK_ROLE_SERVER
@@ -231,19 +276,8 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		return;
 	case MGROK_HS_DONE:
 		handshake_done(s);
-		if (!s->closing && s->hs_in.len) {
-			struct mgrok_buf rest = s->hs_in;
-			memset(&s->hs_in, 0, sizeof(s->hs_in));
-			int fed = mgrok_decoder_feed(&s->dec, mgrok_buf_head(&rest), rest.len,
-			                             on_frame, s);
-			if (fed < 0)
-				mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR,
-				                    MGROK_CLOSE_LOST, "protocol error: %s",
-				                    s->dec.err);
-			else if (fed == MGROK_DECODE_PAUSE)
-				pause_input(s);
-			mgrok_buf_free(&rest);
-		}
+		if (!s->closing && s->hs_in.len)
+			feed_rest(s);
 		mgrok_buf_free(&s->hs_in);
 		return;
 	case MGROK_HS_DENIED:
@@ -254,17 +288,7 @@ static void feed_handshake(struct mgrok_session *s, const uint8_t *p, size_t len
 		if (!s->closing)
 			mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "%s", s->hs.reason);
 		return;
-	default:
-		s->hs_failed = true;
-		if (tls_hello)
-			mgrok_session_close(
-			        s, -1, MGROK_CLOSE_DENIED,
-			        "a TLS client on this plaintext port (give the server a "
-			        "certificate, or turn tls off in the client)");
-		else
-			mgrok_session_close(s, -1, MGROK_CLOSE_LOST, "handshake failed: %s",
-			                    s->hs.reason);
-		return;
+	default: handshake_failed(s, who); return;
 	}
 }
 
@@ -302,6 +326,28 @@ static bool sniff_tls(struct mgrok_session *s)
 	return true;
 }
 
+/*
+ * Server, a connection from a balancer: its PROXY header comes first, even
+ * before TLS, and is taken off the socket byte-exactly. Returns false while
+ * the session cannot go on yet.
+ */
+static bool read_balancer_header(struct mgrok_session *s)
+{
+	struct mgrok_pp pp;
+	char err[160];
+	int rc = mgrok_balancer_read(s->tr.fd, &s->hs_in, &pp, err, sizeof(err));
+	if (rc == 0)
+		return false;
+	mgrok_buf_free(&s->hs_in);
+	if (rc < 0) {
+		mgrok_session_close(s, -1, MGROK_CLOSE_DENIED, "from balancer %s: %s", s->peer,
+		                    err);
+		return false;
+	}
+	s->expect_pp = false;
+	return !pp.proxied || s->ops->on_proxied(s, &pp);
+}
+
 /* rbuf is the shared read buffer: payloads gathered from it are written
  * before it is read into again. */
 static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
@@ -316,10 +362,27 @@ static void feed_frames(struct mgrok_session *s, const uint8_t *rbuf, size_t n)
 		pause_input(s);
 }
 
+/* A read returned 0 (the end) or an error. */
+static void read_ended(struct mgrok_session *s, ssize_t n)
+{
+	if (n == 0 && s->dec.partial.len)
+		mgrok_session_close(s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
+		                    "protocol error: connection closed in the middle of a frame");
+	else if (n == 0)
+		peer_closed(s);
+	else
+		mgrok_session_close(s, -1,
+		                    s->tr.cause == MGROK_IO_TLS_CERT ? MGROK_CLOSE_TLS_CERT
+		                                                     : MGROK_CLOSE_LOST,
+		                    "%s", s->tr.err);
+}
+
 static void read_input(struct mgrok_session *s)
 {
 	uint8_t *rbuf = s->ctx->read_buf;
 
+	if (s->expect_pp && !read_balancer_header(s))
+		return;
 	if (s->tls_sniff && !sniff_tls(s))
 		return;
 	if (s->refeed) {
@@ -361,17 +424,7 @@ static void read_input(struct mgrok_session *s)
 				ev_io_start(s->ctx->loop, &s->wio);
 			break;
 		}
-		if (n == 0 && s->dec.partial.len)
-			mgrok_session_close(
-			        s, MGROK_GOAWAY_PROTOCOL_ERROR, MGROK_CLOSE_LOST,
-			        "protocol error: connection closed in the middle of a frame");
-		else if (n == 0)
-			peer_closed(s);
-		else
-			mgrok_session_close(s, -1,
-			                    s->tr.cause == MGROK_IO_TLS_CERT ? MGROK_CLOSE_TLS_CERT
-			                                                     : MGROK_CLOSE_LOST,
-			                    "%s", s->tr.err);
+		read_ended(s, n);
 	}
 	/* Records the TLS layer already holds get no readiness event of their
 	 * own: come back for them, unless it is waiting for the rest of one

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "addr.h"
+#include "balancer.h"
 #include "buf.h"
 #include "codec.h"
 #include "context.h"
@@ -58,6 +59,9 @@ struct mgrok_session_ops {
 	int (*on_frame)(struct mgrok_session *s, const struct mgrok_frame *f);
 	/* Last call: s is freed when this returns. */
 	void (*on_close)(struct mgrok_session *s, enum mgrok_close_why why, const char *reason);
+	/* Server: a balancer's PROXY header named the connection's real
+	 * source. Returns false after having closed the session. */
+	bool (*on_proxied)(struct mgrok_session *s, const struct mgrok_pp *pp);
 };
 
 struct mgrok_session {
@@ -84,6 +88,8 @@ struct mgrok_session {
 	uint64_t frames_in;       /* frames decoded so far (HELLO must be the first) */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
+	struct mgrok_balancers balancers; /* server: who sends PROXY headers */
+	bool expect_pp;                   /* server: the connection starts with one */
 	double paused_since; /* reading stopped (a full output queue, peer_eof), else 0 */
 	bool peer_eof;       /* the peer closed its side: writing out what is queued */
 	bool refeed;         /* the decoder holds frames read before the pause */

@@ -1,6 +1,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -8,9 +9,11 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "balancer.h"
 #include "host.h"
 #include "log.h"
 #include "proxy.h"
+#include "proxyproto.h"
 #include "session.h"
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
@@ -108,6 +111,7 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 	MGROK_DEBUG("session %u proxy %s stream %u: closed%s", s->id, proxy_name(st), st->ms.id,
 	            abortive ? " (reset)" : "");
 	mgrok_buf_free(&st->pending);
+	free(st->pp);
 	free(st);
 }
 
@@ -143,6 +147,12 @@ static bool advance(struct mgrok_stream *st)
 
 static void send_credit(struct mgrok_stream *st, size_t written)
 {
+	/* A PROXY header we put in front is no byte of the peer's. */
+	size_t ours = written < st->uncredited ? written : st->uncredited;
+	st->uncredited -= ours;
+	written -= ours;
+	if (!written)
+		return;
 	uint32_t inc = mgrok_mux_consumed(&st->sess->mux, &st->ms, written);
 	if (!inc)
 		return;
@@ -277,6 +287,66 @@ static bool gather(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	return true;
 }
 
+/* ---- the PROXY protocol header for the local end (client) ---------------- */
+
+struct mgrok_pp_out {
+	int version;
+	bool has_src;
+	struct sockaddr_storage src, dst;
+};
+
+void mgrok_stream_proxy_header(struct mgrok_stream *st, int version, const struct sockaddr *src,
+                               const struct sockaddr *dst)
+{
+	st->pp = mgrok_xcalloc(1, sizeof(*st->pp));
+	st->pp->version = version;
+	st->pp->has_src = src != NULL;
+	if (src)
+		memcpy(&st->pp->src, src,
+		       src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+		                                  : sizeof(struct sockaddr_in));
+	memcpy(&st->pp->dst, dst,
+	       dst->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                  : sizeof(struct sockaddr_in));
+}
+
+static size_t encode_pp(struct mgrok_stream *st, bool dgram, uint8_t *out, size_t cap)
+{
+	const struct mgrok_pp_out *pp = st->pp;
+	size_t n = mgrok_pp_encode(dgram ? 2 : pp->version,
+	                           pp->has_src ? (const struct sockaddr *)&pp->src : NULL,
+	                           (const struct sockaddr *)&pp->dst, dgram, out, cap);
+	free(st->pp);
+	st->pp = NULL;
+	return n;
+}
+
+/* On an fd: the header goes first, ahead of anything the peer sent. */
+static void put_pp_header(struct mgrok_stream *st)
+{
+	uint8_t h[MGROK_PP_ENCODED_MAX];
+	size_t n = encode_pp(st, false, h, sizeof(h));
+	struct mgrok_buf b = {0};
+	mgrok_buf_append(&b, h, n);
+	mgrok_buf_append(&b, mgrok_buf_head(&st->pending), st->pending.len);
+	mgrok_buf_free(&st->pending);
+	st->pending = b;
+	st->uncredited += n;
+}
+
+/* A datagram stream's first datagram carries the header in front. */
+static void first_datagram(struct mgrok_stream *st, const uint8_t *p, size_t len)
+{
+	uint8_t h[MGROK_PP_ENCODED_MAX];
+	size_t n = encode_pp(st, true, h, sizeof(h));
+	struct mgrok_buf b = {0};
+	mgrok_buf_append(&b, h, n);
+	mgrok_buf_append(&b, p, len);
+	datagram_ops(st)->on_datagram(st->proxy->plugin->inst, st->dgram_arg, mgrok_buf_head(&b),
+	                              b.len);
+	mgrok_buf_free(&b);
+}
+
 int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
 	struct mgrok_session *s = st->sess;
@@ -293,6 +363,10 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 		/* Delivered at once: the credit goes back before the plugin,
 		 * which may end the stream, sees the datagram. */
 		send_credit(st, len);
+		if (st->pp) {
+			first_datagram(st, p, len);
+			return 0;
+		}
 		datagram_ops(st)->on_datagram(st->proxy->plugin->inst, st->dgram_arg, p, len);
 		return 0;
 	}
@@ -469,6 +543,8 @@ void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
 	mgrok_socket_tune(fd);
 	st->fd = fd;
 	st->f.attached = true;
+	if (st->pp)
+		put_pp_header(st);
 	st->f.connecting = connecting != 0;
 	ev_io_init(&st->rio, on_readable, fd, EV_READ);
 	ev_io_init(&st->wio, on_writable, fd, EV_WRITE);
@@ -571,6 +647,7 @@ void mgrok_stream_close(struct mgrok_stream *st)
 
 void mgrok_relay_destroy_all(struct mgrok_relay *r)
 {
+	mgrok_visitor_drop_all(r);
 	while (r->streams)
 		mgrok_stream_destroy(r->streams, true);
 }

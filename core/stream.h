@@ -21,6 +21,7 @@
 
 struct mgrok_session;
 struct mgrok_proxy;
+struct mgrok_visitor;
 
 struct mgrok_stream {
 	struct mgrok_mux_stream ms; /* first: the mux hands these back */
@@ -34,8 +35,10 @@ struct mgrok_stream {
 	void *dgram_arg;  /* the plugin's argument for on_datagram / on_stream_end */
 	int fd;           /* -1 until attached */
 	ev_io rio, wio;
-	struct mgrok_buf
-	        pending; /* the peer's bytes not yet written to fd; allocated only while in flight */
+	/* The peer's bytes not yet written to fd; allocated only while in flight. */
+	struct mgrok_buf pending;
+	size_t uncredited;       /* of pending, bytes that are not the peer's (a PROXY header) */
+	struct mgrok_pp_out *pp; /* client: the PROXY header still to write, made on attach */
 };
 
 /* DATA payloads still in the session's read buffer, written per stream with
@@ -54,6 +57,8 @@ struct mgrok_relay {
 	const uint8_t *feed_lo, *feed_hi; /* the read buffer being decoded, else NULL */
 	struct mgrok_gather gather[MGROK_GATHER_MAX];
 	unsigned ngather;
+	struct mgrok_visitor *waiting; /* visitors through a balancer, before their stream */
+	unsigned nwaiting;
 };
 
 /* The session is decoding frames from buf[0..len) (NULL: from the decoder's
@@ -74,6 +79,16 @@ void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code);
 void mgrok_stream_attach_datagram(struct mgrok_stream *st, void *arg);
 int mgrok_stream_send(struct mgrok_stream *st, const void *data, size_t len);
 void mgrok_stream_close(struct mgrok_stream *st);
+
+/*
+ * Client: the local end of st gets a PROXY protocol header (version 1 or 2)
+ * from src (NULL: unknown) to dst before any of the peer's bytes: written
+ * first on an fd; in front of the first datagram of a datagram stream,
+ * where it is always version 2 (version 1 knows no UDP). Call before the
+ * plugin's client_open.
+ */
+void mgrok_stream_proxy_header(struct mgrok_stream *st, int version, const struct sockaddr *src,
+                               const struct sockaddr *dst);
 
 /* Client: the peer opened stream id (already checked) for proxy px. */
 struct mgrok_stream *mgrok_stream_accept(struct mgrok_session *s, uint32_t id,

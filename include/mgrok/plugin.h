@@ -10,6 +10,9 @@
  *   1.2  the wire's codes as named enums (mgrok_reset_code, mgrok_hs_status,
  *        mgrok_ack_status), with mgrok_authz_result defined from the last.
  *        Values and layouts are unchanged: a 1.1 plugin is a 1.2 plugin.
+ *   1.3  host visitor_accept: a server plugin hands over a visitor's
+ *        connection whole, and the host reads a load balancer's PROXY
+ *        protocol header from it first when it comes through one.
  *
  * A plugin is a shared object that exports exactly one symbol,
  * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
@@ -50,7 +53,7 @@ extern "C" {
 #endif
 
 #define MGROK_PLUGIN_ABI_MAJOR 1
-#define MGROK_PLUGIN_ABI_MINOR 2
+#define MGROK_PLUGIN_ABI_MINOR 3
 #define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
 
 enum mgrok_plugin_kind {
@@ -182,6 +185,19 @@ struct mgrok_host {
 	 * follows when the peer answers with its CLOSE, or the session ends.
 	 */
 	void (*stream_close)(struct mgrok_stream *st);
+
+	/* ---- 1.3 ---- */
+
+	/*
+	 * Server: a visitor's accepted connection (non-blocking), handed over
+	 * whole: stream_open and stream_attach_fd in one, except that when
+	 * source is a load balancer of the server's proxy_protocol_from, the
+	 * host first reads its PROXY protocol header and opens the stream with
+	 * the address in it. Returns 0 (the host owns fd), or -1 when the
+	 * session is over its stream limit (the caller closes fd).
+	 */
+	int (*visitor_accept)(struct mgrok_proxy *px, int fd, const struct sockaddr *source,
+	                      socklen_t source_len);
 };
 
 /* ---- proxy plugins ----------------------------------------------------- */

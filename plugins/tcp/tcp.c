@@ -98,12 +98,8 @@ static void on_accept(void *arg, int fd, int events)
 				continue;
 			return;
 		}
-		struct mgrok_stream *st = h->stream_open(l->px, (struct sockaddr *)&ss, len);
-		if (!st) {
+		if (h->visitor_accept(l->px, c, (struct sockaddr *)&ss, len) < 0)
 			close(c);
-			continue;
-		}
-		h->stream_attach_fd(st, c, 0);
 	}
 }
 
