@@ -55,20 +55,42 @@ static int v1_addr(int family, const char *ip, const char *port, struct sockaddr
 	return inet_pton(AF_INET6, ip, &a->sin6_addr) == 1 ? 0 : -1;
 }
 
+/* Splits line at single spaces into f (at most max; the count goes on past
+ * it); *empty tells of an empty field (two spaces, or one at an end). */
+static int split(char *line, char **f, int max, bool *empty)
+{
+	int n = 0;
+	*empty = false;
+	for (char *p = line;;) {
+		char *sp = strchr(p, ' ');
+		if (sp == p || *p == '\0')
+			*empty = true;
+		if (n < max)
+			f[n] = p;
+		n++;
+		if (!sp)
+			return n;
+		*sp = '\0';
+		p = sp + 1;
+	}
+}
+
 /* "PROXY TCP4 SRC DST SPORT DPORT" (CRLF already cut). */
 static int v1_fields(char *line, struct mgrok_pp *pp, char *err, size_t errlen)
 {
-	char *f[7], *save = NULL;
-	int n = 0;
-	for (char *t = strtok_r(line, " ", &save); t && n < 7; t = strtok_r(NULL, " ", &save))
-		f[n++] = t;
-	if (n >= 2 && strcmp(f[1], "UNKNOWN") == 0)
-		return 0; /* the rest of an UNKNOWN line is to be ignored */
+	char *f[6];
+	bool empty;
+	/* An UNKNOWN line's rest is to be ignored, whatever it holds. */
+	if (strncmp(line, "PROXY UNKNOWN", 13) == 0 && (line[13] == '\0' || line[13] == ' '))
+		return 0;
+	int n = split(line, f, 6, &empty);
 	int family = n >= 2 && !strcmp(f[1], "TCP4")   ? AF_INET
 	             : n >= 2 && !strcmp(f[1], "TCP6") ? AF_INET6
 	                                               : 0;
 	if (!family)
 		return fail(err, errlen, "PROXY v1: protocol is not TCP4, TCP6 or UNKNOWN");
+	if (empty)
+		return fail(err, errlen, "PROXY v1: fields are one space apart");
 	if (n != 6)
 		return fail(err, errlen, "PROXY v1: expected 6 fields, got %d", n);
 	if (v1_addr(family, f[2], f[4], &pp->src) < 0 || v1_addr(family, f[3], f[5], &pp->dst) < 0)
@@ -78,10 +100,26 @@ static int v1_fields(char *line, struct mgrok_pp *pp, char *err, size_t errlen)
 	return 0;
 }
 
+/* Every byte so far may belong to a line: printable ASCII, and CR only
+ * right before LF. Checked as the bytes come, so a bad one fails at once. */
+static int v1_bytes_ok(const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < len && p[i] != '\n'; i++) {
+		if (p[i] == '\r' && (i + 1 == len || p[i + 1] == '\n'))
+			continue;
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			return fail(err, errlen, "PROXY v1: a control byte in the line");
+	}
+	return 0;
+}
+
 static int parse_v1(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *used, char *err,
                     size_t errlen)
 {
-	const uint8_t *lf = memchr(p, '\n', len < MGROK_PP_V1_MAX ? len : MGROK_PP_V1_MAX);
+	size_t window = len < MGROK_PP_V1_MAX ? len : MGROK_PP_V1_MAX;
+	if (v1_bytes_ok(p, window, err, errlen) < 0)
+		return -1;
+	const uint8_t *lf = memchr(p, '\n', window);
 	if (!lf) {
 		if (len >= MGROK_PP_V1_MAX)
 			return fail(err, errlen, "PROXY v1: no line end within %d bytes",
@@ -95,10 +133,6 @@ static int parse_v1(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *u
 	char line[MGROK_PP_V1_MAX + 1];
 	memcpy(line, p, n - 2);
 	line[n - 2] = '\0';
-	/* Only printable ASCII: no NUL hiding the rest, no bare CR. */
-	for (size_t i = 0; i < n - 2; i++)
-		if (line[i] < 0x20 || line[i] > 0x7e)
-			return fail(err, errlen, "PROXY v1: a control byte in the line");
 	pp->version = 1;
 	if (v1_fields(line, pp, err, errlen) < 0)
 		return -1;
@@ -153,14 +187,17 @@ static int parse_v2(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *u
 		return fail(err, errlen, "PROXY v2: version %u", p[12] >> 4);
 	if (len >= 13 && (p[12] & 0x0F) > 1)
 		return fail(err, errlen, "PROXY v2: command %u", p[12] & 0x0F);
-	if (len >= 14 && ((p[13] >> 4) > 3 || (p[13] & 0x0F) > 2))
+	/* LOCAL (a balancer's own health check): the block is to be ignored,
+	 * family and all. */
+	bool local = len >= 13 && (p[12] & 0x0F) == 0;
+	if (!local && len >= 14 && ((p[13] >> 4) > 3 || (p[13] & 0x0F) > 2))
 		return fail(err, errlen, "PROXY v2: family and transport 0x%02x", p[13]);
 	if (len < MGROK_PP_V2_HEADER) {
 		*used = MGROK_PP_V2_HEADER;
 		return 0;
 	}
 	size_t body = (size_t)p[14] << 8 | p[15];
-	unsigned family = p[13] >> 4;
+	unsigned family = local ? 0 : p[13] >> 4;
 	static const size_t need[] = {0, 12, 36, 216}; /* UNSPEC, INET, INET6, UNIX */
 	if (body < need[family])
 		return fail(err, errlen, "PROXY v2: %zu bytes cannot hold the addresses", body);
@@ -169,13 +206,13 @@ static int parse_v2(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *u
 		return 0;
 	}
 	const uint8_t *a = p + MGROK_PP_V2_HEADER;
-	if (v2_tlvs(a + need[family], body - need[family], err, errlen) < 0)
+	if (!local && v2_tlvs(a + need[family], body - need[family], err, errlen) < 0)
 		return -1;
 	pp->version = 2;
 	pp->dgram = (p[13] & 0x0F) == 2;
 	/* LOCAL (the balancer's own check), or a family without an IP address:
 	 * the connection's own address stands. */
-	pp->proxied = (p[12] & 0x0F) == 1 && (family == 1 || family == 2);
+	pp->proxied = !local && (family == 1 || family == 2);
 	if (pp->proxied && family == 1)
 		v2_inet(a, pp);
 	else if (pp->proxied)
@@ -189,13 +226,13 @@ int mgrok_pp_parse(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *us
 {
 	memset(pp, 0, sizeof(*pp));
 	*used = 0;
-	size_t seen1 = len < sizeof(v1_sig) - 1 ? len : sizeof(v1_sig) - 1;
-	size_t seen2 = len < sizeof(v2_sig) ? len : sizeof(v2_sig);
-	bool v1 = memcmp(p, v1_sig, seen1) == 0, v2 = memcmp(p, v2_sig, seen2) == 0;
 	if (!len) {
 		*used = 1;
 		return 0;
 	}
+	size_t seen1 = len < sizeof(v1_sig) - 1 ? len : sizeof(v1_sig) - 1;
+	size_t seen2 = len < sizeof(v2_sig) ? len : sizeof(v2_sig);
+	bool v1 = memcmp(p, v1_sig, seen1) == 0, v2 = memcmp(p, v2_sig, seen2) == 0;
 	if (!v1 && !v2)
 		return fail(err, errlen, "no PROXY protocol header");
 	if (v1 && seen1 == sizeof(v1_sig) - 1)
@@ -233,13 +270,25 @@ static int family_of(const struct sockaddr *sa, struct sockaddr_storage *out)
 	return AF_INET6;
 }
 
+/* An IPv4 address as IPv4-mapped IPv6, in place. */
+static void to_mapped(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in a = *(struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	memset(a6, 0, sizeof(*a6));
+	a6->sin6_family = AF_INET6;
+	a6->sin6_port = a.sin_port;
+	a6->sin6_addr.s6_addr[10] = a6->sin6_addr.s6_addr[11] = 0xff;
+	memcpy(a6->sin6_addr.s6_addr + 12, &a.sin_addr, 4);
+}
+
 static size_t encode_v1(int family, const struct sockaddr_storage *s,
                         const struct sockaddr_storage *d, uint8_t *out, size_t cap)
 {
-	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], line[MGROK_PP_V1_MAX + 1];
 	int n;
 	if (!family) {
-		n = snprintf((char *)out, cap, "PROXY UNKNOWN\r\n");
+		n = snprintf(line, sizeof(line), "PROXY UNKNOWN\r\n");
 	} else {
 		const void *sa =
 		        family == AF_INET
@@ -255,10 +304,13 @@ static size_t encode_v1(int family, const struct sockaddr_storage *s,
 		                                : ((const struct sockaddr_in6 *)d)->sin6_port;
 		inet_ntop(family, sa, src, sizeof(src));
 		inet_ntop(family, da, dst, sizeof(dst));
-		n = snprintf((char *)out, cap, "PROXY %s %s %s %u %u\r\n",
+		n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n",
 		             family == AF_INET ? "TCP4" : "TCP6", src, dst, ntohs(sp), ntohs(dp));
 	}
-	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+	if (n <= 0 || (size_t)n > cap)
+		return 0;
+	memcpy(out, line, (size_t)n);
+	return (size_t)n;
 }
 
 static size_t encode_v2(int family, const struct sockaddr_storage *s,
@@ -297,7 +349,15 @@ size_t mgrok_pp_encode(int version, const struct sockaddr *src, const struct soc
 {
 	struct sockaddr_storage s, d;
 	int fs = family_of(src, &s), fd = family_of(dst, &d);
+	/* IPv4 beside IPv6 (a visitor on IPv4, a server reached on IPv6):
+	 * both as IPv6, the IPv4 one mapped, so no address is lost. */
+	if (fs && fd && fs != fd) {
+		to_mapped(fs == AF_INET ? &s : &d);
+		fs = fd = AF_INET6;
+	}
 	int family = fs && fs == fd ? fs : 0;
+	if (version != 1 && version != 2)
+		return 0;
 	return version == 1 ? encode_v1(family, &s, &d, out, cap)
 	                    : encode_v2(family, &s, &d, dgram, out, cap);
 }

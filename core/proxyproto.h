@@ -15,8 +15,9 @@
 #define MGROK_PP_V1_MAX 107   /* the longest v1 line, CRLF included */
 #define MGROK_PP_V2_HEADER 16 /* signature, version and command, family, length */
 #define MGROK_PP_V2_MAX (MGROK_PP_V2_HEADER + 65535)
-/* What an encoder writes at most (v2 with IPv6 addresses and no TLVs). */
-#define MGROK_PP_ENCODED_MAX (MGROK_PP_V2_HEADER + 36)
+/* What an encoder writes at most: a v1 line (a v2 header with IPv6
+ * addresses is 52 bytes). */
+#define MGROK_PP_ENCODED_MAX MGROK_PP_V1_MAX
 
 struct mgrok_pp {
 	int version; /* 1 or 2 */
@@ -33,16 +34,18 @@ struct mgrok_pp {
  * whole valid header is there, 0 when more bytes are needed (*used: at
  * least how many), -1 with a reason in err when it is no valid header
  * (already at the first byte that cannot belong to one). TLVs of v2 are
- * checked for their lengths and skipped.
+ * checked for their lengths and skipped; a v2 LOCAL header's block is
+ * skipped unread, as the protocol asks.
  */
 int mgrok_pp_parse(const uint8_t *p, size_t len, struct mgrok_pp *pp, size_t *used, char *err,
                    size_t errlen);
 
 /*
- * A header for a connection from src to dst (both AF_INET or both
- * AF_INET6; IPv4-mapped IPv6 counts as IPv4; src NULL or of another family:
- * v1 UNKNOWN / v2 LOCAL). dgram: v2 marks the original as UDP. Returns the
- * length written to out, or 0 if cap is too small.
+ * A header (version 1 or 2) for a connection from src to dst. IPv4-mapped
+ * IPv6 counts as IPv4; IPv4 beside IPv6 is written as IPv6, mapped; src or
+ * dst NULL or of another family: v1 UNKNOWN / v2 LOCAL. dgram: v2 marks the
+ * original as UDP. Returns the length written to out, or 0 if cap is too
+ * small (MGROK_PP_ENCODED_MAX always suffices) or version is neither.
  */
 size_t mgrok_pp_encode(int version, const struct sockaddr *src, const struct sockaddr *dst,
                        bool dgram, uint8_t *out, size_t cap);

@@ -367,7 +367,8 @@ static void on_close(struct mgrok_session *s, enum mgrok_close_why why, const ch
 			free_proxy(k);
 }
 
-static const struct mgrok_session_ops ops = {on_open, on_frame, on_close};
+static const struct mgrok_session_ops ops = {
+        .on_open = on_open, .on_frame = on_frame, .on_close = on_close};
 
 static const struct mgrok_auth_method *find_auth(void *arg, uint8_t id)
 {

@@ -265,6 +265,88 @@ def users_seeds():
     }
 
 
+# ---- fuzz_proxyproto: split seed, then the bytes (HAProxy's proxy-protocol.txt) ----
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+FFFF6 = b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+
+
+def pp2(cmd, fam, body):
+    """A v2 header: version 2 and cmd, family and transport, the body's length."""
+    return PP2_SIG + bytes([0x20 | cmd, fam]) + struct.pack(">H", len(body)) + body
+
+
+def inet(src=b"\xc0\x00\x02\x01", dst=b"\xc6\x33\x64\x02", sport=56324, dport=443):
+    return src + dst + struct.pack(">HH", sport, dport)
+
+
+def inet6(src, dst, sport=56324, dport=443):
+    return src + dst + struct.pack(">HH", sport, dport)
+
+
+def tlv(t, value):
+    return bytes([t]) + struct.pack(">H", len(value)) + value
+
+
+def proxyproto_seeds():
+    doc1 = b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01"
+    doc2 = b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02"
+    mapped1 = bytes(10) + b"\xff\xff\xc0\x00\x02\x01"
+    mapped2 = bytes(10) + b"\xff\xff\xc6\x33\x64\x02"
+    unix = (b"/a" + bytes(106)) + (b"/b" + bytes(106))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    s = {}
+    # v1 (2.1)
+    s["v1-tcp4"] = b"\x00PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
+    s["v1-tcp4-split"] = b"\x03PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n" + request
+    s["v1-tcp4-longest"] = b"\xc4PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n"
+    s["v1-tcp6"] = b"\x01PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n"
+    s["v1-tcp6-longest"] = b"\x07PROXY TCP6 " + FFFF6 + b" " + FFFF6 + b" 65535 65535\r\n"
+    s["v1-tcp6-mapped"] = b"\x00PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 1 2\r\n"
+    s["v1-tcp6-mapped-native"] = b"\x00PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 1 2\r\n"
+    s["v1-unknown"] = b"\x00PROXY UNKNOWN\r\n"
+    s["v1-unknown-fields"] = b"\x02PROXY UNKNOWN " + FFFF6 + b" " + FFFF6 + b" 65535 65535\r\n"
+    s["v1-unknown-108"] = b"\x00PROXY UNKNOWN " + b"a" * 92 + b"\r\n"
+    s["v1-no-line-end"] = b"\x05PROXY TCP4 " + b"1" * 120
+    s["v1-bare-lf"] = b"\x00PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n"
+    s["v1-control"] = b"\x00PROXY TCP4 192.0.2.1\x00198.51.100.2 1 2\r\n"
+    s["v1-two-spaces"] = b"\x00PROXY TCP4  192.0.2.1 198.51.100.2 1 2\r\n"
+    s["v1-port-65536"] = b"\x00PROXY TCP4 192.0.2.1 198.51.100.2 65536 2\r\n"
+    s["v1-port-leading-zero"] = b"\x00PROXY TCP6 ::1 ::2 01 2\r\n"
+    s["v1-bad-ip"] = b"\x00PROXY TCP4 192.0.2.256 198.51.100.2 1 2\r\n"
+    s["v1-seven-fields"] = b"\x00PROXY TCP4 192.0.2.1 198.51.100.2 1 2 3\r\n"
+    s["v1-udp4"] = b"\x00PROXY UDP4 192.0.2.1 198.51.100.2 1 2\r\n"
+    # v2 (2.2)
+    s["v2-inet"] = b"\x00" + pp2(1, 0x11, inet())
+    s["v2-inet-split"] = b"\x02" + pp2(1, 0x11, inet()) + request
+    s["v2-inet-dgram"] = b"\x00" + pp2(1, 0x12, inet())
+    s["v2-inet6"] = b"\x00" + pp2(1, 0x21, inet6(doc1, doc2))
+    s["v2-inet6-dgram"] = b"\x09" + pp2(1, 0x22, inet6(doc1, doc2))
+    s["v2-inet6-mapped"] = b"\x00" + pp2(1, 0x21, inet6(mapped1, mapped2))
+    s["v2-inet6-mapped-native"] = b"\x00" + pp2(1, 0x21, inet6(mapped1, doc2))
+    s["v2-local"] = b"\x00" + pp2(0, 0x00, b"")
+    s["v2-local-inet"] = b"\x00" + pp2(0, 0x11, inet())
+    s["v2-unspec"] = b"\x00" + pp2(1, 0x00, b"")
+    s["v2-unix"] = b"\x00" + pp2(1, 0x31, unix)
+    s["v2-unix-dgram"] = b"\x00" + pp2(1, 0x32, unix + tlv(0xe0, b"x"))
+    s["v2-tlvs"] = b"\x01" + pp2(1, 0x11, inet() + tlv(0x01, b"h2") + tlv(0x02, b"example.com") +
+                                 tlv(0x04, bytes(3)) + tlv(0x05, b""))
+    s["v2-tlv-1000"] = b"\xc8" + pp2(1, 0x21, inet6(doc1, doc2) + tlv(0x04, bytes(1000)))
+    s["v2-tlv-short"] = b"\x00" + pp2(1, 0x11, inet() + b"\x04\x00")
+    s["v2-tlv-over"] = b"\x00" + pp2(1, 0x11, inet() + b"\x04\x00\x05zz")
+    s["v2-version-1"] = b"\x00" + PP2_SIG + b"\x11\x11\x00\x0c" + inet()
+    s["v2-command-2"] = b"\x00" + PP2_SIG + b"\x22\x11\x00\x0c" + inet()
+    s["v2-family-4"] = b"\x00" + PP2_SIG + b"\x21\x41\x00\x0c" + inet()
+    s["v2-transport-3"] = b"\x00" + PP2_SIG + b"\x21\x13\x00\x0c" + inet()
+    s["v2-inet-in-11"] = b"\x00" + PP2_SIG + b"\x21\x11\x00\x0b" + inet()[:11]
+    s["v2-cut-short"] = b"\x01" + pp2(1, 0x21, inet6(doc1, doc2))[:30]
+    # neither
+    s["http"] = b"\x00" + request
+    s["tls"] = b"\x01\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    s["empty"] = b"\x00"
+    return s
+
+
 # ---- fuzz_session: flags, then commands (enum op in fuzz_session.c) -------------
 
 RAW, FRAME, REPEAT, OPEN, LOCAL_WRITE, LOCAL_CTRL, DGRAM, PEER, TIMER, RUN, CLOSE_OP = range(11)
@@ -388,6 +470,7 @@ TARGETS = {
     "fuzz_client_config": client_config_seeds,
     "fuzz_users": users_seeds,
     "fuzz_session": session_seeds,
+    "fuzz_proxyproto": proxyproto_seeds,
 }
 
 

@@ -47,7 +47,8 @@ static void on_close(struct mgrok_session *s, enum mgrok_close_why why, const ch
 	snprintf(closed_reason, sizeof(closed_reason), "%s", reason);
 }
 
-static const struct mgrok_session_ops ops = {on_open, on_frame, on_close};
+static const struct mgrok_session_ops ops = {
+        .on_open = on_open, .on_frame = on_frame, .on_close = on_close};
 
 /* A session on one end of a socket pair, past its handshake. */
 static struct mgrok_session *open_session(int sv[2])
