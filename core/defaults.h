@@ -48,6 +48,9 @@
  * windows: a session holds at most max_streams initial windows plus this. */
 #define MGROK_SESSION_GROWTH_MAX (32u * 1024u * 1024u)
 
+/* The largest UDP payload over IPv4 (65535 less the IP and UDP headers). */
+#define MGROK_UDP_PAYLOAD_MAX 65507u
+
 /* Addresses the failed-handshake table keeps; the stalest give way. */
 #define MGROK_RATELIMIT_SLOTS 4096
 

@@ -475,13 +475,21 @@ static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
 	}
 }
 
+static bool from_balancer(const struct mgrok_server *srv, const struct mgrok_sockaddr *peer)
+{
+	return mgrok_cidr_match(srv->conf->proxy_protocol_from, srv->conf->n_proxy_protocol_from,
+	                        (const struct sockaddr *)&peer->ss);
+}
+
 static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, const char *reason)
 {
 	struct srv_session *ss = s->owner;
 	struct mgrok_server *srv = ss->srv;
 	if (!ss->authenticated)
 		srv->pending--;
-	if (!ss->authenticated && s->hs_failed &&
+	/* A balancer's own address stands for every client behind it: its
+	 * silent connections and health checks must not block them all. */
+	if (!ss->authenticated && s->hs_failed && !from_balancer(srv, &ss->peer) &&
 	    mgrok_ratelimit_failure(srv->failures, (struct sockaddr *)&ss->peer.ss,
 	                            ev_now(srv->ctx->loop)))
 		SRV_LOG(srv, SRV_LOG_HANDSHAKE, MGROK_LOG_WARN,
@@ -542,9 +550,7 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 	/* One host must not hold every handshake slot (a slow trickle would).
 	 * A balancer's clients are counted by their own address, once its
 	 * header is in (srv_on_proxied). */
-	if (mgrok_addr_ip16((const struct sockaddr *)&peer->ss, ip) &&
-	    !mgrok_cidr_match(srv->conf->proxy_protocol_from, srv->conf->n_proxy_protocol_from,
-	                      (const struct sockaddr *)&peer->ss) &&
+	if (mgrok_addr_ip16((const struct sockaddr *)&peer->ss, ip) && !from_balancer(srv, peer) &&
 	    pending_from(srv, ip) >= srv->conf->max_pending_per_address) {
 		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
 		        "%s has %u connections in the handshake: refusing another",

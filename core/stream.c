@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "balancer.h"
+#include "defaults.h"
 #include "host.h"
 #include "log.h"
 #include "proxy.h"
@@ -334,16 +335,23 @@ static void put_pp_header(struct mgrok_stream *st)
 	st->uncredited += n;
 }
 
-/* A datagram stream's first datagram carries the header in front. */
+/* A datagram stream's first datagram carries the header in front. One too
+ * big for a header beside it (up to 65507 bytes) comes after a datagram of
+ * the header alone, so the service still learns the visitor first. */
 static void first_datagram(struct mgrok_stream *st, const uint8_t *p, size_t len)
 {
+	const struct mgrok_proxy_ops *ops = datagram_ops(st);
 	uint8_t h[MGROK_PP_ENCODED_MAX];
 	size_t n = encode_pp(st, true, h, sizeof(h));
+	if (n + len > MGROK_UDP_PAYLOAD_MAX) {
+		ops->on_datagram(st->proxy->plugin->inst, st->dgram_arg, h, n);
+		ops->on_datagram(st->proxy->plugin->inst, st->dgram_arg, p, len);
+		return;
+	}
 	struct mgrok_buf b = {0};
 	mgrok_buf_append(&b, h, n);
 	mgrok_buf_append(&b, p, len);
-	datagram_ops(st)->on_datagram(st->proxy->plugin->inst, st->dgram_arg, mgrok_buf_head(&b),
-	                              b.len);
+	ops->on_datagram(st->proxy->plugin->inst, st->dgram_arg, mgrok_buf_head(&b), b.len);
 	mgrok_buf_free(&b);
 }
 

@@ -24,6 +24,8 @@ by concern:
   visitors    connect, roundtrip, the UDP visitors, EchoLoop
   wire        the protocol's constants, frame builders and auth proofs
   rawsession  RawSession (a hand-written peer) and FakeServer
+  proxyproto  PROXY protocol headers built and parsed, services that report
+              theirs, Balancer (a relay that sends one)
   env         Env, and what it records of the programs' output
   tls         gen_cert, cert_fingerprint
 """
@@ -43,6 +45,9 @@ from .ports import (PortBlock, accept_backlog, have_ipv6_loopback, port_closed, 
                     tcp_queues, udp_port_free)
 from .procs import (BUILDDIR, MGROK, MGROKD, PLUGIN_DIR, PUBLIC_LINE, SRCDIR, Client, Proc,
                     RssSampler, Server, rss_kib, wait_log)
+from .proxyproto import (V2_SIG, Balancer, Header, PpUdpHandler, parse_header, pp_echo_handler,
+                         read_header, read_report, read_report_line, split_udp_reply, tlv,
+                         v1_header, v2_header)
 from .rawsession import FakeServer, RawSession
 from .services import (UDP_MAX, UDP_SOCKBUF, Service, UdpService, echo_handler, hash_handler,
                        prefix_handler, recv_all, source_handler, udp_echo_handler)
