@@ -337,10 +337,13 @@ static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 		snprintf(px->name, sizeof(px->name), "%s", pc->name);
 		snprintf(px->local, sizeof(px->local), "%s", pc->local);
 		px->proxy_protocol = pc->proxy_protocol;
-		px->options = json_incref(pc->options);
+		px->options = json_deep_copy(pc->options);
 		char perr[256];
-		if (p->desc->proxy->check_options &&
-		    p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0) {
+		int (*prepare)(void *, json_t *, char *, size_t) =
+		        MGROK_PLUGIN_OP(p, proxy, client_options);
+		if ((prepare && prepare(p->inst, px->options, perr, sizeof(perr)) < 0) ||
+		    (p->desc->proxy->check_options &&
+		     p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0)) {
 			snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
 			return -1;
 		}

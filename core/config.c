@@ -437,6 +437,27 @@ static int take_proxy_protocol_from(const struct ctx *x, const char *key, json_t
 	return 0;
 }
 
+/* A proxy plugin's own section, kept for its init: the config key, and the
+ * plugin it is for. */
+static const struct {
+	const char *key, *plugin;
+} proxy_sections[] = {{"http", "http"}, {"tls_sni", "tls"}};
+
+static int take_proxy_section(const struct ctx *x, const char *key, json_t *v, void *base)
+{
+	struct mgrok_server_conf *c = base;
+	if (!json_is_object(v))
+		return wrong_type(x, key, "an object", v);
+	for (size_t i = 0; i < sizeof(proxy_sections) / sizeof(*proxy_sections); i++) {
+		if (strcmp(key, proxy_sections[i].key) != 0)
+			continue;
+		if (!c->proxy_sections)
+			c->proxy_sections = json_object();
+		json_object_set(c->proxy_sections, proxy_sections[i].plugin, v);
+	}
+	return 0;
+}
+
 static int take_server_plugins(const struct ctx *x, const char *key, json_t *v, void *base)
 {
 	struct mgrok_server_conf *c = base;
@@ -489,6 +510,8 @@ static const struct field server_fields[] = {
         {"tls", NULL, 0, server_tls},
         {"rate_limit", NULL, 0, server_rate_limit},
         {"proxy_protocol_from", take_proxy_protocol_from, 0, NULL},
+        {"http", take_proxy_section, 0, NULL},
+        {"tls_sni", take_proxy_section, 0, NULL},
         FIELDS_END,
 };
 #undef S
@@ -930,6 +953,7 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	server_auth_free(c->auth, c->n_auth);
 	free(c->allow_ports);
 	free(c->proxy_protocol_from);
+	json_decref(c->proxy_sections);
 	mgrok_tls_conf_free(&c->tls);
 	memset(c, 0, sizeof(*c));
 }

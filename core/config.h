@@ -82,6 +82,9 @@ struct mgrok_server_conf {
 	 * (control port and public TCP ports); none by default. */
 	struct mgrok_cidr *proxy_protocol_from;
 	size_t n_proxy_protocol_from;
+	/* Proxy plugins' own sections by plugin name ("http": {...}, "tls":
+	 * the file's "tls_sni"), handed to their init; NULL when none. */
+	json_t *proxy_sections;
 };
 
 struct mgrok_proxy_conf {
@@ -138,6 +141,7 @@ void mgrok_client_conf_free(struct mgrok_client_conf *c);
 struct mgrok_server_flags {
 	const char *listen, *token, *allow_ports, *proxy_bind, *public_host, *plugin_dir;
 	const char *tls_cert, *tls_key;
+	const char *http_listen, *domain, *tls_sni_listen;
 };
 
 struct mgrok_client_flags {
@@ -146,6 +150,8 @@ struct mgrok_client_flags {
 	/* The quick form, one proxy: TYPE LOCAL [--name] [--remote-port]
 	 * [--proxy-protocol]. */
 	const char *type, *local, *name, *remote_port, *proxy_protocol;
+	/* ... and for proxies routed by name, their options. */
+	const char *subdomain, *hostname, *host_header, *basic_auth;
 };
 
 /* Returns 0, or -1 with err filled in (the key is the flag's name). */

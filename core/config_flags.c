@@ -28,9 +28,44 @@ static int flag_error(struct mgrok_conf_error *err, const char *flag, const char
 	return -1;
 }
 
+/* Sets key of the proxy plugin's section, made when missing. */
+static void section_set(struct mgrok_server_conf *c, const char *plugin, const char *key,
+                        const char *value)
+{
+	if (!value)
+		return;
+	if (!c->proxy_sections)
+		c->proxy_sections = json_object();
+	json_t *sec = json_object_get(c->proxy_sections, plugin);
+	if (!sec) {
+		sec = json_object();
+		json_object_set_new(c->proxy_sections, plugin, sec);
+	}
+	json_object_set_new(sec, key, json_string(value));
+}
+
+/* --http-listen, --domain, --tls-sni-listen; tls names come from the http
+ * domain unless its section has a domain of its own. */
+static void apply_name_flags(struct mgrok_server_conf *c, const struct mgrok_server_flags *f)
+{
+	section_set(c, "http", "listen", f->http_listen);
+	section_set(c, "tls", "listen", f->tls_sni_listen);
+	/* --domain names the domain of the listeners there are. */
+	if (json_object_get(c->proxy_sections, "http"))
+		section_set(c, "http", "domain", f->domain);
+	if (json_object_get(c->proxy_sections, "tls"))
+		section_set(c, "tls", "domain", f->domain);
+	json_t *http = json_object_get(c->proxy_sections, "http");
+	json_t *tls = json_object_get(c->proxy_sections, "tls");
+	json_t *domain = json_object_get(http, "domain");
+	if (tls && domain && !json_object_get(tls, "domain"))
+		json_object_set(tls, "domain", domain);
+}
+
 int mgrok_server_conf_apply_flags(struct mgrok_server_conf *c, const struct mgrok_server_flags *f,
                                   struct mgrok_conf_error *err)
 {
+	apply_name_flags(c, f);
 	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
 	if (token && *token)
 		mgrok_server_conf_use_token(c, token);
@@ -82,6 +117,13 @@ static int add_quick_proxy(struct mgrok_client_conf *c, const struct mgrok_clien
 	p->local = mgrok_xstrdup(target);
 	p->remote_port = (uint16_t)rport;
 	p->options = json_object();
+	const char *opts[][2] = {{"subdomain", f->subdomain},
+	                         {"hostname", f->hostname},
+	                         {"host_header", f->host_header},
+	                         {"basic_auth", f->basic_auth}};
+	for (size_t i = 0; i < sizeof(opts) / sizeof(*opts); i++)
+		if (opts[i][1])
+			json_object_set_new(p->options, opts[i][0], json_string(opts[i][1]));
 	if (f->proxy_protocol &&
 	    (p->proxy_protocol = mgrok_pp_version_parse(f->proxy_protocol)) < 0)
 		return flag_error(err, "--proxy-protocol", "'%s': expected v1 or v2",
@@ -100,6 +142,15 @@ int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgro
 		        "goes with TYPE LOCAL (%s: set \"proxy_protocol\" per proxy in the "
 		        "config)",
 		        f->proxy_protocol);
+	const char *named[][2] = {{"--subdomain", f->subdomain},
+	                          {"--hostname", f->hostname},
+	                          {"--host-header", f->host_header},
+	                          {"--basic-auth", f->basic_auth}};
+	for (size_t i = 0; !f->type && i < sizeof(named) / sizeof(*named); i++)
+		if (named[i][1])
+			return flag_error(err, named[i][0], "%s",
+			                  "goes with TYPE LOCAL (set it in the proxy's \"options\" "
+			                  "in the config)");
 	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
 	if (token && *token)
 		mgrok_client_conf_use_token(c, token);

@@ -12,11 +12,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct mgrok_server;
+
 struct mgrok_ctx {
 	struct ev_loop *loop;
-	bool autotune;            /* window auto-tuning for new sessions (mux.h) */
-	uint32_t next_session_id; /* session ids, for logs */
-	uint8_t *read_buf;        /* MGROK_READ_CHUNK bytes: every session reads into it */
+	bool autotune;               /* window auto-tuning for new sessions (mux.h) */
+	uint32_t next_session_id;    /* session ids, for logs */
+	uint8_t *read_buf;           /* MGROK_READ_CHUNK bytes: every session reads into it */
+	struct mgrok_server *server; /* mgrokd: the server, for the host's name_lookup */
 };
 
 /* autotune on, ids from 1, the read buffer allocated. */

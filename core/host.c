@@ -12,7 +12,10 @@
 #include "context.h"
 #include "log.h"
 #include "plugin_loader.h"
+#include "proxy.h"
+#include "server.h"
 #include "stream.h"
+#include "stream_filter.h"
 
 /* The one piece of state the table needs: its functions take no context. */
 static struct mgrok_ctx *host_ctx;
@@ -135,6 +138,15 @@ static void timer_free(struct mgrok_timer *t)
 
 static double host_now(void) { return ev_now(host_ctx->loop); }
 
+static struct mgrok_proxy *host_name_lookup(const struct mgrok_plugin *self, const char *name,
+                                            void **state)
+{
+	struct mgrok_proxy *px =
+	        host_ctx->server ? mgrok_server_name_lookup(host_ctx->server, self, name) : NULL;
+	*state = px ? px->state : NULL;
+	return px;
+}
+
 const struct mgrok_host mgrok_host_table = {
         .abi_major = MGROK_PLUGIN_ABI_MAJOR,
         .abi_minor = MGROK_PLUGIN_ABI_MINOR,
@@ -159,4 +171,8 @@ const struct mgrok_host mgrok_host_table = {
         .stream_send = mgrok_stream_send,
         .stream_close = mgrok_stream_close,
         .visitor_accept = mgrok_visitor_accept,
+        .name_claim = mgrok_server_name_claim,
+        .name_lookup = host_name_lookup,
+        .visitor_attach = mgrok_visitor_attach,
+        .stream_emit = mgrok_stream_emit,
 };

@@ -13,7 +13,8 @@ enum { EXIT_CONFIG = 2 };
 
 static void usage(FILE *to)
 {
-	fputs("usage: mgrok [options] TYPE LOCAL     expose one local service (TYPE: tcp, udp)\n"
+	fputs("usage: mgrok [options] TYPE LOCAL     expose one local service\n"
+	      "                                       (TYPE: tcp, udp, http, tls)\n"
 	      "       mgrok -c FILE [options]         expose the proxies of a config file\n"
 	      "  LOCAL is host:port, [v6]:port, or a port on 127.0.0.1\n"
 	      "  -c, --config FILE       JSON config (see mgrok.json in the docs)\n"
@@ -26,6 +27,12 @@ static void usage(FILE *to)
 	      "                          send the local service a PROXY protocol header with\n"
 	      "                          the visitor's address (UDP: v2, on a flow's first "
 	      "datagram)\n"
+	      "      --subdomain NAME    http, tls: the public name NAME.DOMAIN of the server's\n"
+	      "                          domain (default: one the server picks)\n"
+	      "      --hostname NAME     http, tls: a public name of your own (if allowed)\n"
+	      "      --host-header VALUE http: the Host header the local service gets\n"
+	      "      --basic-auth USER:PASSWORD\n"
+	      "                          http: visitors must log in (or a file of such lines)\n"
 	      "      --tls               connect with TLS, verifying the server against the\n"
 	      "                          system's CAs and its name\n"
 	      "      --tls-ca FILE       ... against the CAs in FILE instead (implies --tls)\n"
@@ -57,6 +64,10 @@ enum {
 	OPT_TLS_PIN,
 	OPT_TLS_INSECURE,
 	OPT_PROXY_PROTOCOL,
+	OPT_SUBDOMAIN,
+	OPT_HOSTNAME,
+	OPT_HOST_HEADER,
+	OPT_BASIC_AUTH,
 };
 
 static const struct option options[] = {
@@ -72,6 +83,10 @@ static const struct option options[] = {
         {"tls-fingerprint", required_argument, NULL, OPT_TLS_PIN},
         {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
         {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
+        {"subdomain", required_argument, NULL, OPT_SUBDOMAIN},
+        {"hostname", required_argument, NULL, OPT_HOSTNAME},
+        {"host-header", required_argument, NULL, OPT_HOST_HEADER},
+        {"basic-auth", required_argument, NULL, OPT_BASIC_AUTH},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -104,6 +119,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_TLS_PIN: a->flags.tls_fingerprint = optarg; break;
 		case OPT_TLS_INSECURE: a->flags.tls_insecure = true; break;
 		case OPT_PROXY_PROTOCOL: a->flags.proxy_protocol = optarg; break;
+		case OPT_SUBDOMAIN: a->flags.subdomain = optarg; break;
+		case OPT_HOSTNAME: a->flags.hostname = optarg; break;
+		case OPT_HOST_HEADER: a->flags.host_header = optarg; break;
+		case OPT_BASIC_AUTH: a->flags.basic_auth = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
 		case OPT_VERSION:

@@ -25,6 +25,10 @@ static void usage(FILE *to)
 	      "      --proxy-bind HOST  address public ports are bound on (default: the listen "
 	      "host)\n"
 	      "      --public-host HOST host name shown in public addresses\n"
+	      "      --http-listen ADDR serve http proxies by Host on this shared address\n"
+	      "      --tls-sni-listen ADDR\n"
+	      "                         serve tls proxies by SNI on this shared address\n"
+	      "      --domain NAME      clients get subdomains of NAME there\n"
 	      "      --tls-cert FILE    serve TLS with this certificate (chain), PEM\n"
 	      "      --tls-key FILE     ... and this private key, PEM\n"
 	      "      --gen-cert DIR     write a self-signed DIR/cert.pem and DIR/key.pem for the\n"
@@ -58,6 +62,9 @@ enum {
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
 	OPT_GEN_CERT,
+	OPT_HTTP_LISTEN,
+	OPT_TLS_SNI_LISTEN,
+	OPT_DOMAIN,
 };
 
 static const struct option options[] = {
@@ -72,6 +79,9 @@ static const struct option options[] = {
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
+        {"http-listen", required_argument, NULL, OPT_HTTP_LISTEN},
+        {"tls-sni-listen", required_argument, NULL, OPT_TLS_SNI_LISTEN},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -119,6 +129,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_TLS_CERT: a->flags.tls_cert = optarg; break;
 		case OPT_TLS_KEY: a->flags.tls_key = optarg; break;
 		case OPT_GEN_CERT: a->gen_cert = optarg; break;
+		case OPT_HTTP_LISTEN: a->flags.http_listen = optarg; break;
+		case OPT_TLS_SNI_LISTEN: a->flags.tls_sni_listen = optarg; break;
+		case OPT_DOMAIN: a->flags.domain = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
 		case OPT_VERSION:

@@ -59,6 +59,12 @@ void mgrok_registry_free(struct mgrok_registry *r);
 #define MGROK_OP_SINCE_auth_authorize 1
 #define MGROK_OP_SINCE_auth_max_streams 1
 #define MGROK_OP_SINCE_auth_reload 1
+#define MGROK_OP_SINCE_proxy_server_start 4
+#define MGROK_OP_SINCE_proxy_public_address 4
+#define MGROK_OP_SINCE_proxy_client_options 4
+#define MGROK_OP_SINCE_proxy_on_visitor_data 4
+#define MGROK_OP_SINCE_proxy_on_peer_end 4
+#define MGROK_OP_SINCE_proxy_on_visitor_end 4
 #define MGROK_PLUGIN_OP(p, kind, op)                                                               \
 	((p)->desc->abi_minor >= MGROK_OP_SINCE_##kind##_##op ? (p)->desc->kind->op : NULL)
 

@@ -22,9 +22,10 @@ struct mgrok_proxy {
 	bool bound;                 /* server: state is valid; client: registered */
 	unsigned nstreams;
 	char public_addr[320];
-	char local[128];      /* client: the local target as configured */
-	int proxy_protocol;   /* client: 0, or the PROXY version written to the local end */
-	uint16_t public_port; /* client: the port the server bound, from REGISTER_ACK */
+	char local[128];          /* client: the local target as configured */
+	int proxy_protocol;       /* client: 0, or the PROXY version written to the local end */
+	uint16_t public_port;     /* client: the port the server bound, from REGISTER_ACK */
+	struct mgrok_name *names; /* server: host names it holds (names.h) */
 	struct mgrok_proxy *next;
 };
 

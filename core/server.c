@@ -12,6 +12,7 @@
 #include "host.h"
 #include "defaults.h"
 #include "log.h"
+#include "names.h"
 #include "plugin_loader.h"
 #include "proxy.h"
 #include "ratelimit.h"
@@ -57,6 +58,7 @@ struct mgrok_server {
 	struct srv_session *handshaking; /* still in the handshake */
 	unsigned pending;                /* how many of those */
 	struct mgrok_log_limit loglim[SRV_LOG_COUNT];
+	struct mgrok_names names; /* host names of the proxies routed by name */
 };
 
 /* The server's side of one session. */
@@ -142,6 +144,7 @@ static void proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 		mgrok_visitor_drop_proxy(&ss->sess->relay, px);
 		mgrok_stream_reset_proxy(&ss->sess->relay, px, MGROK_RESET_CANCEL);
 	}
+	mgrok_names_release(&ss->srv->names, &px->names);
 	if (px->bound)
 		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
 	json_decref(px->options);
@@ -191,13 +194,26 @@ static uint8_t refusal(int verdict)
 }
 
 /* The auth plugin's verdict on a REGISTER (ABI 1.1), MGROK_AUTHZ_OK without one. */
-static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port,
-                     char *reason, size_t len)
+static int authorize_as(struct srv_session *ss, const struct mgrok_proxy *px,
+                        const struct mgrok_authz *a, char *reason, size_t len)
 {
 	int (*op)(void *, const struct mgrok_authz *, char *, size_t) =
 	        ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, authorize) : NULL;
-	if (!op)
-		return MGROK_AUTHZ_OK;
+	reason[0] = '\0';
+	if (op)
+		return op(ss->method->m.inst, a, reason, len);
+	/* No opinion of the method's own: the server's domain is for all. */
+	if (a->hostname && !mgrok_hostname_in_domain(a->hostname, a->domain)) {
+		snprintf(reason, len, "%s is not a subdomain of %s", a->hostname,
+		         a->domain ? a->domain : "this server's domain (none is set)");
+		return MGROK_AUTHZ_FORBIDDEN;
+	}
+	return MGROK_AUTHZ_OK;
+}
+
+static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint16_t port,
+                     char *reason, size_t len)
+{
 	struct mgrok_authz a = {
 	        .identity = ss->identity,
 	        .name = px->name,
@@ -205,8 +221,46 @@ static int authorize(struct srv_session *ss, const struct mgrok_proxy *px, uint1
 	        .remote_port = port,
 	        .proxies = ss->nproxies,
 	};
-	reason[0] = '\0';
-	return op(ss->method->m.inst, &a, reason, len);
+	return authorize_as(ss, px, &a, reason, len);
+}
+
+int mgrok_server_name_claim(struct mgrok_proxy *px, const char *name, const char *domain,
+                            char *reason, size_t len)
+{
+	struct srv_session *ss = px->sess ? px->sess->owner : NULL;
+	char folded[MGROK_HOSTNAME_MAX + 1];
+	const char *why = mgrok_hostname_check(name, folded);
+	if (!ss)
+		return MGROK_ACK_INVALID;
+	if (why) {
+		snprintf(reason, len, "%s", why);
+		return MGROK_ACK_INVALID;
+	}
+	struct mgrok_authz a = {
+	        .identity = ss->identity,
+	        .name = px->name,
+	        .type = px->plugin->desc->name,
+	        .proxies = ss->nproxies,
+	        .hostname = folded,
+	        .domain = domain,
+	};
+	int verdict = authorize_as(ss, px, &a, reason, len);
+	if (verdict != MGROK_AUTHZ_OK) {
+		if (!reason[0])
+			snprintf(reason, len, "'%s' may not use %s", ss->identity, folded);
+		return refusal(verdict);
+	}
+	if (mgrok_names_claim(&ss->srv->names, px, px->plugin, folded, &px->names) < 0) {
+		snprintf(reason, len, "%s is in use", folded);
+		return MGROK_ACK_NAME_IN_USE;
+	}
+	return MGROK_ACK_OK;
+}
+
+struct mgrok_proxy *mgrok_server_name_lookup(struct mgrok_server *srv, const struct mgrok_plugin *p,
+                                             const char *name)
+{
+	return mgrok_names_lookup(&srv->names, p, name);
 }
 
 /* Binds px on port, or on a free allowed port when port is 0. */
@@ -349,6 +403,51 @@ static struct mgrok_proxy *proxy_new(struct srv_session *ss, const struct mgrok_
 	return px;
 }
 
+/* A server_bind result as the REGISTER_ACK status: a negative errno, or
+ * (ABI 1.4) the status itself. */
+static uint8_t bind_ack(int rc)
+{
+	if (rc == 0)
+		return MGROK_ACK_OK;
+	if (rc == -EADDRINUSE)
+		return MGROK_ACK_PORT_IN_USE;
+	return rc > 0 && rc <= MGROK_ACK_FORBIDDEN ? (uint8_t)rc : MGROK_ACK_INVALID;
+}
+
+/* Proxies on a listener their plugin shares among all sessions (ABI 1.4). */
+static bool routed_by_name(const struct mgrok_proxy *px)
+{
+	return MGROK_PLUGIN_OP(px->plugin, proxy, server_start) != NULL;
+}
+
+static uint8_t bind_named(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port, char *err,
+                          size_t errlen)
+{
+	if (port) {
+		snprintf(err, errlen, "%s proxies are reached by name: remote port must be 0",
+		         px->plugin->desc->name);
+		return MGROK_ACK_INVALID;
+	}
+	err[0] = '\0';
+	int rc = px->plugin->desc->proxy->server_bind(px->plugin->inst, px, &px->spec, &px->state,
+	                                              err, errlen);
+	return bind_ack(rc);
+}
+
+/* Fills px->public_addr; returns the port for REGISTER_ACK. */
+static uint16_t public_address(struct srv_session *ss, struct mgrok_proxy *px)
+{
+	uint16_t (*op)(void *, void *, char *, size_t) =
+	        MGROK_PLUGIN_OP(px->plugin, proxy, public_address);
+	if (op)
+		return op(px->plugin->inst, px->state, px->public_addr, sizeof(px->public_addr));
+	char host[256];
+	public_host(ss, host, sizeof(host));
+	snprintf(px->public_addr, sizeof(px->public_addr), "%s://%s:%u", px->plugin->desc->name,
+	         host, px->spec.remote_port);
+	return px->spec.remote_port;
+}
+
 static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 {
 	char msg[MGROK_MESSAGE_MAX] = "";
@@ -360,13 +459,11 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	if (status == MGROK_ACK_OK) {
 		px = proxy_new(ss, f, plugin, options);
 		options = NULL;
-		status = check_identity(ss, px, port, msg, sizeof(msg));
+		status = check_identity(ss, px, routed_by_name(px) ? 0 : port, msg, sizeof(msg));
 	}
-	if (status == MGROK_ACK_OK) {
-		int rc = bind_port(ss, px, port, msg, sizeof(msg));
-		if (rc < 0)
-			status = rc == -EADDRINUSE ? MGROK_ACK_PORT_IN_USE : MGROK_ACK_INVALID;
-	}
+	if (status == MGROK_ACK_OK)
+		status = routed_by_name(px) ? bind_named(ss, px, port, msg, sizeof(msg))
+		                            : bind_ack(bind_port(ss, px, port, msg, sizeof(msg)));
 	if (status != MGROK_ACK_OK) {
 		json_decref(options);
 		if (px)
@@ -378,11 +475,8 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	px->next = ss->proxies;
 	ss->proxies = px;
 	ss->nproxies++;
-	char host[256];
-	public_host(ss, host, sizeof(host));
-	snprintf(px->public_addr, sizeof(px->public_addr), "%s://%s:%u", plugin->desc->name, host,
-	         px->spec.remote_port);
-	send_ack(ss, f, MGROK_ACK_OK, px->spec.remote_port, px->public_addr);
+	uint16_t public_port = public_address(ss, px);
+	send_ack(ss, f, MGROK_ACK_OK, public_port, px->public_addr);
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
 	                  px->public_addr, px->spec.local_port);
@@ -708,6 +802,49 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* Proxy plugins get their section of the config ("http", "tls_sni"). */
+static int init_proxy_plugins(struct mgrok_server *srv, char *err, size_t errlen)
+{
+	const json_t *sections = srv->conf->proxy_sections;
+	const char *type;
+	json_t *v;
+	json_object_foreach((json_t *)sections, type, v) {
+		if (!mgrok_registry_find(&srv->reg, MGROK_PLUGIN_PROXY, type)) {
+			snprintf(
+			        err, errlen,
+			        "the config configures proxy type '%s', but no plugin of that name "
+			        "is loaded (is it built and in the plugin directory?)",
+			        type);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < srv->reg.n; i++) {
+		struct mgrok_plugin *p = srv->reg.v[i];
+		if (p->desc->kind == MGROK_PLUGIN_PROXY &&
+		    mgrok_plugin_init(p, json_object_get(sections, p->desc->name), err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* After the control port: plugins with listeners of their own open them. */
+static int start_proxy_plugins(struct mgrok_server *srv, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < srv->reg.n; i++) {
+		struct mgrok_plugin *p = srv->reg.v[i];
+		int (*op)(void *, char *, size_t) =
+		        p->desc->kind == MGROK_PLUGIN_PROXY
+		                ? MGROK_PLUGIN_OP(p, proxy, server_start)
+		                : NULL;
+		char perr[256] = "";
+		if (op && op(p->inst, perr, sizeof(perr)) < 0) {
+			snprintf(err, errlen, "plugin %s: %s", p->desc->name, perr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_server_conf *c,
                                       char *err, size_t errlen)
 {
@@ -722,6 +859,8 @@ struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_
 	};
 	struct mgrok_server *srv = mgrok_xcalloc(1, sizeof(*srv));
 	srv->ctx = ctx;
+	ctx->server = srv;
+	mgrok_names_init(&srv->names);
 	srv->conf = c;
 	copy_allow_ports(srv, c);
 	srv->lfd = -1;
@@ -736,10 +875,8 @@ struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_
 	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
 	if (mgrok_registry_load_dir(&srv->reg, dir, c->plugins, c->n_plugins, err, errlen) < 0)
 		goto fail;
-	for (size_t i = 0; i < srv->reg.n; i++)
-		if (srv->reg.v[i]->desc->kind == MGROK_PLUGIN_PROXY &&
-		    mgrok_plugin_init(srv->reg.v[i], NULL, err, errlen) < 0)
-			goto fail;
+	if (init_proxy_plugins(srv, err, errlen) < 0)
+		goto fail;
 	if (setup_auth(srv, err, errlen) < 0)
 		goto fail;
 	if (mgrok_addr_resolve(c->listen, NULL, &srv->listen_addr, err, errlen) < 0)
@@ -774,7 +911,7 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
 	           srv->tls ? " (TLS)" : "");
-	return 0;
+	return start_proxy_plugins(srv, err, errlen);
 }
 
 void mgrok_server_shutdown(struct mgrok_server *srv)
@@ -802,6 +939,9 @@ void mgrok_server_free(struct mgrok_server *srv)
 		return;
 	mgrok_server_shutdown(srv);
 	mgrok_registry_free(&srv->reg);
+	mgrok_names_free(&srv->names);
+	if (srv->ctx->server == srv)
+		srv->ctx->server = NULL;
 	mgrok_tls_free(srv->tls);
 	free(srv->methods);
 	free(srv->failures);

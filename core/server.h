@@ -31,4 +31,12 @@ int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);
 
+/* Host functions name_claim and name_lookup (ABI 1.4). */
+struct mgrok_proxy;
+struct mgrok_plugin;
+int mgrok_server_name_claim(struct mgrok_proxy *px, const char *name, const char *domain,
+                            char *reason, size_t len);
+struct mgrok_proxy *mgrok_server_name_lookup(struct mgrok_server *srv, const struct mgrok_plugin *p,
+                                             const char *name);
+
 #endif

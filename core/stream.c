@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "balancer.h"
 #include "defaults.h"
+#include "stream_filter.h"
 #include "host.h"
 #include "log.h"
 #include "proxy.h"
@@ -96,6 +97,8 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 		r->streams = st->next;
 	if (st->next)
 		st->next->prev = st->prev;
+	if (st->filter)
+		mgrok_filter_free(st, abortive);
 	if (st->fd >= 0) {
 		if (abortive) {
 			/* An RST tells the visitor or service the stream failed,
@@ -136,7 +139,10 @@ static void update_read(struct mgrok_stream *st)
  * stream. Returns true if the stream was destroyed. */
 static bool advance(struct mgrok_stream *st)
 {
-	switch (mgrok_stream_next(&st->ms, &st->f, st->pending.len)) {
+	enum mgrok_stream_next next = mgrok_stream_next(&st->ms, &st->f, st->pending.len);
+	if (next != MGROK_STREAM_WAIT && st->filter && (st->ms.state & MGROK_MUX_GOT_CLOSE))
+		mgrok_filter_peer_end(st, 0);
+	switch (next) {
 	case MGROK_STREAM_SHUT_WR:
 		shutdown(st->fd, SHUT_WR);
 		st->f.shut_wr = true;
@@ -413,6 +419,8 @@ int mgrok_stream_on_window(struct mgrok_stream *st, uint32_t increment)
 {
 	if (mgrok_mux_recv_window(&st->sess->mux, &st->ms, increment) < 0)
 		return -1;
+	if (st->filter && mgrok_filter_flush(st) < 0)
+		return 0;
 	update_read(st);
 	return 0;
 }
@@ -421,7 +429,9 @@ void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code)
 {
 	MGROK_DEBUG("session %u proxy %s stream %u: peer reset (code %u)", st->sess->id,
 	            proxy_name(st), st->ms.id, code);
-	mgrok_stream_destroy(st, true);
+	/* A filtering plugin may answer the visitor (a 502 page): then a FIN. */
+	bool answered = st->filter && mgrok_filter_peer_end(st, code);
+	mgrok_stream_destroy(st, !answered);
 }
 
 static void stall(struct mgrok_stream *st)
@@ -441,18 +451,21 @@ void mgrok_relay_resume_stalled(struct mgrok_relay *r)
 		struct mgrok_stream *next = st->stall_next;
 		st->stall_next = NULL;
 		st->f.stalled = false;
-		update_read(st);
+		if (!st->filter || mgrok_filter_flush(st) == 0)
+			update_read(st);
 		st = next;
 	}
 }
 
-static void read_eof(struct mgrok_stream *st)
+void mgrok_stream_pause_read(struct mgrok_stream *st) { ev_io_stop(loop_of(st), &st->rio); }
+
+bool mgrok_stream_read_eof(struct mgrok_stream *st)
 {
 	struct mgrok_frame f = {.type = MGROK_FRAME_CLOSE, .stream_id = st->ms.id};
 	mgrok_session_send(st->sess, &f);
 	mgrok_mux_sent_close(&st->ms);
 	ev_io_stop(loop_of(st), &st->rio);
-	advance(st);
+	return advance(st);
 }
 
 /* One readv fills up to this many DATA frames in place: a bulk stream costs
@@ -463,6 +476,10 @@ static void read_frames(struct mgrok_stream *st)
 {
 	struct mgrok_session *s = st->sess;
 	size_t window = st->ms.send_window;
+	if (st->filter) {
+		mgrok_filter_read(st);
+		return;
+	}
 	if (!window) {
 		ev_io_stop(loop_of(st), &st->rio);
 		return;
@@ -494,7 +511,7 @@ static void read_frames(struct mgrok_stream *st)
 		mgrok_session_commit(s, (size_t)(f - frames));
 		mgrok_mux_sent_data(&st->ms, (size_t)n);
 	} else if (n == 0) {
-		read_eof(st);
+		mgrok_stream_read_eof(st);
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		MGROK_DEBUG("session %u proxy %s stream %u: read: %s", s->id, proxy_name(st),
 		            st->ms.id, strerror(errno));

@@ -39,6 +39,7 @@ struct mgrok_stream {
 	struct mgrok_buf pending;
 	size_t uncredited;       /* of pending, bytes that are not the peer's (a PROXY header) */
 	struct mgrok_pp_out *pp; /* client: the PROXY header still to write, made on attach */
+	struct mgrok_stream_filter *filter; /* server: a visitor a plugin filters, else NULL */
 };
 
 /* DATA payloads still in the session's read buffer, written per stream with
@@ -100,6 +101,11 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len);
 int mgrok_stream_on_close(struct mgrok_stream *st);
 int mgrok_stream_on_window(struct mgrok_stream *st, uint32_t increment);
 void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code);
+
+/* For stream_filter.c: the visitor's side is over (CLOSE); returns true if
+ * that ended the stream (destroyed). And: stop reading. */
+bool mgrok_stream_read_eof(struct mgrok_stream *st);
+void mgrok_stream_pause_read(struct mgrok_stream *st);
 
 /* Releases a stream without telling the peer (peer RESET). */
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive);

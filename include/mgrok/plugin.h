@@ -13,6 +13,11 @@
  *   1.3  host visitor_accept: a server plugin hands over a visitor's
  *        connection whole, and the host reads a load balancer's PROXY
  *        protocol header from it first when it comes through one.
+ *   1.4  proxies routed by name on a listener the plugin shares among all
+ *        sessions (doc/protocol.md 9): proxy server_start, public_address,
+ *        client_options and the visitor filter hooks (on_visitor_data,
+ *        on_peer_end, on_visitor_end); host name_claim, name_lookup,
+ *        visitor_attach, stream_emit; mgrok_authz hostname and domain.
  *
  * A plugin is a shared object that exports exactly one symbol,
  * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
@@ -53,7 +58,7 @@ extern "C" {
 #endif
 
 #define MGROK_PLUGIN_ABI_MAJOR 1
-#define MGROK_PLUGIN_ABI_MINOR 3
+#define MGROK_PLUGIN_ABI_MINOR 4
 #define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
 
 enum mgrok_plugin_kind {
@@ -198,6 +203,42 @@ struct mgrok_host {
 	 */
 	int (*visitor_accept)(struct mgrok_proxy *px, int fd, const struct sockaddr *source,
 	                      socklen_t source_len);
+
+	/* ---- 1.4: proxies routed by name ---- */
+
+	/*
+	 * Server, from server_bind: claims a host name for px, which keeps it
+	 * until server_unbind (the host releases it). The host checks the
+	 * name (1-253 bytes, labels of [a-z0-9-], IDNA A-labels only; case is
+	 * folded), asks the auth plugin (authorize with hostname and domain
+	 * set; without an opinion of its own, a one-label subdomain of domain
+	 * is allowed) and its registry, one per proxy plugin. Returns
+	 * MGROK_ACK_OK, or the REGISTER_ACK status to refuse with
+	 * (MGROK_ACK_INVALID, MGROK_ACK_FORBIDDEN, MGROK_ACK_NAME_IN_USE) with
+	 * reason filled in.
+	 */
+	int (*name_claim)(struct mgrok_proxy *px, const char *name, const char *domain,
+	                  char *reason, size_t len);
+	/* Server: the proxy that holds name among self's names (any case), and
+	 * its server_bind state in *state; NULL when none does. */
+	struct mgrok_proxy *(*name_lookup)(const struct mgrok_plugin *self, const char *name,
+	                                   void **state);
+	/*
+	 * Server: a visitor the plugin accepted and has read from already is
+	 * handed over to px: the host opens a stream (NEW_STREAM with source),
+	 * sends first (first_len bytes, copied) as its first DATA, and owns fd
+	 * from then on. With arg NULL the visitor's later bytes are relayed as
+	 * they are; otherwise each read goes to ops->on_visitor_data(inst, arg,
+	 * ...), and on_peer_end and on_visitor_end are called. Returns 0, or
+	 * -1 when the session is over its stream limit (fd stays the caller's,
+	 * arg is not used).
+	 */
+	int (*visitor_attach)(struct mgrok_proxy *px, int fd, const struct sockaddr *source,
+	                      socklen_t source_len, const void *first, size_t first_len, void *arg);
+	/* Server, inside on_visitor_data only: bytes for the peer, in order.
+	 * The host sends them as the window allows and reads the visitor
+	 * again once they are out. */
+	void (*stream_emit)(struct mgrok_stream *st, const void *data, size_t len);
 };
 
 /* ---- proxy plugins ----------------------------------------------------- */
@@ -243,6 +284,42 @@ struct mgrok_proxy_ops {
 	/* ---- 1.1: datagram streams, see host->stream_attach_datagram ---- */
 	void (*on_datagram)(void *inst, void *arg, const uint8_t *data, size_t len);
 	void (*on_stream_end)(void *inst, void *arg);
+
+	/* ---- 1.4: proxies routed by name, all optional ---- */
+
+	/*
+	 * Server: called once after the control port listens; a plugin with a
+	 * listener of its own opens it here and closes it in fini. Its
+	 * proxies have no port: REGISTER remotePort must be 0, and server_bind
+	 * gets remote_port 0 and addr NULL. Returns 0, or -1 with err.
+	 */
+	int (*server_start)(void *inst, char *err, size_t errlen);
+	/* Server: the public address of a bound proxy ("http://app.example.com")
+	 * for REGISTER_ACK and logs; returns the port it is reached on. */
+	uint16_t (*public_address)(void *inst, void *state, char *buf, size_t len);
+	/* Client: check and complete a proxy's options before its REGISTER
+	 * (read a file they name, ...). Returns 0, or -1 with err filled in. */
+	int (*client_options)(void *inst, json_t *options, char *err, size_t errlen);
+	/*
+	 * Server, for visitors attached with an arg (host->visitor_attach):
+	 * bytes the visitor sent, in order. The plugin passes on what the peer
+	 * gets with host->stream_emit(st, ...). Returns 0, or 1 when the
+	 * visitor's side ends here: the host sends CLOSE after what was
+	 * emitted and reads the visitor no more. Called once with no data
+	 * (len 0) right after visitor_attach. The plugin must not reset or
+	 * close st from here.
+	 */
+	int (*on_visitor_data)(void *inst, void *arg, struct mgrok_stream *st, const uint8_t *data,
+	                       size_t len);
+	/*
+	 * The peer's side ended: code 0 is its CLOSE, once all its bytes are
+	 * written to the visitor; else the RESET code (enum mgrok_reset_code).
+	 * The plugin may write a last word to fd (a small error page): it then
+	 * returns 1 and the host closes fd with a FIN, never an RST.
+	 */
+	int (*on_peer_end)(void *inst, void *arg, int fd, int code);
+	/* The stream is gone (fd closed): release arg. Called exactly once. */
+	void (*on_visitor_end)(void *inst, void *arg);
 };
 
 /* ---- auth plugins ------------------------------------------------------ */
@@ -254,6 +331,11 @@ struct mgrok_authz {
 	const char *type;     /* the proxy type's plugin name: "tcp", "udp" */
 	uint16_t remote_port; /* a port to check, or 0: the proxy as a whole */
 	unsigned proxies;     /* proxies the session has registered already */
+	/* 1.4 (read only when host->abi_minor >= 4): a host name claimed for
+	 * the proxy (host->name_claim), or NULL; and the domain the server
+	 * gives out subdomains of for this proxy type, or NULL. */
+	const char *hostname;
+	const char *domain;
 };
 
 /* authorize() answers: OK, or the REGISTER_ACK status to refuse with. */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
@@ -44,6 +45,7 @@ struct user {
 	uint16_t (*ports)[2]; /* inclusive ranges; NULL: any port the server allows */
 	size_t nports;
 	json_t *types;        /* a reference to the file's array; NULL: all types */
+	json_t *domains;      /* host names it may claim (ABI 1.4); NULL: the server's subdomains */
 	unsigned max_proxies; /* 0: no limit of the user's own */
 	unsigned max_streams; /* 0: no limit of the user's own */
 };
@@ -114,6 +116,7 @@ static void db_free(const struct users *u, struct userdb *db)
 		mgrok_auth_secret_free(u->host, &db->v[i].token);
 		u->host->free(db->v[i].ports);
 		json_decref(db->v[i].types);
+		json_decref(db->v[i].domains);
 	}
 	u->host->free(db);
 }
@@ -145,10 +148,28 @@ static int parse_range(const json_t *v, uint16_t r[2])
 	return 0;
 }
 
+/* "domains": exact host names, or "*.suffix" for any name below suffix. */
+static int parse_domains(json_t *v, struct user *usr, char *msg, size_t len)
+{
+	size_t i, n = json_array_size(v);
+	for (i = 0; i < n; i++) {
+		const char *d = json_string_value(json_array_get(v, i));
+		if (!d || !*d || strlen(d) > 253 || strchr(d + (d[0] == '*'), '*') ||
+		    (d[0] == '*' && d[1] != '.'))
+			break;
+	}
+	if (!json_is_array(v) || n == 0 || i < n)
+		return fail(msg, len,
+		            "\"domains\" must be a non-empty array of host names or \"*.suffix\"");
+	usr->domains = json_incref(v);
+	return 0;
+}
+
 /*
  * One entry of "users": exactly one of "token" or "token_file" and optionally
  * "ports": [20080, "20000-20010"], "max_proxies": N, "max_streams": N,
- * "types": ["tcp", ...]. msg gets a reason without the file and user names.
+ * "types": ["tcp", ...], "domains": ["www.example.org", "*.example.org"].
+ * msg gets a reason without the file and user names.
  */
 static int parse_user(const struct users *u, json_t *obj, struct user *usr, char *msg, size_t len)
 {
@@ -189,6 +210,9 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 				usr->max_proxies = (unsigned)c;
 			else
 				usr->max_streams = (unsigned)c;
+		} else if (strcmp(key, "domains") == 0) {
+			if (parse_domains(v, usr, msg, len) < 0)
+				return -1;
 		} else if (strcmp(key, "types") == 0) {
 			for (i = 0; i < n && json_string_length(json_array_get(v, i)) > 0; i++)
 				;
@@ -199,7 +223,7 @@ static int parse_user(const struct users *u, json_t *obj, struct user *usr, char
 		} else {
 			return fail(msg, len,
 			            "unknown key \"%.64s\" (expected token, token_file, "
-			            "ports, max_proxies, max_streams or types)",
+			            "ports, max_proxies, max_streams, types or domains)",
 			            key);
 		}
 	}
@@ -406,6 +430,39 @@ static int users_reload(void *inst, char *err, size_t errlen)
 
 /* ---- authorization -------------------------------------------------------- */
 
+/* name matches rule: the same name, or below the suffix of "*.suffix". */
+static bool domain_match(const char *name, const char *rule)
+{
+	size_t n = strlen(name), r = strlen(rule);
+	if (rule[0] != '*')
+		return strcasecmp(name, rule) == 0;
+	return n > r - 1 && strcasecmp(name + n - (r - 1), rule + 1) == 0;
+}
+
+/* name is one label below domain ("app." + domain). */
+static bool in_domain(const char *name, const char *domain)
+{
+	size_t n = strlen(name), d = domain ? strlen(domain) : 0;
+	if (!d || n < d + 2 || name[n - d - 1] != '.' || strcasecmp(name + n - d, domain) != 0)
+		return false;
+	return memchr(name, '.', n - d - 1) == NULL;
+}
+
+/* Without rules of its own a user may have one-label subdomains of the
+ * server's domain, as with a shared token. */
+static int authorize_name(const struct user *usr, const struct mgrok_authz *a, char *reason,
+                          size_t len)
+{
+	size_t i, n = json_array_size(usr->domains);
+	for (i = 0; i < n; i++)
+		if (domain_match(a->hostname, json_string_value(json_array_get(usr->domains, i))))
+			return MGROK_AUTHZ_OK;
+	if (!usr->domains && in_domain(a->hostname, a->domain))
+		return MGROK_AUTHZ_OK;
+	snprintf(reason, len, "user %s may not use the name %s", usr->name, a->hostname);
+	return MGROK_AUTHZ_FORBIDDEN;
+}
+
 static int users_authorize(void *inst, const struct mgrok_authz *a, char *reason, size_t len)
 {
 	const struct users *u = inst;
@@ -416,6 +473,8 @@ static int users_authorize(void *inst, const struct mgrok_authz *a, char *reason
 		snprintf(reason, len, "user %s no longer exists", a->identity ? a->identity : "?");
 		return MGROK_AUTHZ_FORBIDDEN;
 	}
+	if (u->host->abi_minor >= 4 && a->hostname)
+		return authorize_name(usr, a, reason, len);
 	if (a->remote_port == 0) {
 		for (i = 0; i < ntypes; i++)
 			if (strcmp(json_string_value(json_array_get(usr->types, i)), a->type) == 0)

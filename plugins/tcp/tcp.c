@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "local_connect.h"
 #include "mgrok/plugin.h"
 
 #define ACCEPTS_PER_WAKEUP 64
@@ -147,25 +148,7 @@ static void server_unbind(void *inst, void *state)
 static void client_open(void *inst, const struct mgrok_proxy_spec *spec, struct mgrok_stream *st)
 {
 	struct tcp_plugin *tp = inst;
-	int fd = socket(spec->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		tp->host->log(tp->self, MGROK_LOG_WARN, "socket: %s", strerror(errno));
-		tp->host->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
-		return;
-	}
-	if (connect(fd, spec->addr, spec->addr_len) == 0) {
-		tp->host->stream_attach_fd(st, fd, 0);
-		return;
-	}
-	if (errno == EINPROGRESS) {
-		tp->host->stream_attach_fd(st, fd, 1);
-		return;
-	}
-	char a[64];
-	tp->host->log(tp->self, MGROK_LOG_INFO, "proxy %s: cannot connect to %s: %s", spec->name,
-	              tp->host->addr_format(spec->addr, a, sizeof(a)), strerror(errno));
-	close(fd);
-	tp->host->stream_reset(st, MGROK_RESET_CONNECT_FAILED);
+	local_connect(tp->host, tp->self, spec, st);
 }
 
 static const struct mgrok_proxy_ops ops = {

@@ -178,13 +178,20 @@ static int init_with(struct mgrok_plugin *p, const char *conf, char *err, size_t
 
 /* ---- loading -------------------------------------------------------------- */
 
+/* tcp, udp, tls, none, token, users; http when configure found http-parser. */
+#ifdef HAVE_HTTP_PARSER
+#define BUILT_PLUGINS 7
+#else
+#define BUILT_PLUGINS 6
+#endif
+
 START_TEST(test_load_dir_all)
 {
 	struct mgrok_registry r = {0};
 	char err[ERRLEN] = "";
 	ck_assert_msg(mgrok_registry_load_dir(&r, plugin_dir(), NULL, 0, err, sizeof(err)) == 0,
 	              "load_dir: %s", err);
-	ck_assert_uint_eq(r.n, 5);
+	ck_assert_uint_eq(r.n, BUILT_PLUGINS);
 
 	struct mgrok_plugin *tcp = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "tcp");
 	struct mgrok_plugin *udp = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "udp");
@@ -273,7 +280,19 @@ START_TEST(test_find)
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x01), token);
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x00));
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x02), udp);
+#ifdef HAVE_HTTP_PARSER
+	struct mgrok_plugin *http = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "http");
+	ck_assert_ptr_nonnull(http);
+	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x03), http);
+	ck_assert_uint_ge(http->desc->abi_minor, 4); /* routed by name */
+#else
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x03));
+#endif
+	struct mgrok_plugin *tls = mgrok_registry_find(&r, MGROK_PLUGIN_PROXY, "tls");
+	ck_assert_ptr_nonnull(tls);
+	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x04), tls);
+	ck_assert_uint_ge(tls->desc->abi_minor, 4);
+	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x05));
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x02), users);
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x03));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0xff));
@@ -795,7 +814,7 @@ START_TEST(test_registry_free_all)
 	mgrok_registry_free(&r);
 	ck_assert_msg(mgrok_registry_load_dir(&r, plugin_dir(), NULL, 0, err, sizeof(err)) == 0,
 	              "load_dir again: %s", err);
-	ck_assert_uint_eq(r.n, 5);
+	ck_assert_uint_eq(r.n, BUILT_PLUGINS);
 	mgrok_registry_free(&r);
 }
 END_TEST
