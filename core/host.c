@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "addr.h"
 #include "balancer.h"
@@ -12,6 +13,7 @@
 #include "context.h"
 #include "log.h"
 #include "plugin_loader.h"
+#include "proxyproto.h"
 #include "proxy.h"
 #include "server.h"
 #include "stream.h"
@@ -147,6 +149,26 @@ static struct mgrok_proxy *host_name_lookup(const struct mgrok_plugin *self, con
 	return px;
 }
 
+static int host_from_balancer(const struct sockaddr *source)
+{
+	const struct mgrok_server_conf *c =
+	        host_ctx->server ? mgrok_server_conf(host_ctx->server) : NULL;
+	return c && mgrok_cidr_match(c->proxy_protocol_from, c->n_proxy_protocol_from, source);
+}
+
+static int host_proxy_header_parse(const uint8_t *buf, size_t len, size_t *used,
+                                   struct sockaddr_storage *src, socklen_t *src_len, char *err,
+                                   size_t errlen)
+{
+	struct mgrok_pp pp;
+	int rc = mgrok_pp_parse(buf, len, &pp, used, err, errlen);
+	if (rc == 1 && pp.proxied) {
+		memcpy(src, &pp.src, pp.len);
+		*src_len = pp.len;
+	}
+	return rc;
+}
+
 const struct mgrok_host mgrok_host_table = {
         .abi_major = MGROK_PLUGIN_ABI_MAJOR,
         .abi_minor = MGROK_PLUGIN_ABI_MINOR,
@@ -175,4 +197,6 @@ const struct mgrok_host mgrok_host_table = {
         .name_lookup = host_name_lookup,
         .visitor_attach = mgrok_visitor_attach,
         .stream_emit = mgrok_stream_emit,
+        .from_balancer = host_from_balancer,
+        .proxy_header_parse = host_proxy_header_parse,
 };

@@ -257,6 +257,11 @@ int mgrok_server_name_claim(struct mgrok_proxy *px, const char *name, const char
 	return MGROK_ACK_OK;
 }
 
+const struct mgrok_server_conf *mgrok_server_conf(const struct mgrok_server *srv)
+{
+	return srv->conf;
+}
+
 struct mgrok_proxy *mgrok_server_name_lookup(struct mgrok_server *srv, const struct mgrok_plugin *p,
                                              const char *name)
 {

@@ -31,6 +31,9 @@ int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);
 
+/* The configuration it runs with. */
+const struct mgrok_server_conf *mgrok_server_conf(const struct mgrok_server *srv);
+
 /* Host functions name_claim and name_lookup (ABI 1.4). */
 struct mgrok_proxy;
 struct mgrok_plugin;

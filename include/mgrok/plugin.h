@@ -17,7 +17,8 @@
  *        sessions (doc/protocol.md 9): proxy server_start, public_address,
  *        client_options and the visitor filter hooks (on_visitor_data,
  *        on_peer_end, on_visitor_end); host name_claim, name_lookup,
- *        visitor_attach, stream_emit; mgrok_authz hostname and domain.
+ *        visitor_attach, stream_emit, from_balancer, proxy_header_parse;
+ *        mgrok_authz hostname and domain.
  *
  * A plugin is a shared object that exports exactly one symbol,
  * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
@@ -239,6 +240,23 @@ struct mgrok_host {
 	 * The host sends them as the window allows and reads the visitor
 	 * again once they are out. */
 	void (*stream_emit)(struct mgrok_stream *st, const void *data, size_t len);
+	/*
+	 * Server, for a plugin's own listener: is source a load balancer of
+	 * the server's proxy_protocol_from? Its connections then begin with a
+	 * PROXY protocol header, which the plugin takes off with
+	 * proxy_header_parse before anything else.
+	 */
+	int (*from_balancer)(const struct sockaddr *source);
+	/*
+	 * Parses a PROXY protocol header (v1 or v2) at the start of
+	 * buf[0..len). Returns 1 when it is whole: *used is its length, and
+	 * src/src_len the address it names (left alone for a v1 UNKNOWN or v2
+	 * LOCAL header: the balancer's own connection); 0 when more bytes are
+	 * needed; -1 with err when it is no valid header.
+	 */
+	int (*proxy_header_parse)(const uint8_t *buf, size_t len, size_t *used,
+	                          struct sockaddr_storage *src, socklen_t *src_len, char *err,
+	                          size_t errlen);
 };
 
 /* ---- proxy plugins ----------------------------------------------------- */

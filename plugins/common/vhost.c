@@ -154,7 +154,52 @@ void vhost_answer(struct vhost_conn *c, const void *bytes, size_t len)
 static void on_conn_timeout(void *arg)
 {
 	struct vhost_conn *c = arg;
+	if (c->pp_pending) {
+		c->vh->host->log(c->vh->self, MGROK_LOG_WARN,
+		                 "visitor through balancer %s: no PROXY header in %.0f s",
+		                 c->src_ip, c->vh->timeout);
+		conn_free(c, true);
+		return;
+	}
 	c->vh->proto->on_stuck(c, true);
+}
+
+/* The visitor's address as text without its port, for headers and logs. */
+static void set_source(struct vhost_conn *c)
+{
+	c->vh->host->addr_format((const struct sockaddr *)&c->src, c->src_ip, sizeof(c->src_ip));
+	char *colon = strrchr(c->src_ip, ':'); /* "1.2.3.4:80" or "[::1]:80" */
+	if (colon)
+		*colon = '\0';
+	if (c->src_ip[0] == '[') {
+		memmove(c->src_ip, c->src_ip + 1, strlen(c->src_ip));
+		c->src_ip[strlen(c->src_ip) - 1] = '\0';
+	}
+}
+
+/* A balancer's connection: its PROXY header names the visitor. Returns
+ * whether the bytes after it are the visitor's, to be looked at now (c
+ * may be gone when not). */
+static bool take_proxy_header(struct vhost_conn *c)
+{
+	const struct mgrok_host *h = c->vh->host;
+	char err[160];
+	size_t used = 0;
+	int rc =
+	        h->proxy_header_parse(c->buf, c->len, &used, &c->src, &c->srclen, err, sizeof(err));
+	if (rc == 0 && c->len < c->vh->proto->max_first_bytes)
+		return false;
+	if (rc <= 0) {
+		h->log(c->vh->self, MGROK_LOG_WARN, "visitor through balancer %s: %s", c->src_ip,
+		       rc ? err : "no PROXY header");
+		conn_free(c, true);
+		return false;
+	}
+	c->pp_pending = false;
+	memmove(c->buf, c->buf + used, c->len - used);
+	c->len -= used;
+	set_source(c);
+	return c->len > 0;
 }
 
 static void on_conn_readable(void *arg, int fd, int events)
@@ -170,6 +215,8 @@ static void on_conn_readable(void *arg, int fd, int events)
 		return;
 	}
 	c->len += (size_t)n;
+	if (c->pp_pending && !take_proxy_header(c))
+		return;
 	if (vh->proto->on_bytes(c) && c->len == vh->proto->max_first_bytes)
 		vh->proto->on_stuck(c, false);
 }
@@ -206,14 +253,8 @@ static void conn_new(struct vhost *vh, int fd, const struct sockaddr_storage *ss
 	c->fd = fd;
 	c->src = *ss;
 	c->srclen = len;
-	h->addr_format((const struct sockaddr *)ss, c->src_ip, sizeof(c->src_ip));
-	char *colon = strrchr(c->src_ip, ':'); /* "1.2.3.4:80" or "[::1]:80" */
-	if (colon)
-		*colon = '\0';
-	if (c->src_ip[0] == '[') {
-		memmove(c->src_ip, c->src_ip + 1, strlen(c->src_ip));
-		c->src_ip[strlen(c->src_ip) - 1] = '\0';
-	}
+	set_source(c);
+	c->pp_pending = h->from_balancer((const struct sockaddr *)ss) != 0;
 	c->buf = h->alloc(vh->proto->max_first_bytes);
 	c->next = vh->conns;
 	if (vh->conns)

@@ -30,7 +30,8 @@ struct vhost_conn {
 	struct mgrok_timer *timer;
 	uint8_t *buf; /* what the visitor sent so far */
 	size_t len;
-	void *proto; /* the plugin's per-visitor state */
+	void *proto;     /* the plugin's per-visitor state */
+	bool pp_pending; /* from a load balancer: its PROXY header comes first */
 	struct vhost_conn *prev, *next;
 };
 
