@@ -90,8 +90,9 @@ void mgrok_filter_read(struct mgrok_stream *st)
 		return;
 	if (!st->filter)
 		return; /* the next wakeup reads it as any other stream */
-	if (fl->out.len || fl->ended || !fl->arg) {
-		/* Nothing more is read until what the plugin emitted is out. */
+	if (fl->out.len || fl->ended || !fl->arg || !st->ms.send_window) {
+		/* Nothing more is read until what the plugin emitted is out and
+		 * the window is open: a read of 0 bytes would look like EOF. */
 		mgrok_stream_pause_read(st);
 		return;
 	}

@@ -347,6 +347,167 @@ def proxyproto_seeds():
     return s
 
 
+# ---- fuzz_client_hello: split seed, record seed, then the bytes -------------------
+# (RFC 8446 4.1.2 and 5.1, RFC 6066 3; plugins/tls/client_hello.c)
+
+# What python3's ssl module (OpenSSL 3.0.19) sends first, captured once (the
+# random bytes and key shares differ on every run, so they are kept here):
+#
+#     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+#     ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+#     ctx.maximum_version = ssl.TLSVersion.TLSv1_3  # or TLSv1_2
+#     i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+#     s = ctx.wrap_bio(i, o, server_hostname="www.Example.com")  # or None
+#     try: s.do_handshake()
+#     except ssl.SSLWantReadError: hello = o.read()
+#
+# tests/unit/check_client_hello.c holds the same four.
+TLS13_SNI = bytes.fromhex(
+    "1603010200010001fc03031f85a30ad843b9892e7c7ab542ba8d1b0f4ef9f7333a07bf7cfb0171dd91005e20"
+    "4ab17084adfd7935901ae085cef4a44e271dbf38e6c3cada97281d4669a8f6690024130213031301c02cc030"
+    "c02bc02fcca9cca8c024c028c023c027009f009e006b006700ff0100018f00000014001200000f7777772e45"
+    "78616d706c652e636f6d000b000403000102000a00160014001d0017001e0019001801000101010201030104"
+    "002300000016000000170000000d002a0028040305030603080708080809080a080b08040805080604010501"
+    "0601030303010302040205020602002b00050403040303002d00020101003300260024001d0020df4d8bfe24"
+    "8b262657c2c181bc63c456387eb9fd8c746e02a4941cb196d91e22001500de00000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000"
+)
+TLS12_SNI = bytes.fromhex(
+    "16030100b5010000b10303c9e81e0888de80e53e54aa377e3d7c3de9927613bc9e0efa8983b150fb89e3e500"
+    "001ec02cc030c02bc02fcca9cca8c024c028c023c027009f009e006b006700ff0100006a0000001400120000"
+    "0f6170692e6578616d706c652e6f7267000b000403000102000a000c000a001d0017001e0019001800230000"
+    "0016000000170000000d002a0028040305030603080708080809080a080b0804080508060401050106010303"
+    "03010302040205020602"
+)
+TLS13_NOSNI = bytes.fromhex(
+    "1603010200010001fc030361cc77c0593184be417b28e74ca95e5c76c248b5d0bd532a197993bbad08222f20"
+    "d785bf065a757a73500401f1e4c511feba09fd929d25f3a5dd7322bd97ac244b0024130213031301c02cc030"
+    "c02bc02fcca9cca8c024c028c023c027009f009e006b006700ff0100018f000b000403000102000a00160014"
+    "001d0017001e0019001801000101010201030104002300000016000000170000000d002a0028040305030603"
+    "080708080809080a080b080408050806040105010601030303010302040205020602002b0005040304030300"
+    "2d00020101003300260024001d00201b64379cedfc3814302bed83c10a5e9eeeaf72dc17847518c30b044a91"
+    "cf1c0f001500f600000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000"
+)
+TLS12_NOSNI = bytes.fromhex(
+    "160301009d010000990303620eb35b98e5e73e577574d41d98bf3e60a6fb127450e3426308a75a5ca8647d00"
+    "001ec02cc030c02bc02fcca9cca8c024c028c023c027009f009e006b006700ff01000052000b000403000102"
+    "000a000c000a001d0017001e00190018002300000016000000170000000d002a002804030503060308070808"
+    "0809080a080b080408050806040105010601030303010302040205020602"
+)
+TLS_HELLO_MAX = 16384
+
+
+def tls_records(hs, frag=16384, content=22, version=0x0301):
+    """The bytes hs in records of at most frag bytes."""
+    out = b""
+    for i in range(0, len(hs), frag):
+        part = hs[i:i + frag]
+        out += struct.pack(">BHH", content, version, len(part)) + part
+    return out
+
+
+def tls_ext(etype, data):
+    return struct.pack(">HH", etype, len(data)) + data
+
+
+def sni_ext(*entries):
+    """A server_name extension; entries are names (host_name) or (type, bytes)."""
+    body = b""
+    for e in entries:
+        t, name = e if isinstance(e, tuple) else (0, e)
+        body += bytes([t]) + str16(name)
+    return tls_ext(0, str16(body))
+
+
+def client_hello(exts=b"", version=0x0303, session_id=bytes(32), suites=b"\x13\x01\x13\x02",
+                 compression=b"\x00", with_exts=True, exts_len=None):
+    """A ClientHello handshake message (header included); exts_len: another
+    length for the extensions block than its own."""
+    exts_len = len(exts) if exts_len is None else exts_len
+    body = struct.pack(">H", version) + bytes(range(32)) + str8(session_id) + str16(suites) + \
+        str8(compression) + (struct.pack(">H", exts_len) + exts if with_exts else b"")
+    return b"\x01" + struct.pack(">I", len(body))[1:] + body
+
+
+def named_hello(name, more=b""):
+    """The usual hello with a server_name first, then supported_versions."""
+    return client_hello(sni_ext(name) + tls_ext(43, b"\x02\x03\x04") + more)
+
+
+def padded_hello(total, name=b"example.com"):
+    """A hello padded (extension 21) to total bytes of handshake message."""
+    short = len(named_hello(name, tls_ext(21, b"")))
+    return named_hello(name, tls_ext(21, bytes(total - short)))
+
+
+def client_hello_seeds():
+    s = {}
+    captured = {"tls13-sni": TLS13_SNI, "tls12-sni": TLS12_SNI, "tls13-no-sni": TLS13_NOSNI,
+                "tls12-no-sni": TLS12_NOSNI}
+    for name, hello in captured.items():
+        s[name] = b"\x00\x00" + hello
+        s[name + "-split"] = b"\x05\x07" + hello
+        s[name + "-truncated"] = b"\x01\x00" + hello[:len(hello) * 2 // 3]
+    hs13 = TLS13_SNI[5:]
+    s["tls13-sni-two-records"] = b"\x00\xc1" + tls_records(hs13[:100]) + tls_records(hs13[100:])
+    s["tls12-sni-byte-records"] = b"\x03\x00" + tls_records(TLS12_SNI[5:], 1)
+    s["tls13-sni-early-data"] = b"\x00\x02" + TLS13_SNI + tls_records(b"GET /", content=23)
+    s["tls12-sni-record-1.2"] = b"\x00\x00" + tls_records(TLS12_SNI[5:], version=0x0303)
+    # built hellos
+    s["uppercase"] = b"\x00\x03" + tls_records(named_hello(b"WWW.Example.COM"))
+    s["no-extensions"] = b"\x00\x00" + tls_records(client_hello(with_exts=False))
+    s["empty-extensions"] = b"\x02\x00" + tls_records(client_hello())
+    s["shortest-fields"] = b"\x00\x00" + tls_records(client_hello(
+        sni_ext(b"a"), version=0x0300, session_id=b"", suites=b"\x00\x2f"))
+    s["other-name-type"] = b"\x00\x00" + tls_records(client_hello(sni_ext((1, b"x"))))
+    s["name-types-mixed"] = b"\x00\x00" + tls_records(client_hello(
+        sni_ext((1, b""), b"example.com", (255, b"zz"))))
+    s["host-name-twice"] = b"\x00\x00" + tls_records(client_hello(sni_ext(b"a.example",
+                                                                          b"b.example")))
+    s["server-name-twice"] = b"\x00\x00" + tls_records(client_hello(
+        sni_ext(b"a.example") + tls_ext(23, b"") + sni_ext(b"a.example")))
+    s["server-name-empty"] = b"\x00\x00" + tls_records(client_hello(tls_ext(0, b"")))
+    s["byte-after-name-list"] = b"\x00\x00" + tls_records(client_hello(
+        tls_ext(0, str16(b"\x00" + str16(b"example.com")) + b"\x00")))
+    s["name-253"] = b"\x04\x00" + tls_records(named_hello(b".".join([b"a" * 63] * 3 + [b"b" * 61])))
+    s["name-254"] = b"\x00\x00" + tls_records(named_hello(b".".join([b"a" * 63] * 3 + [b"b" * 62])))
+    s["label-64"] = b"\x00\x00" + tls_records(named_hello(b"a" * 64 + b".com"))
+    s["name-trailing-dot"] = b"\x00\x00" + tls_records(named_hello(b"example.com."))
+    s["name-underscore"] = b"\x01\x00" + tls_records(named_hello(b"my_host.example"))
+    s["name-ip"] = b"\x00\x00" + tls_records(named_hello(b"192.0.2.1"))
+    s["bytes-after-hello"] = b"\x00\x00" + tls_records(named_hello(b"example.com") + b"\xee" * 20)
+    sni = sni_ext(b"example.com")
+    s["extensions-past-hello"] = b"\x00\x00" + tls_records(client_hello(sni, exts_len=len(sni) + 1))
+    s["byte-after-extensions"] = b"\x00\x00" + tls_records(client_hello(sni, exts_len=len(sni) - 1))
+    # TLS_HELLO_MAX: exactly, in two records, then one byte over; and a
+    # 3000-byte hello that one-byte records make 18000 bytes long.
+    at_max = padded_hello(TLS_HELLO_MAX - 10)
+    s["max"] = b"\x00\x09" + tls_records(at_max[:100]) + tls_records(at_max[100:])
+    over = padded_hello(TLS_HELLO_MAX - 9)
+    s["max-plus-one"] = b"\x00\x00" + tls_records(over[:100]) + tls_records(over[100:])
+    s["byte-records-too-long"] = b"\x00\x00" + tls_records(padded_hello(3000), 1)
+    # refused at the record layer
+    hs = named_hello(b"example.com")
+    s["alert-between"] = b"\x00\x00" + tls_records(hs[:50]) + b"\x15\x03\x03\x00\x02\x02\x28" + \
+        tls_records(hs[50:])
+    s["record-length-0"] = b"\x00\x00" + b"\x16\x03\x01\x00\x00" + tls_records(hs)
+    s["record-length-16385"] = b"\x00\x00" + b"\x16\x03\x01\x40\x01" + hs
+    s["server-hello"] = b"\x00\x00" + tls_records(b"\x02" + hs[1:])
+    s["http"] = b"\x00\x00" + b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    s["sslv2"] = b"\x00\x00" + b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"
+    s["empty"] = b"\x00\x00"
+    return s
+
+
 # ---- fuzz_session: flags, then commands (enum op in fuzz_session.c) -------------
 
 RAW, FRAME, REPEAT, OPEN, LOCAL_WRITE, LOCAL_CTRL, DGRAM, PEER, TIMER, RUN, CLOSE_OP = range(11)
@@ -471,6 +632,7 @@ TARGETS = {
     "fuzz_users": users_seeds,
     "fuzz_session": session_seeds,
     "fuzz_proxyproto": proxyproto_seeds,
+    "fuzz_client_hello": client_hello_seeds,
 }
 
 

@@ -28,6 +28,10 @@ by concern:
               theirs, Balancer (a relay that sends one)
   env         Env, and what it records of the programs' output
   tls         gen_cert, cert_fingerprint
+  nginx       Nginx (a real nginx as the local service), Recorder and
+              hash_upload_handler (Python HTTP services), HTTP/1.1 by hand:
+              Reader, read_request, read_response, request_bytes, http_exchange
+  websocket   (as t.websocket) an RFC 6455 echo_handler and Client
 """
 
 import os
@@ -40,6 +44,8 @@ import traceback
 # Everything a test uses, as t.NAME.
 from .checks import DEADLINE, TestFailure, check, check_eq, log, wait_for
 from .env import Env, check_no_secrets, run_recorded, write_json
+from .nginx import (BIG, Nginx, Reader, Recorder, closes, hash_upload_handler, headers_report,
+                    http_exchange, read_request, read_response, request_bytes)
 from .payloads import CHUNK, pattern, pattern_digest, payload
 from .ports import (PortBlock, accept_backlog, have_ipv6_loopback, port_closed, port_free,
                     tcp_queues, udp_port_free)
@@ -52,6 +58,7 @@ from .rawsession import FakeServer, RawSession
 from .services import (UDP_MAX, UDP_SOCKBUF, Service, UdpService, echo_handler, hash_handler,
                        prefix_handler, recv_all, source_handler, udp_echo_handler)
 from .tls import FINGERPRINT_RE, cert_fingerprint, gen_cert
+from . import websocket
 from .visitors import (EchoLoop, connect, echo_check, roundtrip, udp_echo_check, udp_exchange,
                        udp_roundtrip, udp_socket, udp_visitors)
 from .wire import (ACK_FORBIDDEN, ACK_INVALID, ACK_LIMIT, ACK_NAME_IN_USE, ACK_OK, ACK_PORT_IN_USE,
