@@ -18,9 +18,10 @@
 
 #define HEAD_MAX 16384
 #define HEADERS_MAX 100
-/* Unrouted visitors may send this much (a head and some body) before the
- * head is complete; past HEAD_MAX the filter has answered 431 already. */
-#define FIRST_BYTES_MAX (64u * 1024)
+/* What an unrouted visitor's buffer holds: a whole head fits, with room
+ * for what came after it in the same read; past HEAD_MAX the filter has
+ * answered 431 already. */
+#define FIRST_BYTES_MAX (HEAD_MAX + 4096)
 #define BASIC_AUTH_MAX 64 /* accepted user:password pairs per proxy */
 
 /* Per proxy: what each of its requests is checked and rewritten with. */

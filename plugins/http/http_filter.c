@@ -1,13 +1,14 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "http_filter.h"
 
+#include <arpa/inet.h>
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define DEFAULT_MAX_HEAD 16384
 #define DEFAULT_MAX_HEADERS 100
@@ -77,9 +78,9 @@ struct http_filter {
 	/* Chunked framing, checked between the data http_parser hands over. */
 	bool chunked, after_data;
 	struct line_scan framing;
-	const uint8_t *feed;      /* the bytes of the http_parser_execute() under way */
-	size_t feed_checked;      /* framing checked up to here in feed[] */
-	size_t framing_error;     /* offset in feed[] of a bad framing byte, or NO_ERROR */
+	const uint8_t *feed;  /* the bytes of the http_parser_execute() under way */
+	size_t feed_checked;  /* framing checked up to here in feed[] */
+	size_t framing_error; /* offset in feed[] of a bad framing byte, or NO_ERROR */
 
 	char *host;  /* of the first head */
 	char *bound; /* the route's host */
@@ -152,9 +153,13 @@ static void put(struct http_filter *f, const void *p, size_t n)
 {
 	if (f->oom || n == 0)
 		return;
-	if (f->out_start > 0) { /* drained bytes first make room */
-		memmove(f->out, f->out + f->out_start, f->out_len - f->out_start);
-		f->out_len -= f->out_start;
+	size_t left = f->out_len - f->out_start;
+	/* Drained bytes make room when there are at least as many as are left:
+	 * then what moves costs no more than what was sent. Else it grows, so
+	 * that a slow service with much left does not make each put move it. */
+	if (n > f->out_cap - f->out_len && f->out_start > 0 && f->out_start >= left) {
+		memmove(f->out, f->out + f->out_start, left);
+		f->out_len = left;
 		f->out_start = 0;
 	}
 	if (n > f->out_cap - f->out_len) {
@@ -455,9 +460,8 @@ static int check_request_line(struct http_filter *f)
 	size_t mlen = strlen(method);
 	const uint8_t *cr = memchr(f->head, '\r', f->head_len);
 	size_t line = (size_t)(cr - f->head), url_end = f->url + f->url_len;
-	if (f->url_len == 0 || f->url != mlen + 1 || f->head[mlen] != ' ' ||
-	    line != url_end + 9 || f->head[url_end] != ' ' ||
-	    memcmp(f->head + url_end + 1, "HTTP/", 5) != 0)
+	if (f->url_len == 0 || f->url != mlen + 1 || f->head[mlen] != ' ' || line != url_end + 9 ||
+	    f->head[url_end] != ' ' || memcmp(f->head + url_end + 1, "HTTP/", 5) != 0)
 		return refuse(f, 400, "the request line is not METHOD SP target SP HTTP/1.x");
 	if (f->parser.http_major != 1 || f->parser.http_minor > 1)
 		return refuse(f, 505, "an HTTP version other than 1.0 and 1.1");
@@ -474,15 +478,26 @@ static int check_field_names(struct http_filter *f)
 	return 0;
 }
 
+/* An IP literal (RFC 3986 3.2.2) as inet_ntop writes it, so that every
+ * spelling of an address is one host. http_parser takes any hex digits, dots,
+ * colons and a zone there; a zone means nothing from afar. */
+static bool ipv6_literal(char *host)
+{
+	struct in6_addr a;
+	if (inet_pton(AF_INET6, host, &a) != 1)
+		return false;
+	return inet_ntop(AF_INET6, &a, host, INET6_ADDRSTRLEN) != NULL;
+}
+
 /* url names a host: sets req_host to it, lower-cased. */
 static bool url_host(struct http_filter *f, const char *url, const struct http_parser_url *u)
 {
-	if (!(u->field_set & (1 << UF_HOST)) || (u->field_set & (1 << UF_USERINFO)) ||
-	    u->field_data[UF_HOST].len == 0)
+	size_t off = u->field_data[UF_HOST].off, len = u->field_data[UF_HOST].len;
+	if (!(u->field_set & (1 << UF_HOST)) || (u->field_set & (1 << UF_USERINFO)) || len == 0)
 		return false;
-	copy_lower(f->req_host, (const uint8_t *)url + u->field_data[UF_HOST].off,
-	           u->field_data[UF_HOST].len);
-	return true;
+	copy_lower(f->req_host, (const uint8_t *)url + off, len);
+	return off == 0 || url[off - 1] != '[' ||
+	       (len < INET6_ADDRSTRLEN && ipv6_literal(f->req_host));
 }
 
 /* The Host value as the authority of "http://VALUE/", so that http_parser's
@@ -511,8 +526,7 @@ static int target_host(struct http_filter *f)
 	if (f->parser.method == HTTP_CONNECT || url[0] == '/' || url[0] == '*')
 		return 0;
 	http_parser_url_init(&u);
-	if (http_parser_parse_url(url, f->url_len, 0, &u) != 0 ||
-	    !(u.field_set & (1 << UF_SCHEMA)))
+	if (http_parser_parse_url(url, f->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_SCHEMA)))
 		return refuse(f, 400, "a request target that is no URL");
 	const uint8_t *scheme = f->head + f->url + u.field_data[UF_SCHEMA].off;
 	size_t slen = u.field_data[UF_SCHEMA].len;
@@ -737,7 +751,9 @@ static void put_forwarding(struct http_filter *f, enum kind k, const struct fiel
 		put(f, "\r\n", 2);
 		break;
 	case KIND_XFP: put_field(f, "X-Forwarded-Proto", f->proto, strlen(f->proto)); break;
-	case KIND_XFH: put_field(f, "X-Forwarded-Host", f->head + host->value, host->value_len); break;
+	case KIND_XFH:
+		put_field(f, "X-Forwarded-Host", f->head + host->value, host->value_len);
+		break;
 	case KIND_FORWARDED: put_forwarded(f, host); break;
 	default: break;
 	}
@@ -957,7 +973,8 @@ struct http_filter *http_filter_new(const struct http_filter_limits *lim, const 
 	f->client_ip = strdup(client_ip);
 	f->proto = strdup(proto);
 	f->head = malloc(f->lim.max_head);
-	f->req_host = malloc(f->lim.max_head + 1);
+	/* A host is a part of the head, or an address inet_ntop() writes. */
+	f->req_host = malloc(f->lim.max_head + INET6_ADDRSTRLEN);
 	f->scratch = malloc(f->lim.max_head + 16);
 	f->reason[0] = '\0';
 	if (!f->client_ip || !f->proto || !f->head || !f->req_host || !f->scratch) {

@@ -59,7 +59,8 @@ void http_filter_free(struct http_filter *f);
 struct http_route {
 	const char *host;        /* the name the connection is bound to (lower-case, no port) */
 	const char *host_header; /* NULL, or the value that replaces Host towards the service */
-	const char *const *basic_auth; /* NULL, or a NULL-terminated list of "user:password" accepted */
+	const char *const
+	        *basic_auth; /* NULL, or a NULL-terminated list of "user:password" accepted */
 	/* Adds X-Forwarded-For (appended to an existing one), X-Forwarded-Proto,
 	 * X-Forwarded-Host (replaced: the Host value as received) and Forwarded
 	 * (RFC 7239, appended to an existing one). */
@@ -121,7 +122,9 @@ int http_filter_feed(struct http_filter *f, const uint8_t *in, size_t len, size_
 
 /* The first request's host: the Host value, or the authority of an
  * absolute-form target (which then wins), lower-cased, port stripped, an
- * IPv6 literal without its brackets. NULL before HTTP_FILTER_ROUTE. */
+ * IPv6 literal without its brackets and as inet_ntop() writes it (one
+ * without a valid address, or with a zone, is refused). NULL before
+ * HTTP_FILTER_ROUTE. */
 const char *http_filter_host(const struct http_filter *f);
 /* Why the filter refused, "" if it has not. */
 const char *http_filter_reason(const struct http_filter *f);

@@ -51,7 +51,7 @@ struct writer {
 
 static void put(struct writer *w, const char *s, size_t n)
 {
-	if (n && w->len + n <= w->cap)
+	if (w->out && w->len <= w->cap && n <= w->cap - w->len)
 		memcpy(w->out + w->len, s, n);
 	w->len += n;
 }
