@@ -82,6 +82,17 @@ int mgrok_filter_flush(struct mgrok_stream *st)
 	return close_if_done(st);
 }
 
+/* The plugin found what the peer got so far unusable: RESET, so that it is
+ * never taken for a whole request; the visitor hears why, gently. */
+static void abort_stream(struct mgrok_stream *st)
+{
+	struct mgrok_frame f = {.type = MGROK_FRAME_RESET, .stream_id = st->ms.id};
+	f.u.reset_code = MGROK_RESET_CANCEL;
+	mgrok_session_send(st->sess, &f);
+	bool answered = mgrok_filter_peer_end(st, -1);
+	mgrok_stream_destroy(st, !answered);
+}
+
 void mgrok_filter_read(struct mgrok_stream *st)
 {
 	struct mgrok_stream_filter *fl = st->filter;
@@ -101,6 +112,10 @@ void mgrok_filter_read(struct mgrok_stream *st)
 	if (n > 0) {
 		int rc = ops_of(st)->on_visitor_data(st->proxy->plugin->inst, fl->arg, st, buf,
 		                                     (size_t)n);
+		if (rc == 2) {
+			abort_stream(st);
+			return;
+		}
 		fl->ended = rc == 1;
 		if (close_if_done(st) == 0 && (fl->out.len || fl->ended))
 			mgrok_stream_pause_read(st);

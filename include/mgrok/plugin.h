@@ -321,9 +321,11 @@ struct mgrok_proxy_ops {
 	/*
 	 * Server, for visitors attached with an arg (host->visitor_attach):
 	 * bytes the visitor sent, in order. The plugin passes on what the peer
-	 * gets with host->stream_emit(st, ...). Returns 0, or 1 when the
+	 * gets with host->stream_emit(st, ...). Returns 0; or 1 when the
 	 * visitor's side ends here: the host sends CLOSE after what was
-	 * emitted and reads the visitor no more. Called once with no data
+	 * emitted and reads the visitor no more; or 2 when what the peer got
+	 * must not stand (a request cut short): the host RESETs the stream at
+	 * once and calls on_peer_end with code -1. Called once with no data
 	 * (len 0) right after visitor_attach. The plugin must not reset or
 	 * close st from here.
 	 */
@@ -331,7 +333,8 @@ struct mgrok_proxy_ops {
 	                       size_t len);
 	/*
 	 * The peer's side ended: code 0 is its CLOSE, once all its bytes are
-	 * written to the visitor; else the RESET code (enum mgrok_reset_code).
+	 * written to the visitor; -1 the plugin's own abort (on_visitor_data
+	 * returned 2); else the peer's RESET code (enum mgrok_reset_code).
 	 * The plugin may write a last word to fd (a small error page): it then
 	 * returns 1 and the host closes fd with a FIN, never an RST.
 	 */

@@ -162,7 +162,7 @@ static int on_visitor_data(void *inst, void *arg, struct mgrok_stream *st, const
 		}
 		if (rc >= 400) {
 			v->refused = rc; /* answered once the service's answers are out */
-			return 1;
+			return http_filter_cut(v->f) ? 2 : 1;
 		}
 		v->raw = rc == HTTP_FILTER_RAW;
 		if (!used && !v->raw)

@@ -89,8 +89,14 @@ struct http_filter {
 	size_t naccepted;
 	bool auth, forwarded, routed;
 
-	uint8_t *out; /* the output is out[out_start..out_len) */
+	uint8_t *out; /* the output is out[out_start..out_len - held) */
 	size_t out_start, out_len, out_cap;
+	/* A chunked request is held back (the last held bytes of out) until it
+	 * is complete or HOLD_MAX: a bad chunk then takes it all back, and the
+	 * service never sees a request that is refused. */
+	bool holding;
+	size_t held;
+	bool cut; /* refused after part of the request went out */
 };
 
 static int on_url(http_parser *p, const char *at, size_t len);
@@ -176,6 +182,8 @@ static void put(struct http_filter *f, const void *p, size_t n)
 	}
 	memcpy(f->out + f->out_len, p, n);
 	f->out_len += n;
+	if (f->holding)
+		f->held += n;
 }
 
 static void put_str(struct http_filter *f, const char *s) { put(f, s, strlen(s)); }
@@ -791,6 +799,8 @@ static bool emit_head(struct http_filter *f)
  * (RFC 9110 7.8): going raw there would pass the next requests unchecked. */
 static int message_end(struct http_filter *f)
 {
+	f->holding = false;
+	f->held = 0;
 	bool upgrade = f->parser.upgrade && f->parser.http_minor == 1;
 	if (upgrade || f->parser.method == HTTP_CONNECT) {
 		f->phase = PHASE_RAW;
@@ -806,6 +816,8 @@ static int release_head(struct http_filter *f)
 	int rc = check_route(f);
 	if (rc)
 		return rc;
+	f->holding = (f->parser.flags & F_CHUNKED) != 0;
+	f->held = 0;
 	if (!emit_head(f))
 		return refuse(f, 500, "out of memory");
 	head_reset(f);
@@ -838,6 +850,19 @@ static int feed_head(struct http_filter *f, const uint8_t *in, size_t len, size_
 	return HTTP_FILTER_ROUTE;
 }
 
+/* A body was refused: the request vanishes from the output if it was held
+ * back whole, else it was cut (the caller must abort the stream). */
+static void take_back(struct http_filter *f)
+{
+	if (f->holding) {
+		f->out_len -= f->held;
+		f->held = 0;
+		f->holding = false;
+		return;
+	}
+	f->cut = true;
+}
+
 static int feed_body(struct http_filter *f, const uint8_t *in, size_t len, size_t *took)
 {
 	f->feed = in;
@@ -855,10 +880,16 @@ static int feed_body(struct http_filter *f, const uint8_t *in, size_t len, size_
 	*took = good;
 	if (f->oom)
 		return refuse(f, 500, "out of memory");
-	if (f->framing_error != NO_ERROR)
-		return refuse(f, 400, "chunked framing not delimited by CRLF");
-	if (e != HPE_OK && e != HPE_PAUSED)
-		return refuse(f, 400, http_errno_description(e));
+	if (f->framing_error != NO_ERROR || (e != HPE_OK && e != HPE_PAUSED)) {
+		take_back(f);
+		return refuse(f, 400,
+		              f->framing_error != NO_ERROR ? "chunked framing not delimited by CRLF"
+		                                           : http_errno_description(e));
+	}
+	if (f->holding && f->held > HTTP_FILTER_HOLD_MAX) {
+		f->holding = false; /* too long to hold: it streams from here */
+		f->held = 0;
+	}
 	return f->message_done ? message_end(f) : HTTP_FILTER_MORE;
 }
 
@@ -1010,15 +1041,17 @@ const char *http_filter_host(const struct http_filter *f) { return f->host; }
 
 const char *http_filter_reason(const struct http_filter *f) { return f->reason; }
 
+bool http_filter_cut(const struct http_filter *f) { return f->cut; }
+
 const uint8_t *http_filter_output(const struct http_filter *f, size_t *len)
 {
-	*len = f->out_len - f->out_start;
+	*len = f->out_len - f->out_start - f->held;
 	return f->out ? f->out + f->out_start : (const uint8_t *)"";
 }
 
 void http_filter_drain(struct http_filter *f, size_t n)
 {
-	size_t have = f->out_len - f->out_start;
+	size_t have = f->out_len - f->out_start - f->held;
 	f->out_start += n < have ? n : have;
 	if (f->out_start == f->out_len)
 		f->out_start = f->out_len = 0;

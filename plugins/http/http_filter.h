@@ -106,10 +106,10 @@ enum { HTTP_FILTER_MORE = 0, HTTP_FILTER_ROUTE = 1, HTTP_FILTER_RAW = 2 };
  *   another host than the routed one; 431: head too large or too many field
  *   lines; 501: a Transfer-Encoding whose last coding is not chunked; 505:
  *   not HTTP/1.0 or 1.1; 500: out of memory or a bad route. An error in a
- *   body (a bad chunk size, chunk data not followed by CRLF) is found after
- *   the head and the body's bytes before the bad one went out: the service
- *   has an incomplete request, so close that connection after sending the
- *   output. http_filter_reason() says why in a few words of ASCII. From then
+ *   chunked body (a bad chunk size, chunk data not followed by CRLF) takes
+ *   the request back from the output when it was held back whole (see
+ *   http_filter_cut); past that, the service has part of it and must be
+ *   aborted. http_filter_reason() says why in a few words of ASCII. From then
  *   on every feed answers the same status and takes nothing.
  *
  * The output holds what has not been drained: each call adds at most len
@@ -126,6 +126,16 @@ int http_filter_feed(struct http_filter *f, const uint8_t *in, size_t len, size_
  * without a valid address, or with a zone, is refused). NULL before
  * HTTP_FILTER_ROUTE. */
 const char *http_filter_host(const struct http_filter *f);
+/*
+ * After a refusal: whether part of the refused request went out. A chunked
+ * request is held back until it is complete, up to HTTP_FILTER_HOLD_MAX
+ * bytes, so a bad chunk in it takes the whole request back; only a longer
+ * one, bad past that, is cut: the caller must then abort the service's
+ * connection (never close it cleanly), or the service may take the part
+ * for a whole request.
+ */
+#define HTTP_FILTER_HOLD_MAX (64u * 1024)
+bool http_filter_cut(const struct http_filter *f);
 /* Why the filter refused, "" if it has not. */
 const char *http_filter_reason(const struct http_filter *f);
 /* The bytes for the service not yet drained; valid until the next call on f. */

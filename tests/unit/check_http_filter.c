@@ -553,10 +553,58 @@ START_TEST(invalid_chunk_size_400)
 	                     "3\r\nabc\r\nzz\r\n" GET),
 	                   0);
 	ck_assert_int_eq(r.rc, 400);
-	/* The body's bytes before the bad one went out: the service connection
-	 * is to be closed. */
-	ck_assert_str_eq((const char *)r.out, "POST / HTTP/1.1\r\n" HOST
-	                                      "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+	/* A chunked request is held back until it is whole: the bad one is
+	 * taken back, and nothing of it reaches the service. */
+	ck_assert_uint_eq(r.out_len, 0);
+	ck_assert(!http_filter_cut(r.f));
+	run_free(&r);
+}
+END_TEST
+
+/* Past HTTP_FILTER_HOLD_MAX a chunked body streams; a bad chunk after that
+ * cuts the request, and the caller is told to abort the service's side. */
+START_TEST(invalid_chunk_past_hold_cuts)
+{
+	size_t big = HTTP_FILTER_HOLD_MAX + 4096, head = 0;
+	const char *pre = "POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n";
+	char size_line[32];
+	int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", big);
+	size_t len = strlen(pre) + (size_t)k + big + 2 + 4;
+	uint8_t *in = malloc(len);
+	memcpy(in, pre, strlen(pre));
+	head = strlen(pre);
+	memcpy(in + head, size_line, (size_t)k);
+	memset(in + head + k, 'x', big);
+	memcpy(in + head + k + big, "\r\nzz\r\n", 6);
+	/* In reads of 4 KiB, as a socket gives it: what is past the hold went
+	 * out before the bad chunk came. */
+	struct run r = run(&plain, in, len, 4096);
+	ck_assert_int_eq(r.rc, 400);
+	ck_assert(http_filter_cut(r.f));
+	ck_assert_uint_ge(r.out_len, HTTP_FILTER_HOLD_MAX);
+	run_free(&r);
+	free(in);
+}
+END_TEST
+
+/* A good chunked request held back comes out whole once it ends. */
+START_TEST(chunked_held_until_whole)
+{
+	struct run r = run(&plain,
+	                   B("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+	                     "3\r\nabc\r\n"),
+	                   0);
+	ck_assert_int_eq(r.rc, HTTP_FILTER_MORE);
+	ck_assert_uint_eq(r.out_len, 0); /* held */
+	size_t used = 0;
+	int rc = http_filter_feed(r.f, B("0\r\n\r\n"), &used);
+	ck_assert_int_eq(rc, HTTP_FILTER_MORE);
+	size_t n;
+	const uint8_t *out = http_filter_output(r.f, &n);
+	const char *want = "POST / HTTP/1.1\r\n" HOST
+	                   "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+	ck_assert_uint_eq(n, strlen(want));
+	ck_assert(memcmp(out, want, n) == 0);
 	run_free(&r);
 }
 END_TEST
@@ -1133,6 +1181,8 @@ static Suite *suite(void)
 	tcase_add_test(t, byte_at_a_time_same_output);
 	tcase_add_test(t, refusals_same_any_split);
 	tcase_add_test(t, invalid_chunk_size_400);
+	tcase_add_test(t, invalid_chunk_past_hold_cuts);
+	tcase_add_test(t, chunked_held_until_whole);
 	tcase_add_test(t, chunk_framing_not_crlf_400);
 	tcase_add_test(t, content_length_with_ows);
 	tcase_add_test(t, http10_body_and_keepalive);
