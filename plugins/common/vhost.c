@@ -72,9 +72,9 @@ static int take_conf(struct vhost *vh, const char *key, const json_t *v, char *e
 	return -1;
 }
 
-struct vhost *vhost_new(const struct mgrok_host *host, const struct mgrok_plugin *self,
-                        const struct vhost_proto *proto, const json_t *conf, char *err,
-                        size_t errlen)
+static struct vhost *vhost_new(const struct mgrok_host *host, const struct mgrok_plugin *self,
+                               const struct vhost_proto *proto, const json_t *conf, char *err,
+                               size_t errlen)
 {
 	struct vhost *vh = host->alloc(sizeof(*vh));
 	memset(vh, 0, sizeof(*vh));
@@ -120,8 +120,17 @@ static void conn_free(struct vhost_conn *c, bool close_fd)
 	vh->host->free(c);
 }
 
-void vhost_free(struct vhost *vh)
+int vhost_init(const struct vhost_proto *proto, const struct mgrok_host *host,
+               const struct mgrok_plugin *self, const json_t *conf, void **inst, char *err,
+               size_t errlen)
 {
+	*inst = vhost_new(host, self, proto, conf, err, errlen);
+	return *inst ? 0 : -1;
+}
+
+void vhost_fini(void *inst)
+{
+	struct vhost *vh = inst;
 	if (!vh)
 		return;
 	while (vh->conns)

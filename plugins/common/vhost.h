@@ -61,14 +61,21 @@ struct vhost_proto {
 	void (*proxy_free)(const struct vhost *vh, void *proto);
 };
 
-struct vhost *vhost_new(const struct mgrok_host *host, const struct mgrok_plugin *self,
-                        const struct vhost_proto *proto, const json_t *conf, char *err,
-                        size_t errlen);
-void vhost_free(struct vhost *vh);
+/* The plugin's init and fini: an instance for proto, from its config
+ * section (listen, domain, the timeout, max_pending). */
+int vhost_init(const struct vhost_proto *proto, const struct mgrok_host *host,
+               const struct mgrok_plugin *self, const json_t *conf, void **inst, char *err,
+               size_t errlen);
+void vhost_fini(void *inst);
 const struct mgrok_host *vhost_host(const struct vhost *vh);
 const struct mgrok_plugin *vhost_self(const struct vhost *vh);
 
-/* The plugin's ops, shared (pass vh as inst). */
+/* The plugin's ops, shared (inst is the vhost): in its mgrok_proxy_ops,
+ * VHOST_PROXY_OPS and what is its own. */
+#define VHOST_PROXY_OPS                                                                            \
+	.server_bind = vhost_server_bind, .server_unbind = vhost_server_unbind,                    \
+	.client_open = vhost_client_open, .check_options = vhost_check_options,                    \
+	.server_start = vhost_server_start, .public_address = vhost_public_address
 int vhost_server_start(void *inst, char *err, size_t errlen);
 int vhost_server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_proxy_spec *spec,
                       void **state, char *err, size_t errlen);

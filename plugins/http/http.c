@@ -324,20 +324,11 @@ static const struct vhost_proto proto = {
 static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, const json_t *conf,
                 void **inst, char *err, size_t errlen)
 {
-	struct vhost *vh = vhost_new(host, self, &proto, conf, err, errlen);
-	*inst = vh;
-	return vh ? 0 : -1;
+	return vhost_init(&proto, host, self, conf, inst, err, errlen);
 }
 
-static void fini(void *inst) { vhost_free(inst); }
-
 static const struct mgrok_proxy_ops ops = {
-        .server_bind = vhost_server_bind,
-        .server_unbind = vhost_server_unbind,
-        .client_open = vhost_client_open,
-        .check_options = vhost_check_options,
-        .server_start = vhost_server_start,
-        .public_address = vhost_public_address,
+        VHOST_PROXY_OPS,
         .client_options = client_options,
         .on_visitor_data = on_visitor_data,
         .on_peer_end = on_peer_end,
@@ -345,4 +336,4 @@ static const struct mgrok_proxy_ops ops = {
 };
 
 MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_PROXY, .name = "http", .wire_id = 0x03, .init = init,
-                    .fini = fini, .proxy = &ops)
+                    .fini = vhost_fini, .proxy = &ops)
