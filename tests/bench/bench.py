@@ -19,14 +19,16 @@ Paths ("a public address that reaches a local service"):
   mgrok      mgrokd + mgrok, plaintext
   mgrok-tls  mgrokd + mgrok with TLS (a certificate from mgrokd --gen-cert)
 
-Scenarios: iperf3, http, http-close, dns, idle, footprint, fairness, latency
-(see SCENARIOS below). Usage:
+Scenarios: iperf3, http, http-close, dns, idle, footprint, fairness, latency,
+vhost (see SCENARIOS below). Usage:
 
   bench.py --build-dir BUILD [--scenario a,b] [--path x,y] [--duration S]
            [--json FILE] [--quick] [--conns N] [--keep]
 
-Python 3 standard library only; the delay relay is a small C program
-(delayrelay.c) compiled here with cc into BUILD/tests/bench/.
+Python 3 standard library only; the delay relay, the bare relay and the bulk
+sender of the vhost scenario are small C programs (delayrelay.c, barerelay.c,
+bulkpipe.c) compiled here with cc into BUILD/tests/bench/. The vhost
+scenario counts syscalls with perf(1) where it is installed.
 """
 
 import argparse
@@ -53,6 +55,8 @@ TOKEN = "bench-token-0123456789"
 DNS_NAME = "mgrok.test"
 DNS_ADDR = "10.9.8.7"
 WEB_FILE = "1k.html"
+VHOST_DOMAIN = "bench.test"  # the server's domain in the vhost scenario
+BULK_OMIT_MS = 1000  # bulkpipe leaves out the first second, like iperf3 -O 1
 # 256 KiB a round trip of 40 ms, times four (the latency target).
 FIXED_WINDOW_MBIT = 256 * 1024 * 8 / 0.040 / 1e6
 
@@ -444,6 +448,16 @@ http {
         b.echo_proc = p
         return ("tcp", port)
 
+    def _start_bulk(self):
+        """bulkpipe serve: counts what a visitor sends, or streams to it."""
+        b = self.bench
+        port = b.ports.take()
+        p = Proc(b, "bulkpipe-serve", [b.helper("bulkpipe", ["-pthread"]), "serve", port, BULK_OMIT_MS])
+        wait_for(lambda: tcp_listening(port) or not p.alive(), 10, "bulkpipe to listen")
+        p.check_alive()
+        b.bulk_proc = p
+        return ("tcp", port)
+
 
 def echo_server(port):
     """A selectors-style echo service for the idle-connections scenario."""
@@ -500,6 +514,7 @@ class Tunnel:
     def __init__(self, bench):
         self.bench = bench
         self.ports = {}
+        self.hosts = {}  # service name -> public host name (http and tls proxies)
         self.procs = []
         self.daemons = {}  # label -> Proc, for RSS and fd counts
 
@@ -550,7 +565,8 @@ class Path:
         return port
 
     def open(self, services, delay=False, env=None):
-        """services: {name: (proto, port)}. Returns a Tunnel (a context manager)."""
+        """services: {name: (proto, port)}, or (type, port, options) for
+        mgrok's http and tls proxies. Returns a Tunnel (a context manager)."""
         tun = Tunnel(self.bench)
         try:
             self._open(tun, services, delay, env or {})
@@ -707,14 +723,22 @@ class MgrokPath(Path):
     def _open(self, tun, services, delay, env):
         b = self.bench
         ctl = b.ports.take()
-        pub = b.ports.take(len(services))
+        # http and tls proxies share one listener per type, routed by name.
+        named = {n: s for n, s in services.items() if len(s) == 3}
+        ported = {n: s for n, s in services.items() if len(s) == 2}
+        pub = b.ports.take(max(1, len(ported)))
         sconf = {
             "listen": "127.0.0.1:%d" % ctl,
             "auth": {"method": "token", "token": TOKEN},
-            "allow_ports": ["%d-%d" % (pub, pub + len(services) - 1)],
+            "allow_ports": ["%d-%d" % (pub, pub + max(1, len(ported)) - 1)],
             "limits": {"max_proxies": 64, "max_streams": 20000, "max_pending": 256},
             "log": {"level": "warn"},
         }
+        shared = {}
+        for kind, section in (("http", "http"), ("tls", "tls_sni")):
+            if any(s[0] == kind for s in named.values()):
+                shared[kind] = b.ports.take()
+                sconf[section] = {"listen": "127.0.0.1:%d" % shared[kind], "domain": VHOST_DOMAIN}
         cconf = {
             "server": "127.0.0.1:%d" % ctl,
             "auth": {"method": "token", "token": TOKEN},
@@ -725,10 +749,15 @@ class MgrokPath(Path):
             d = self.cert()
             sconf["tls"] = {"cert": os.path.join(d, "cert.pem"), "key": os.path.join(d, "key.pem")}
             cconf["tls"] = {"ca": os.path.join(d, "cert.pem")}
-        for i, (n, (proto, port)) in enumerate(sorted(services.items())):
+        for i, (n, (proto, port)) in enumerate(sorted(ported.items())):
             cconf["proxies"].append({"name": n, "type": proto, "local": "127.0.0.1:%d" % port,
                                      "remote_port": pub + i})
             tun.ports[n] = pub + i
+        for n, (kind, port, options) in sorted(named.items()):
+            cconf["proxies"].append({"name": n, "type": kind, "local": "127.0.0.1:%d" % port,
+                                     "options": options})
+            tun.ports[n] = shared[kind]
+            tun.hosts[n] = "%s.%s" % (options["subdomain"], VHOST_DOMAIN)
         spath = os.path.join(b.work, "mgrokd.%d.json" % ctl)
         cpath = os.path.join(b.work, "mgrok.%d.json" % ctl)
         with open(spath, "w") as f:
@@ -825,6 +854,8 @@ class Bench:
         self.missing = {}
         self._helpers = {}
         self.echo_proc = None
+        self.bulk_proc = None
+        self._hellos = {}
         self.duration = args.duration
         self.paths = {n: PATH_CLASSES[n](self) for n in args.paths}
 
@@ -872,6 +903,30 @@ class Bench:
 
     def delayrelay(self):
         return self.helper("delayrelay")
+
+    def client_hello(self, server_name):
+        """A file holding a real TLS ClientHello with SNI server_name, made by
+        Python's ssl module in memory (no connection)."""
+        if server_name not in self._hellos:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            out = ssl.MemoryBIO()
+            obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=server_name)
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass  # the ClientHello is out; the answer would come next
+            hello = out.read()
+            # bulkpipe's service reads one record: header, then its length.
+            if len(hello) < 5 or hello[0] != 0x16 or len(hello) != 5 + (hello[3] << 8 | hello[4]):
+                raise BenchError("the ClientHello is not one TLS record (%d bytes)" % len(hello))
+            fn = os.path.join(self.work, "client-hello.%s.bin" % server_name)
+            with open(fn, "wb") as f:
+                f.write(hello)
+            self._hellos[server_name] = fn
+        return self._hellos[server_name]
 
     def record(self, key, path, value):
         self.results.setdefault(key, {})[path] = value
@@ -921,11 +976,13 @@ def sc_iperf3(b, path):
             tun.check_alive()
 
 
-def wrk_run(b, port, conns, duration, close=False):
+def wrk_run(b, port, conns, duration, close=False, host=None):
     argv = [b.tool("wrk"), "-t", "2", "-c", conns, "-d", "%ds" % duration, "--latency",
             "--timeout", "5s"]
     if close:
         argv += ["-H", "Connection: close"]
+    if host:
+        argv += ["-H", "Host: %s" % host]
     argv.append("http://127.0.0.1:%d/%s" % (port, WEB_FILE))
     code, out, err = run_tool(b, argv, duration + 30)
     if code:
@@ -1202,6 +1259,234 @@ def sc_latency(b, path):
             b.note("latency.off.%s" % key, path.name, "n/a")
 
 
+def cpu_times(pid):
+    """(seconds on a CPU, all threads, from schedstat; user s; system s) of a
+    process. schedstat counts nanoseconds; user and system are clock ticks."""
+    run = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                run += int(f.read().split()[0])
+        except OSError:
+            pass
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    fields = st[st.rindex(")") + 2:].split()
+    tck = float(os.sysconf("SC_CLK_TCK"))
+    return run / 1e9, int(fields[11]) / tck, int(fields[12]) / tck
+
+
+# Counted one by one; the rest of raw_syscalls:sys_enter is "other". (All 360
+# syscalls:sys_enter_* would do, but perf then takes some 15 s to set up.)
+SYSCALLS = ("read", "readv", "write", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+            "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "connect", "close", "shutdown",
+            "setsockopt", "getsockopt", "fcntl", "ioctl")
+
+
+def syscalls_during(b, procs, run):
+    """Runs run() while perf stat counts the syscalls (tracepoints) of each of
+    procs; returns run()'s result and, per process, a {syscall: count} of
+    those it made."""
+    perf = shutil.which("perf")
+    if not perf:
+        raise NotApplicable("perf missing (linux-perf)")
+    events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + n for n in SYSCALLS
+                                           if os.path.isdir("/sys/kernel/tracing/events/syscalls/sys_enter_" + n)]
+    counters = [Proc(b, "perf-" + p.name, [perf, "stat", "-x", ",", "-e", ",".join(events), "-p", p.pid])
+                for p in procs]
+    try:
+        time.sleep(0.5)  # perf opening its events
+        for c in counters:
+            if not c.alive():
+                raise NotApplicable("perf stat: %s" % c.text().strip()[-200:])
+        result = run()
+        for c in counters:
+            os.kill(c.pid, signal.SIGINT)  # perf stat prints its counts on SIGINT
+        for c in counters:
+            try:
+                c.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                raise BenchError("perf stat did not stop")
+    finally:
+        for c in counters:
+            c.stop()
+    counts = []
+    for c in counters:
+        got, total = {}, None
+        for line in c.text().splitlines():
+            parts = line.split(",")
+            if len(parts) < 3 or not parts[0].isdigit():
+                continue
+            if parts[2] == "raw_syscalls:sys_enter":
+                total = int(parts[0])
+            elif parts[2].startswith("syscalls:sys_enter_") and int(parts[0]):
+                got[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
+        if not total:
+            raise NotApplicable("perf stat counted nothing: %s" % c.text().strip()[-200:])
+        if total > sum(got.values()):
+            got["other"] = total - sum(got.values())
+        counts.append(got)
+    return result, counts
+
+
+def bulk_run(b, port, direction, duration, hello):
+    """One bulkpipe stream through port: Gbit/s received after the omitted
+    first second, measured by the receiving side, and all bytes received."""
+    exe = b.helper("bulkpipe", ["-pthread"])
+    if direction == "up":
+        srv = b.bulk_proc
+        seen = len(srv.text("out").splitlines())
+        code, out, err = run_tool(b, [exe, "up", port, duration + BULK_OMIT_MS / 1000.0, hello],
+                                  duration + 30)
+        if code:
+            raise BenchError("bulkpipe up exited %d: %s" % (code, err[-300:]))
+        line = wait_for(lambda: srv.text("out").splitlines()[seen:], 10, "bulkpipe's count")[0]
+    else:
+        code, out, err = run_tool(b, [exe, "down", port, duration, BULK_OMIT_MS, hello], duration + 30)
+        if code:
+            raise BenchError("bulkpipe down exited %d: %s" % (code, err[-300:]))
+        line = out.strip()
+    nbytes, ns, total = (int(x) for x in line.split())
+    if ns <= 0:
+        raise BenchError("bulkpipe measured nothing (%s)" % line)
+    return nbytes * 8.0 / ns, total
+
+
+def abba(kinds, fn):
+    """fn(kind) for the two kinds in the order A B B A: {kind: [results]}."""
+    out = {k: [] for k in kinds}
+    for k in (kinds[0], kinds[1], kinds[1], kinds[0]):
+        out[k].append(fn(k))
+    return out
+
+
+def sc_vhost(b, path):
+    """The same nginx behind an http and a tcp proxy, the same bulkpipe
+    service behind a tls and a tcp proxy, all of one mgrok session."""
+    if path.name != "mgrok":
+        raise NotApplicable("the plaintext mgrok path only")
+    for so in ("http.so", "tls.so"):
+        if not os.path.exists(os.path.join(b.plugin_dir, so)):
+            raise NotApplicable("%s not built (configure without http-parser?)" % so)
+    web, bulk = b.services.get("web"), b.services.get("bulk")
+    svc = {"web-tcp": web, "web": ("http", web[1], {"subdomain": "web"}),
+           "bulk-tcp": bulk, "bulk": ("tls", bulk[1], {"subdomain": "bulk"})}
+    d = b.duration
+    pn = path.name
+    with path.open(svc) as tun:
+        srv, cl = tun.daemons["server"], tun.daemons["client"]
+        host = tun.hosts["web"]
+        wport = {"http": tun.ports["web"], "tcp": tun.ports["web-tcp"]}
+        runs = []  # every measurement, for the JSON
+
+        # wrk sends the same Host on both (nginx ignores it). Each figure is
+        # the mean of two runs in the order A B B A, so that a drift of the
+        # machine's speed during the four runs weighs on both alike.
+        def wrk_once(kind, c):
+            before = {p.name: cpu_times(p.pid) for p in (srv, cl)}
+            r = wrk_run(b, wport[kind], c, d, host=host)
+            after = {p.name: cpu_times(p.pid) for p in (srv, cl)}
+            tun.check_alive()
+            if r["errors"] or r["non2xx"] or not r["requests"]:
+                raise BenchError("wrk through the %s proxy: %d socket errors, %d non-2xx of %s"
+                                 % (kind, r["errors"], r["non2xx"], r["requests"]))
+            r["cpu"] = {name: [a - z for a, z in zip(after[name], before[name])] for name in after}
+            runs.append(dict(r, what="wrk", proxy=kind, conns=c))
+            log("  %-10s wrk -c %-3d through %-4s %8.0f req/s  p50 %.2f ms  p99 %.2f ms" % (
+                pn, c, kind, r["rps"], r["p50"] or -1, r["p99"] or -1))
+            return r
+
+        for c in (10, 100):
+            got = abba(("tcp", "http"), lambda kind: wrk_once(kind, c))
+            for kind, rs in got.items():
+                k = "vhost.%s.c%d" % (kind, c)
+                for m in ("rps", "p50", "p99"):
+                    b.record("%s.%s" % (k, m), pn, sum(r[m] or 0 for r in rs) / len(rs))
+                n = sum(r["requests"] for r in rs)
+                for name in (srv.name, cl.name):
+                    # seconds on a CPU, user, system: per request, in µs
+                    t = [sum(r["cpu"][name][i] for r in rs) / n * 1e6 for i in range(3)]
+                    b.record("%s.cpu.%s" % (k, name), pn, t[0])
+                    b.record("%s.user_time.%s" % (k, name), pn, t[1])
+                    b.record("%s.sys_time.%s" % (k, name), pn, t[2])
+            ratio = b.results["vhost.http.c%d.rps" % c][pn] / b.results["vhost.tcp.c%d.rps" % c][pn]
+            b.record("vhost.c%d.ratio" % c, pn, ratio)
+            log("  %-10s keep-alive -c %d: http / tcp = %.3f; CPU per request mgrokd %.1f / %.1f us, "
+                "mgrok %.1f / %.1f us (tcp / http)" % (
+                    pn, c, ratio, b.results["vhost.tcp.c%d.cpu.mgrokd" % c][pn],
+                    b.results["vhost.http.c%d.cpu.mgrokd" % c][pn],
+                    b.results["vhost.tcp.c%d.cpu.mgrok" % c][pn],
+                    b.results["vhost.http.c%d.cpu.mgrok" % c][pn]))
+
+        # The same bytes both ways: a ClientHello for bulk.bench.test, a mode
+        # byte, then the stream; on the tcp proxy the hello is just data.
+        hello = b.client_hello(tun.hosts["bulk"])
+        bport = {"tls": tun.ports["bulk"], "tcp": tun.ports["bulk-tcp"]}
+
+        def bulk_once(kind, direction):
+            before = [cpu_times(p.pid)[0] for p in (srv, cl)]
+            g, total = bulk_run(b, bport[kind], direction, d, hello)
+            cpu = sum(cpu_times(p.pid)[0] for p in (srv, cl)) - sum(before)
+            tun.check_alive()
+            runs.append({"what": "bulk", "proxy": kind, "direction": direction, "gbps": g,
+                         "bytes": total, "cpu_s": cpu})
+            log("  %-10s bulk %-4s through %-3s %.2f Gbit/s" % (pn, direction, kind, g))
+            return g, total, cpu
+
+        for direction in ("up", "down"):
+            got = abba(("tcp", "tls"), lambda kind: bulk_once(kind, direction))
+            for kind, gs in got.items():
+                b.record("vhost.bulk.%s.%s" % (direction, kind), pn, sum(g[0] for g in gs) / len(gs))
+                # CPU seconds of mgrokd and mgrok together per GB moved: what
+                # the proxy type costs, less shaken by a busy machine than a rate.
+                b.record("vhost.bulk.%s.%s.cpu_per_gb" % (direction, kind), pn,
+                         sum(g[2] for g in gs) / (sum(g[1] for g in gs) / 1e9))
+            ratio = b.results["vhost.bulk.%s.tls" % direction][pn] / b.results["vhost.bulk.%s.tcp" % direction][pn]
+            b.record("vhost.bulk.%s.ratio" % direction, pn, ratio)
+            log("  %-10s bulk %s: tls / tcp = %.3f; CPU per GB (mgrokd + mgrok) %.3f s tcp, %.3f s tls" % (
+                pn, direction, ratio, b.results["vhost.bulk.%s.tcp.cpu_per_gb" % direction][pn],
+                b.results["vhost.bulk.%s.tls.cpu_per_gb" % direction][pn]))
+        b.record("vhost.runs", pn, runs)
+
+        # Syscalls per request, in runs of their own (perf's counting costs a
+        # little), A B B A again: how many requests share one session read or
+        # write, and so the count, changes with the load. CPU per request
+        # comes from the runs above.
+        try:
+            detail = {"tcp": [], "http": []}
+
+            def counted(kind):
+                r, counts = syscalls_during(b, (srv, cl), lambda: wrk_run(b, wport[kind], 100, d, host=host))
+                tun.check_alive()
+                n = r["requests"]
+                if not n or r["errors"] or r["non2xx"]:
+                    raise BenchError("wrk through the %s proxy under perf: %d socket errors, %d non-2xx "
+                                     "of %s" % (kind, r["errors"], r["non2xx"], n))
+                detail[kind].append(dict(zip((srv.name, cl.name), counts), requests=n))
+                for p, got in zip((srv, cl), counts):
+                    top = sorted(got.items(), key=lambda kv: -kv[1])[:6]
+                    log("  %-10s syscalls through %-4s %-6s %.2f per request (%s)" % (
+                        pn, kind, p.name, sum(got.values()) / float(n),
+                        ", ".join("%s %.2f" % (sc, v / float(n)) for sc, v in top)))
+
+            abba(("tcp", "http"), counted)
+            for kind, rs in detail.items():
+                n = float(sum(r["requests"] for r in rs))
+                for name in (srv.name, cl.name):
+                    b.record("vhost.%s.sys_per_req.%s" % (kind, name), pn,
+                             sum(sum(r[name].values()) for r in rs) / n)
+                # System time per syscall: the kernel's share of the CPU time
+                # per request of the -c 100 runs, over its syscalls.
+                b.record("vhost.%s.us_per_syscall" % kind, pn,
+                         b.results["vhost.%s.c100.sys_time.mgrokd" % kind][pn] /
+                         b.results["vhost.%s.sys_per_req.mgrokd" % kind][pn])
+            b.record("vhost.syscalls", pn, detail)
+        except NotApplicable as e:
+            for key in SYSCALL_KEYS:
+                b.note(key, pn, "n/a (%s)" % str(e).splitlines()[0][:60])
+            log("  %-10s syscall counts n/a: %s" % (pn, e))
+
+
 def check_delay(b):
     """The relay's added round trip, measured once (reported in the JSON)."""
     b.tool("cc")
@@ -1240,6 +1525,7 @@ SCENARIOS = {
     "footprint": (sc_footprint, ("wrk", "nginx")),
     "fairness": (sc_fairness, ("iperf3", "wrk", "nginx")),
     "latency": (sc_latency, ("iperf3", "cc")),
+    "vhost": (sc_vhost, ("wrk", "nginx", "cc")),
 }
 
 # ---- the table --------------------------------------------------------------------------
@@ -1281,6 +1567,38 @@ ROWS = [
     ("latency.off.up", "  autotune off, up", "Mbit/s", "%.0f", False),
     ("latency.off.down", "  autotune off, down", "Mbit/s", "%.0f", False),
     ("tls.ratio", "TLS / plaintext, 1 stream up", "x", "%.2f", False),
+    ("vhost.tcp.c10.rps", "vhost: wrk -c 10, tcp proxy", "req/s", "%.0f", False),
+    ("vhost.http.c10.rps", "  same nginx, http proxy (Host)", "req/s", "%.0f", False),
+    ("vhost.c10.ratio", "  http ÷ tcp, -c 10", "x", "%.3f", False),
+    ("vhost.tcp.c10.p99", "  p99 tcp", "ms", "%.2f", False),
+    ("vhost.http.c10.p99", "  p99 http", "ms", "%.2f", False),
+    ("vhost.tcp.c100.rps", "vhost: wrk -c 100, tcp proxy", "req/s", "%.0f", False),
+    ("vhost.http.c100.rps", "  same nginx, http proxy (Host)", "req/s", "%.0f", False),
+    ("vhost.c100.ratio", "  http ÷ tcp, -c 100", "x", "%.3f", False),
+    ("vhost.tcp.c100.p99", "  p99 tcp", "ms", "%.2f", False),
+    ("vhost.http.c100.p99", "  p99 http", "ms", "%.2f", False),
+    ("vhost.tcp.c100.cpu.mgrokd", "  mgrokd CPU per request, tcp", "µs", "%.2f", False),
+    ("vhost.http.c100.cpu.mgrokd", "  mgrokd CPU per request, http", "µs", "%.2f", False),
+    ("vhost.tcp.c100.user_time.mgrokd", "    of it user space, tcp", "µs", "%.2f", False),
+    ("vhost.http.c100.user_time.mgrokd", "    of it user space, http", "µs", "%.2f", False),
+    ("vhost.tcp.c100.cpu.mgrok", "  mgrok CPU per request, tcp", "µs", "%.2f", False),
+    ("vhost.http.c100.cpu.mgrok", "  mgrok CPU per request, http", "µs", "%.2f", False),
+    ("vhost.tcp.sys_per_req.mgrokd", "vhost: mgrokd syscalls per request, tcp", "", "%.2f", False),
+    ("vhost.http.sys_per_req.mgrokd", "  mgrokd, http", "", "%.2f", False),
+    ("vhost.tcp.sys_per_req.mgrok", "  mgrok, tcp", "", "%.2f", False),
+    ("vhost.http.sys_per_req.mgrok", "  mgrok, http", "", "%.2f", False),
+    ("vhost.tcp.us_per_syscall", "  mgrokd system time per syscall, tcp", "µs", "%.2f", False),
+    ("vhost.http.us_per_syscall", "  mgrokd system time per syscall, http", "µs", "%.2f", False),
+    ("vhost.bulk.up.tcp", "vhost: bulk 1 stream up, tcp proxy", "Gbit/s", "%.2f", False),
+    ("vhost.bulk.up.tls", "  tls proxy (SNI)", "Gbit/s", "%.2f", False),
+    ("vhost.bulk.up.ratio", "  tls ÷ tcp, up", "x", "%.3f", False),
+    ("vhost.bulk.up.tcp.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tcp", "s", "%.3f", False),
+    ("vhost.bulk.up.tls.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tls", "s", "%.3f", False),
+    ("vhost.bulk.down.tcp", "vhost: bulk 1 stream down, tcp proxy", "Gbit/s", "%.2f", False),
+    ("vhost.bulk.down.tls", "  tls proxy (SNI)", "Gbit/s", "%.2f", False),
+    ("vhost.bulk.down.ratio", "  tls ÷ tcp, down", "x", "%.3f", False),
+    ("vhost.bulk.down.tcp.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tcp", "s", "%.3f", False),
+    ("vhost.bulk.down.tls.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tls", "s", "%.3f", False),
 ]
 
 
@@ -1312,6 +1630,10 @@ def _le(key, lim):
     return lambda res, p: None if _val(res, key, p) is None else _val(res, key, p) <= lim
 
 
+def _at_least(key, lim):
+    return lambda res, p: None if _val(res, key, p) is None else _val(res, key, p) >= lim
+
+
 TARGETS = {
     "iperf3.single.up": ("≥ 0.6× direct", _ge("iperf3.single.up", 0.6)),
     "iperf3.single.down": ("≥ 0.6× direct", _ge("iperf3.single.down", 0.6)),
@@ -1327,6 +1649,10 @@ TARGETS = {
     "fairness.p99": ("≤ 5 ms", _le("fairness.p99", 5.0)),
     "latency.on.up": ("≥ %.0f Mbit/s" % (4 * FIXED_WINDOW_MBIT), lambda res, p: None if _val(res, "latency.on.up", p) is None else _val(res, "latency.on.up", p) >= 4 * FIXED_WINDOW_MBIT),
     "latency.on.down": ("≥ %.0f Mbit/s" % (4 * FIXED_WINDOW_MBIT), lambda res, p: None if _val(res, "latency.on.down", p) is None else _val(res, "latency.on.down", p) >= 4 * FIXED_WINDOW_MBIT),
+    "vhost.c10.ratio": ("≥ 0.8", _at_least("vhost.c10.ratio", 0.8)),
+    "vhost.c100.ratio": ("≥ 0.8", _at_least("vhost.c100.ratio", 0.8)),
+    "vhost.bulk.up.ratio": ("≥ 0.95", _at_least("vhost.bulk.up.ratio", 0.95)),
+    "vhost.bulk.down.ratio": ("≥ 0.95", _at_least("vhost.bulk.down.ratio", 0.95)),
     "tls.ratio": ("≥ 0.8 (TLS path)", lambda res, p: None if _val(res, "tls.ratio", "mgrok-tls") is None else _val(res, "tls.ratio", "mgrok-tls") >= 0.8),
 }
 
@@ -1624,7 +1950,10 @@ SCENARIO_KEYS = {
     "footprint": ["footprint.rss.server", "footprint.rss.client"],
     "fairness": ["fairness.p99", "fairness.rps", "fairness.bulk"],
     "latency": ["latency.on.up", "latency.on.down", "latency.off.up", "latency.off.down"],
+    "vhost": [r[0] for r in ROWS if r[0].startswith("vhost.")],
 }
+SYSCALL_KEYS = [r[0] for r in ROWS if r[0].startswith("vhost.") and
+                (".sys_per_req." in r[0] or r[0].endswith(".us_per_syscall"))]
 
 
 def _mark(b, sname, pname, text):
