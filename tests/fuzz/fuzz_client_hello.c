@@ -64,7 +64,7 @@ static void check_name(const char *name)
  * the end of a block), and what must hold of any single result. */
 static void sni(const uint8_t *p, size_t len, size_t cap, struct outcome *o)
 {
-	uint8_t *b = malloc(len ? len : 1);
+	uint8_t *b = calloc(len ? len : 1, 1);
 	FUZZ_ASSERT(b != NULL && cap <= NAME_CAP, "out of memory, or cap %zu", cap);
 	if (len)
 		memcpy(b, p, len);

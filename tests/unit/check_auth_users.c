@@ -13,6 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, nftw, setenv */
 #include <check.h>
+#include <stdbool.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <ftw.h>
@@ -149,6 +150,20 @@ static void unload(struct method *x)
 {
 	x->desc->fini(x->m.inst);
 	x->m.inst = NULL;
+}
+
+/* A users file with text that init refuses, naming "domains". */
+static bool server_load_fails(const char *text)
+{
+	struct method x;
+	char conf[2048], err[1024];
+	snprintf(conf, sizeof(conf), "{\"file\": \"%s\"}", write_file("users.json", text));
+	if (method_load(&x, conf, err, sizeof(err)) == 0) {
+		unload(&x);
+		return false;
+	}
+	ck_assert_msg(strstr(err, "domains") != NULL, "error without the key: %s", err);
+	return true;
 }
 
 static const char users_json[] =
@@ -745,10 +760,70 @@ END_TEST
 static int authz(struct method *sm, const char *who, const char *type, uint16_t port,
                  unsigned proxies, char *reason)
 {
-	struct mgrok_authz a = {who, "p1", type, port, proxies};
+	struct mgrok_authz a = {.identity = who,
+	                        .name = "p1",
+	                        .type = type,
+	                        .remote_port = port,
+	                        .proxies = proxies};
 	reason[0] = '\0';
 	return sm->desc->auth->authorize(sm->m.inst, &a, reason, 256);
 }
+
+/* A host name for a proxy routed by name (ABI 1.4), in domain. */
+static int authz_name(struct method *sm, const char *who, const char *hostname, char *reason)
+{
+	struct mgrok_authz a = {.identity = who,
+	                        .name = "p1",
+	                        .type = "http",
+	                        .hostname = hostname,
+	                        .domain = "tunnel.example.com"};
+	reason[0] = '\0';
+	return sm->desc->auth->authorize(sm->m.inst, &a, reason, 256);
+}
+
+/* "domains": exact names and *.suffix; without it, one-label subdomains of
+ * the server's domain only, as with a shared token. */
+START_TEST(authorize_names)
+{
+	struct method sm;
+	char r[256];
+	server_load(&sm, "{\"users\": {\n"
+	                 "  \"alice\": {\"token\": \"" ALICE "\",\n"
+	                 "             \"domains\": [\"www.example.org\", \"*.alice.example\"]},\n"
+	                 "  \"bob\": {\"token\": \"" BOB "\"}\n"
+	                 "}}\n");
+	ck_assert_int_eq(authz_name(&sm, "alice", "www.example.org", r), MGROK_AUTHZ_OK);
+	ck_assert_int_eq(authz_name(&sm, "alice", "WWW.Example.ORG", r), MGROK_AUTHZ_OK);
+	ck_assert_int_eq(authz_name(&sm, "alice", "a.alice.example", r), MGROK_AUTHZ_OK);
+	ck_assert_int_eq(authz_name(&sm, "alice", "a.b.alice.example", r), MGROK_AUTHZ_OK);
+	ck_assert_int_eq(authz_name(&sm, "alice", "alice.example", r), MGROK_AUTHZ_FORBIDDEN);
+	ck_assert_int_eq(authz_name(&sm, "alice", "xalice.example", r), MGROK_AUTHZ_FORBIDDEN);
+	ck_assert_msg(strstr(r, "alice") && strstr(r, "xalice.example"), "reason: %s", r);
+	/* Rules of her own replace the default: not even the server's subdomains. */
+	ck_assert_int_eq(authz_name(&sm, "alice", "app.tunnel.example.com", r),
+	                 MGROK_AUTHZ_FORBIDDEN);
+	ck_assert_int_eq(authz_name(&sm, "bob", "app.tunnel.example.com", r), MGROK_AUTHZ_OK);
+	ck_assert_int_eq(authz_name(&sm, "bob", "a.b.tunnel.example.com", r),
+	                 MGROK_AUTHZ_FORBIDDEN);
+	ck_assert_int_eq(authz_name(&sm, "bob", "tunnel.example.com", r), MGROK_AUTHZ_FORBIDDEN);
+	ck_assert_int_eq(authz_name(&sm, "bob", "www.example.org", r), MGROK_AUTHZ_FORBIDDEN);
+	unload(&sm);
+}
+END_TEST
+
+START_TEST(domains_refused)
+{
+	static const char *const bad[] = {
+	        "[]", "\"x\"", "[\"\"]", "[\"*\"]", "[\"*x.example\"]", "[\"a.*.example\"]", "[1]"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char text[512];
+		snprintf(text, sizeof(text),
+		         "{\"users\": {\"alice\": {\"token\": \"" ALICE "\", \"domains\": %s}}}",
+		         bad[i]);
+		ck_assert_msg(server_load_fails(text), "domains %s accepted", bad[i]);
+	}
+}
+END_TEST
 
 START_TEST(authorize_rules)
 {
@@ -893,6 +968,8 @@ static Suite *auth_users_suite(void)
 
 	tc = tcase_create("authorize");
 	tcase_add_test(tc, authorize_rules);
+	tcase_add_test(tc, authorize_names);
+	tcase_add_test(tc, domains_refused);
 	tcase_add_test(tc, max_streams);
 	suite_add_tcase(s, tc);
 
