@@ -286,6 +286,19 @@ static int write_pem(const char *path, int mode, EVP_PKEY *key, X509 *cert, char
 	return 0;
 }
 
+/* The names a generated certificate is good for: name, and for the default
+ * "localhost" the loopback addresses too, so that clients that reach a
+ * local server by address verify it as well. */
+static void subject_alt_names(const char *name, char *san, size_t len)
+{
+	struct in6_addr ip;
+	bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
+	if (strcmp(name, "localhost") == 0)
+		snprintf(san, len, "DNS:localhost,IP:127.0.0.1,IP:::1");
+	else
+		snprintf(san, len, "%s:%s", literal ? "IP" : "DNS", name);
+}
+
 int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, size_t fplen,
                        char *err, size_t errlen)
 {
@@ -313,9 +326,7 @@ int mgrok_tls_gen_cert(const char *dir, const char *name, char *fingerprint, siz
 	X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1,
 	                           0);
 	X509_set_issuer_name(cert, subject);
-	struct in6_addr ip;
-	bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
-	snprintf(san, sizeof(san), "%s:%s", literal ? "IP" : "DNS", name);
+	subject_alt_names(name, san, sizeof(san));
 	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
 	if (!ext || X509_add_ext(cert, ext, -1) != 1 || X509_sign(cert, key, EVP_sha256()) == 0) {
 		ssl_error(err, errlen, "certificate");

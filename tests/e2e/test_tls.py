@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import sys
 import threading
 
@@ -135,7 +136,14 @@ def main(env):
     # --gen-cert: for the IP we connect to, and for the default name (localhost).
     ip_cert, ip_key, ip_fp = t.gen_cert(env, "cert-ip", "127.0.0.1")
     lh_cert, lh_key, lh_fp = t.gen_cert(env, "cert-localhost")
+    # A name only (no address in it), for the verification by name.
+    tn_cert, tn_key, tn_fp = t.gen_cert(env, "cert-name", "tunnel.example")
     t.check(ip_fp != lh_fp, "two generated certificates have one fingerprint")
+    sans = subprocess.run(["openssl", "x509", "-in", lh_cert, "-noout", "-ext",
+                           "subjectAltName"], capture_output=True, text=True).stdout
+    t.check("DNS:localhost" in sans and "IP Address:127.0.0.1" in sans and
+            "IP Address:0:0:0:0:0:0:0:1" in sans,
+            "the default --gen-cert is not for localhost, 127.0.0.1 and ::1", sans=sans)
     mode = stat.S_IMODE(os.stat(ip_key).st_mode)
     t.check(not mode & 0o077, "--gen-cert's key.pem is readable by others", mode=oct(mode))
 
@@ -278,7 +286,7 @@ def main(env):
         "auth": {"method": "token", "token": TOKEN},
         "allow_ports": ["%d-%d" % allow2],
         "handshake_timeout": 1,
-        "tls": {"cert": lh_cert, "key": lh_key}})
+        "tls": {"cert": tn_cert, "key": tn_key}})
     srv2 = env.start_server(token=None, config=sconf, name="mgrokd-localhost")
     srv2.port, srv2.allow = srv2_port, allow2
 
@@ -292,20 +300,20 @@ def main(env):
 
     with env.case("CA file, host name verified (server_name)"):
         cl = env.start_client(None, None, token=None, cname="mgrok-name",
-                              config=ca_conf("name-ok.json", {"ca": lh_cert,
-                                                              "server_name": "localhost"},
+                              config=ca_conf("name-ok.json", {"ca": tn_cert,
+                                                              "server_name": "tunnel.example"},
                                              allow2[0]))
         t.echo_check(allow2[0], b"verified by name\n")
         t.check_eq(cl.stop(), 0, "exit code of mgrok on SIGTERM")
 
     with env.case("IP address mismatch"):
-        err = refused_client(env, srv2, ["--tls-ca", lh_cert], "a certificate for another IP",
+        err = refused_client(env, srv2, ["--tls-ca", tn_cert], "a certificate for another IP",
                              "mgrok-ipmismatch")
         want = NOT_TRUSTED + "IP address mismatch for 127.0.0.1"
         t.check(want in err, "no \"%s\" on stderr" % want, stderr=err[-800:])
 
     with env.case("host name mismatch"):
-        conf = ca_conf("name-bad.json", {"ca": lh_cert, "server_name": "wrong.example"},
+        conf = ca_conf("name-bad.json", {"ca": tn_cert, "server_name": "wrong.example"},
                        allow2[0] + 1)
         err = refused_client(env, srv2, None, "a certificate for another name",
                              "mgrok-namemismatch", config=conf)
@@ -341,11 +349,27 @@ def main(env):
         t.check(srv2.alive(), "mgrokd died")
         # And the port still serves.
         cl = env.start_client(None, None, token=None, cname="mgrok-after-stall",
-                              config=ca_conf("after-stall.json", {"ca": lh_cert,
-                                                                  "server_name": "localhost"},
+                              config=ca_conf("after-stall.json", {"ca": tn_cert,
+                                                                  "server_name": "tunnel.example"},
                                              allow2[0] + 2))
         t.echo_check(allow2[0] + 2, b"after stalled handshakes\n")
         t.check_eq(cl.stop(), 0, "exit code of mgrok on SIGTERM")
+
+    with env.case("the default --gen-cert verifies at 127.0.0.1 by address"):
+        port3 = env.ports.take()
+        allow3 = env.ports.take_range(1)
+        conf3 = t.write_json(env, "mgrokd-default-cert.json", {
+            "listen": "127.0.0.1:%d" % port3,
+            "auth": {"method": "token", "token": TOKEN},
+            "allow_ports": ["%d-%d" % allow3],
+            "tls": {"cert": lh_cert, "key": lh_key}})
+        srv3 = env.start_server(token=None, config=conf3, name="mgrokd-default-cert")
+        srv3.port, srv3.allow = port3, allow3
+        cl = env.start_client(echo.port, srv3, token=TOKEN, remote_port=allow3[0],
+                              extra=("--tls-ca", lh_cert), cname="mgrok-default-cert")
+        t.echo_check(allow3[0], b"verified by address\n")
+        t.check_eq(cl.stop(), 0, "exit code of mgrok on SIGTERM")
+        t.check_eq(srv3.stop(), 0, "exit code of mgrokd on SIGTERM")
 
     with env.case("TLS client on a plaintext port keeps retrying"):
         plain = env.start_server(token=TOKEN, nports=1, name="mgrokd-plain")
