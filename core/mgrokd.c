@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "run.h"
 #include "server.h"
 #include "tls.h"
@@ -32,8 +33,8 @@ static void usage(FILE *to)
 	      "      --tls-cert FILE    serve TLS with this certificate (chain), PEM\n"
 	      "      --tls-key FILE     ... and this private key, PEM\n"
 	      "      --gen-cert DIR     write a self-signed DIR/cert.pem and DIR/key.pem for the\n"
-	      "                         --public-host name (default localhost), print the\n"
-	      "                         fingerprint clients pin, and exit\n"
+	      "                         --public-host name (default: localhost, 127.0.0.1\n"
+	      "                         and ::1), print the fingerprint clients pin, exit\n"
 	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR
 	      ")\n"
 	      "  -v, --verbose          log debug messages\n"
@@ -166,6 +167,7 @@ static int configure(const struct args *a, struct mgrok_server_conf *conf)
 }
 
 struct daemon {
+	struct mgrok_ctx *ctx;
 	struct mgrok_server *server;
 	const struct args *args;
 };
@@ -195,14 +197,33 @@ static void on_reload(void *arg)
 	mgrok_server_conf_free(&fresh);
 }
 
+/* The service manager's STATUS= line. */
+static void notify_status(void *arg, char *buf, size_t len)
+{
+	unsigned sessions, proxies;
+	mgrok_server_counts(arg, &sessions, &proxies);
+	snprintf(buf, len, "%u session%s, %u prox%s", sessions, sessions == 1 ? "" : "s", proxies,
+	         proxies == 1 ? "y" : "ies");
+}
+
+/* Every listener is bound: a unit ordered after this one can connect. */
+static void on_started(void *arg)
+{
+	struct daemon *d = arg;
+	mgrok_notify_set_status(d->ctx->notify, notify_status, d->server);
+	mgrok_notify_ready(d->ctx->notify);
+}
+
 static int serve(const struct args *a, const struct mgrok_server_conf *conf)
 {
-	static const struct mgrok_run_ops ops = {.stop = on_stop, .reload = on_reload};
+	static const struct mgrok_run_ops ops = {
+	        .stop = on_stop, .reload = on_reload, .started = on_started};
 	struct mgrok_ctx ctx;
 	char err[512];
 	int status = 0;
 	mgrok_run_init(&ctx);
-	struct daemon d = {.server = mgrok_server_new(&ctx, conf, err, sizeof(err)), .args = a};
+	struct daemon d = {
+	        .ctx = &ctx, .server = mgrok_server_new(&ctx, conf, err, sizeof(err)), .args = a};
 	if (!d.server) {
 		/* Plugin options are checked by the plugins: name the file they came from. */
 		fprintf(stderr, "mgrokd: %s%s%s\n", a->path ? a->path : "", a->path ? ": " : "",
@@ -235,7 +256,7 @@ int main(int argc, char **argv)
 		mgrok_server_conf_free(&conf);
 		return EXIT_CONFIG;
 	}
-	mgrok_log_setup(conf.log_level, a.verbosity);
+	mgrok_log_setup(conf.log_level, a.verbosity, conf.log_format);
 	if (!a.check && !a.path && !a.flags.listen)
 		MGROK_INFO("no configuration given: using the defaults (listen %s)", conf.listen);
 	status = serve(&a, &conf);
