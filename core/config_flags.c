@@ -66,7 +66,10 @@ int mgrok_server_conf_apply_flags(struct mgrok_server_conf *c, const struct mgro
                                   struct mgrok_conf_error *err)
 {
 	apply_name_flags(c, f);
-	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
+	/* MGROK_TOKEN stands in for --token only where the config names no
+	 * auth of its own: a users file must not vanish behind a stray variable
+	 * (and "token_env": "MGROK_TOKEN" is how a config asks for it). */
+	const char *token = f->token ? f->token : c->n_auth ? NULL : getenv("MGROK_TOKEN");
 	if (token && *token)
 		mgrok_server_conf_use_token(c, token);
 	replace(&c->listen, f->listen);
@@ -151,7 +154,8 @@ int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgro
 			return flag_error(err, named[i][0], "%s",
 			                  "goes with TYPE LOCAL (set it in the proxy's \"options\" "
 			                  "in the config)");
-	const char *token = f->token ? f->token : getenv("MGROK_TOKEN");
+	bool own_auth = c->auth.method && strcmp(c->auth.method, "none") != 0;
+	const char *token = f->token ? f->token : own_auth ? NULL : getenv("MGROK_TOKEN");
 	if (token && *token)
 		mgrok_client_conf_use_token(c, token);
 	replace(&c->server, f->server);

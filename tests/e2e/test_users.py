@@ -351,6 +351,22 @@ def reload(env, s):
     t.check(dave.alive() and bob2.alive(), "a client exited over a failed reload")
 
 
+def token_env(env, s):
+    """"token_env": "MGROK_TOKEN" in a users config: the variable is the
+    user's token, not a switch to the token method (it used to replace the
+    file's auth whenever it was set)."""
+    conf = t.write_json(env, "mgrok-alice-env.json", {
+        "server": "127.0.0.1:%d" % s.port,
+        "auth": {"method": "users", "user": "alice", "token_env": "MGROK_TOKEN"},
+        "proxies": [{"name": "penv", "type": "tcp", "local": str(s.echo.port),
+                     "remote_port": s.lo + 3}]})
+    cl = env.spawn("mgrok-alice-env", env.client_argv(None, None, None, config=conf),
+                   t.Client, env={"MGROK_TOKEN": ALICE})
+    cl.wait_lines(1)
+    t.echo_check(s.lo + 3, b"alice by token_env\n")
+    t.check_eq(cl.stop(), 0, "exit code of mgrok on SIGTERM")
+
+
 def main(env):
     s = Setup()
     s.port = env.ports.take()
@@ -374,6 +390,7 @@ def main(env):
                      ("types", types),
                      ("max_streams", max_streams),
                      ("takeover across users", takeover),
+                     ("token_env MGROK_TOKEN in a users config", token_env),
                      ("SIGHUP reload", reload)):
         t.log("---- %s" % what)
         with env.case(what):
