@@ -10,6 +10,7 @@
 #include "host.h"
 #include "defaults.h"
 #include "log.h"
+#include "notify.h"
 #include "plugin_loader.h"
 #include "proxy.h"
 #include "session.h"
@@ -29,6 +30,7 @@ struct mgrok_client {
 	double backoff;
 	double opened_at;
 	bool ever_registered; /* a proxy has been up once: refusals no longer end the client */
+	bool ready;           /* READY=1 sent (once: the first session's proxies are answered) */
 	unsigned acks_pending;
 	unsigned acks_ok;
 	bool stopping;
@@ -118,6 +120,10 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 		        px->name, f->u.ack.status, mlen, msg);
 		MGROK_ERROR("proxy %s: registration refused (status %u): %.*s", px->name,
 		            f->u.ack.status, mlen, msg);
+	}
+	if (!cl->acks_pending && cl->acks_ok && !cl->ready) {
+		cl->ready = true;
+		mgrok_notify_send(cl->ctx->notify, "READY=1");
 	}
 	/* On the first session a refusal of every proxy leaves nothing to do. */
 	if (!cl->acks_pending && !cl->acks_ok && !cl->ever_registered) {

@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "defaults.h"
+#include "log.h"          /* mgrok_log_format_parse */
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
 #define KEYLEN sizeof(((struct mgrok_conf_error *)0)->key)
@@ -283,6 +284,17 @@ static int take_level(const struct ctx *x, const char *key, json_t *v, void *dst
 	return 0;
 }
 
+static int take_log_format(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	if (!json_is_string(v))
+		return wrong_type(x, key, "a string", v);
+	int format = mgrok_log_format_parse(json_string_value(v));
+	if (format < 0)
+		return bad(x, key, "expected text or json");
+	*(int *)dst = format;
+	return 0;
+}
+
 static void auth_free(struct mgrok_auth_conf *a)
 {
 	free(a->method);
@@ -480,7 +492,9 @@ static const struct field server_limits[] = {
         FIELDS_END,
 };
 
-static const struct field server_log[] = {{"level", take_level, S(log_level)}, FIELDS_END};
+static const struct field server_log[] = {{"level", take_level, S(log_level)},
+                                          {"format", take_log_format, S(log_format)},
+                                          FIELDS_END};
 
 static const struct field server_rate_limit[] = {
         {"failures", take_count, S(auth_failures)},
@@ -681,7 +695,9 @@ static const struct field client_reconnect[] = {
         FIELDS_END,
 };
 
-static const struct field client_log[] = {{"level", take_level, C(log_level)}, FIELDS_END};
+static const struct field client_log[] = {{"level", take_level, C(log_level)},
+                                          {"format", take_log_format, C(log_format)},
+                                          FIELDS_END};
 
 static const struct field client_tls[] = {
         {"ca", take_string, C(tls.ca)},

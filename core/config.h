@@ -77,6 +77,7 @@ struct mgrok_server_conf {
 	unsigned auth_failures;           /* failed handshakes per address ... default 10 */
 	double auth_interval;             /* ... within this many s block it as long; default 60 */
 	int log_level;                    /* enum mgrok_log_level, default INFO */
+	int log_format;                   /* enum mgrok_log_format, default TEXT */
 	struct mgrok_tls_conf tls;
 	/* Load balancers whose connections start with a PROXY protocol header
 	 * (control port and public TCP ports); none by default. */
@@ -110,6 +111,7 @@ struct mgrok_client_conf {
 	struct mgrok_proxy_conf *proxies;
 	size_t n_proxies;
 	int log_level;
+	int log_format;
 	struct mgrok_tls_conf tls;
 };
 

@@ -10,6 +10,7 @@ void mgrok_ctx_init(struct mgrok_ctx *c, struct ev_loop *loop)
 	c->loop = loop;
 	c->autotune = true;
 	c->next_session_id = 1;
+	c->notify = NULL;
 	c->read_buf = mgrok_xmalloc(MGROK_READ_CHUNK);
 }
 

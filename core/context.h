@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 struct mgrok_server;
+struct mgrok_notify;
 
 struct mgrok_ctx {
 	struct ev_loop *loop;
@@ -20,6 +21,7 @@ struct mgrok_ctx {
 	uint32_t next_session_id;    /* session ids, for logs */
 	uint8_t *read_buf;           /* MGROK_READ_CHUNK bytes: every session reads into it */
 	struct mgrok_server *server; /* mgrokd: the server, for the host's name_lookup */
+	struct mgrok_notify *notify; /* the service manager (notify.h); NULL in tests */
 };
 
 /* autotune on, ids from 1, the read buffer allocated. */

@@ -1,4 +1,11 @@
-/* One line per event on stderr: time, level, and what it is about. */
+/*
+ * One line per event on stderr: time, level, and what it is about. When
+ * stderr is the journal ($JOURNAL_STREAM names it), a line starts with its
+ * syslog priority ("<4>") instead of a time and level; the journal keeps
+ * both. The json format writes one object per line:
+ * {"time":"...Z","level":"info","msg":"...","session":N}, session only when
+ * the line is about one (the limited lines below).
+ */
 #ifndef MGROK_LOG_H
 #define MGROK_LOG_H
 
@@ -7,6 +14,13 @@
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
 extern int mgrok_log_level;
+
+enum mgrok_log_format { MGROK_LOG_TEXT = 0, MGROK_LOG_JSON = 1 };
+extern int mgrok_log_format;
+/* Whether lines go to the journal: run once stderr is final (mgrok_log_setup). */
+void mgrok_log_detect_journal(void);
+/* "text" or "json": the enum value, or -1. */
+int mgrok_log_format_parse(const char *s);
 /* By enum mgrok_log_level: "error", "warn", "info", "debug". */
 extern const char *const mgrok_log_level_names[4];
 

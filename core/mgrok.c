@@ -197,7 +197,7 @@ int main(int argc, char **argv)
 		mgrok_client_conf_free(&conf);
 		return EXIT_CONFIG;
 	}
-	mgrok_log_setup(conf.log_level, a.verbosity);
+	mgrok_log_setup(conf.log_level, a.verbosity, conf.log_format);
 	status = run(&a, &conf);
 	mgrok_client_conf_free(&conf);
 	return status;

@@ -18,6 +18,7 @@
 #include "ratelimit.h"
 #include "session.h"
 #include "stream.h"
+#include "notify.h"
 #include "tls.h"
 
 struct srv_session;
@@ -79,6 +80,12 @@ struct srv_session {
 
 #define SRV_LOG(srv, k, level, ...)                                                                \
 	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
+
+/* Sessions or proxies came or went: the service manager's STATUS= line. */
+static void counts_changed(struct mgrok_server *srv)
+{
+	mgrok_notify_status_changed(srv->ctx->notify);
+}
 
 static void list_insert(struct srv_session **head, struct srv_session *ss)
 {
@@ -485,6 +492,7 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
 	                  px->public_addr, px->spec.local_port);
+	counts_changed(ss->srv);
 }
 
 static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
@@ -505,6 +513,7 @@ static void on_unregister(struct srv_session *ss, const struct mgrok_frame *f)
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: unregistered", ss->sess->id, px->name);
 	proxy_free(ss, px);
+	counts_changed(ss->srv);
 }
 
 /* doc/protocol.md 3.5: the same identity and clientId replaces a stale session. */
@@ -548,6 +557,7 @@ static void srv_on_open(struct mgrok_session *s)
 		s->max_streams = own;
 	SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: %s authenticated as '%s'",
 	        s->id, s->peer, ss->identity);
+	counts_changed(ss->srv);
 }
 
 static int srv_on_frame(struct mgrok_session *s, const struct mgrok_frame *f)
@@ -611,6 +621,8 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 		proxy_free(ss, px);
 	}
 	list_remove(ss->authenticated ? &srv->sessions : &srv->handshaking, ss);
+	if (ss->authenticated)
+		counts_changed(srv);
 	free(ss);
 }
 
@@ -974,4 +986,13 @@ int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf
 		}
 	}
 	return rc;
+}
+
+void mgrok_server_counts(const struct mgrok_server *srv, unsigned *sessions, unsigned *proxies)
+{
+	*sessions = *proxies = 0;
+	for (const struct srv_session *ss = srv->sessions; ss; ss = ss->next) {
+		(*sessions)++;
+		*proxies += ss->nproxies;
+	}
 }

@@ -31,6 +31,9 @@ int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);
 
+/* Authenticated sessions, and the proxies registered on them. */
+void mgrok_server_counts(const struct mgrok_server *srv, unsigned *sessions, unsigned *proxies);
+
 /* The configuration it runs with. */
 const struct mgrok_server_conf *mgrok_server_conf(const struct mgrok_server *srv);
 
