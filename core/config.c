@@ -519,6 +519,7 @@ static const struct field server_fields[] = {
         {"allow_ports", take_allow_ports, 0, NULL},
         {"heartbeat", NULL, 0, server_heartbeat},
         {"handshake_timeout", take_seconds, S(handshake_timeout)},
+        {"shutdown_timeout", take_seconds, S(shutdown_timeout)},
         {"limits", NULL, 0, server_limits},
         {"log", NULL, 0, server_log},
         {"tls", NULL, 0, server_tls},
@@ -899,6 +900,7 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 	c->heartbeat_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
 	c->heartbeat_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
 	c->handshake_timeout = MGROK_DEFAULT_HANDSHAKE_TIMEOUT;
+	c->shutdown_timeout = MGROK_DEFAULT_SHUTDOWN_TIMEOUT;
 	c->max_proxies = MGROK_DEFAULT_MAX_PROXIES;
 	c->max_streams = MGROK_DEFAULT_MAX_STREAMS;
 	c->max_pending = MGROK_DEFAULT_MAX_PENDING;

@@ -67,12 +67,13 @@ struct mgrok_server_conf {
 	size_t n_auth;
 	struct mgrok_port_range *allow_ports; /* default 1024-65535 */
 	size_t n_allow_ports;
-	double heartbeat_interval;        /* s, default 10 */
-	double heartbeat_timeout;         /* s, default 30 */
-	double handshake_timeout;         /* s, default 10 */
-	unsigned max_proxies;             /* per session, default 64 */
-	unsigned max_streams;             /* per session, default 4096 */
-	unsigned max_pending;             /* unauthenticated connections, default 256 */
+	double heartbeat_interval; /* s, default 10 */
+	double heartbeat_timeout;  /* s, default 30 */
+	double handshake_timeout;  /* s, default 10 */
+	double shutdown_timeout;   /* s open streams may take to finish on SIGTERM, default 10 */
+	unsigned max_proxies;      /* per session, default 64 */
+	unsigned max_streams;      /* per session, default 4096 */
+	unsigned max_pending;      /* unauthenticated connections, default 256 */
 	unsigned max_pending_per_address; /* ... of them from one source address, default 8 */
 	unsigned auth_failures;           /* failed handshakes per address ... default 10 */
 	double auth_interval;             /* ... within this many s block it as long; default 60 */

@@ -14,6 +14,7 @@
 #define MGROK_DEFAULT_HEARTBEAT_INTERVAL 10.0 /* s */
 #define MGROK_DEFAULT_HEARTBEAT_TIMEOUT 30.0  /* s */
 #define MGROK_DEFAULT_HANDSHAKE_TIMEOUT 10.0  /* s */
+#define MGROK_DEFAULT_SHUTDOWN_TIMEOUT 10.0   /* s open streams get to finish on SIGTERM */
 #define MGROK_DEFAULT_MAX_PROXIES 64          /* per session */
 #define MGROK_DEFAULT_MAX_STREAMS 4096        /* per session; the client's fixed bound too */
 #define MGROK_DEFAULT_MAX_PENDING 256         /* connections in the handshake */

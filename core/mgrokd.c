@@ -178,6 +178,12 @@ static void on_stop(void *arg)
 	mgrok_server_shutdown(d->server);
 }
 
+static void on_drain(void *arg)
+{
+	struct daemon *d = arg;
+	mgrok_server_drain(d->server);
+}
+
 /* SIGHUP: the file's allow_ports (unless --allow-ports set them) and the
  * auth plugins' files apply from now on; a broken file changes nothing. */
 static void on_reload(void *arg)
@@ -217,7 +223,7 @@ static void on_started(void *arg)
 static int serve(const struct args *a, const struct mgrok_server_conf *conf)
 {
 	static const struct mgrok_run_ops ops = {
-	        .stop = on_stop, .reload = on_reload, .started = on_started};
+	        .stop = on_stop, .reload = on_reload, .started = on_started, .drain = on_drain};
 	struct mgrok_ctx ctx;
 	char err[512];
 	int status = 0;

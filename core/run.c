@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "buf.h"
@@ -30,14 +31,23 @@ struct signals {
 	const struct mgrok_run_ops *ops;
 	void *arg;
 	struct mgrok_notify *notify;
+	bool draining;
 };
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct signals *s = w->signum == SIGTERM ? MGROK_CONTAINER_OF(w, struct signals, term)
 	                                         : MGROK_CONTAINER_OF(w, struct signals, intr);
+	if (s->ops->drain && !s->draining) {
+		MGROK_INFO("signal %d: draining (the same signal again ends at once)", w->signum);
+		s->draining = true;
+		mgrok_notify_stopping(s->notify);
+		s->ops->drain(s->arg);
+		return;
+	}
 	MGROK_INFO("signal %d: shutting down", w->signum);
-	mgrok_notify_stopping(s->notify);
+	if (!s->draining)
+		mgrok_notify_stopping(s->notify);
 	s->ops->stop(s->arg);
 	ev_break(loop, EVBREAK_ALL);
 }

@@ -11,6 +11,10 @@ struct mgrok_run_ops {
 	/* Once the signals are watched, before the loop runs: where READY=1 is
 	 * safe (a reload at once must not kill the process); may be NULL. */
 	void (*started)(void *arg);
+	/* The first SIGTERM or SIGINT, when set: stop taking new work and end
+	 * the loop (ev_break) once the work in hand is done; a second signal
+	 * calls stop and ends it at once. NULL: stop at the first. */
+	void (*drain)(void *arg);
 };
 
 /* The config's level, moved by -v (+1 each) and -q (-1 each); the config's

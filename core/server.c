@@ -60,6 +60,8 @@ struct mgrok_server {
 	unsigned pending;                /* how many of those */
 	struct mgrok_log_limit loglim[SRV_LOG_COUNT];
 	struct mgrok_names names; /* host names of the proxies routed by name */
+	ev_timer drain_tick;      /* SIGTERM: waits for open streams to end */
+	double drain_deadline;
 };
 
 /* The server's side of one session. */
@@ -819,6 +821,8 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents);
+
 /* Proxy plugins get their section of the config ("http", "tls_sni"). */
 static int init_proxy_plugins(struct mgrok_server *srv, char *err, size_t errlen)
 {
@@ -886,6 +890,7 @@ struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_
 		srv->loglim[k].burst = limits[k].burst;
 	}
 	ev_timer_init(&srv->accept_retry, on_accept_retry, 0., 0.);
+	ev_timer_init(&srv->drain_tick, on_drain_tick, 0., 0.1);
 	ev_timer_init(&srv->log_tick, on_log_tick, MGROK_LOG_WINDOW, MGROK_LOG_WINDOW);
 	srv->failures = mgrok_xmalloc(sizeof(*srv->failures));
 	mgrok_ratelimit_init(srv->failures, c->auth_failures, c->auth_interval);
@@ -931,7 +936,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 	return start_proxy_plugins(srv, err, errlen);
 }
 
-void mgrok_server_shutdown(struct mgrok_server *srv)
+/* No new sessions: the control port is closed, handshakes in progress end. */
+static void stop_accepting(struct mgrok_server *srv)
 {
 	if (srv->lfd >= 0) {
 		ev_io_stop(srv->ctx->loop, &srv->lio);
@@ -942,6 +948,56 @@ void mgrok_server_shutdown(struct mgrok_server *srv)
 	while (srv->handshaking)
 		mgrok_session_close(srv->handshaking->sess, -1, MGROK_CLOSE_LOCAL,
 		                    "server shutting down");
+}
+
+/* Byte streams still open in every session; datagram flows do not end by
+ * themselves and are not waited for. */
+static unsigned open_streams(const struct mgrok_server *srv)
+{
+	unsigned n = 0;
+	for (const struct srv_session *ss = srv->sessions; ss; ss = ss->next)
+		for (const struct mgrok_stream *st = ss->sess->relay.streams; st; st = st->next)
+			n += !st->datagram;
+	return n;
+}
+
+static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_server *srv = MGROK_CONTAINER_OF(w, struct mgrok_server, drain_tick);
+	unsigned left = open_streams(srv);
+	bool late = ev_now(loop) >= srv->drain_deadline;
+	if (left && !late)
+		return;
+	if (left)
+		MGROK_WARN("shutdown_timeout (%.0f s): closing %u streams still open",
+		           srv->conf->shutdown_timeout, left);
+	else
+		MGROK_INFO("drained: every stream has ended");
+	ev_timer_stop(loop, w);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+void mgrok_server_drain(struct mgrok_server *srv)
+{
+	stop_accepting(srv);
+	unsigned sessions = 0;
+	for (struct srv_session *ss = srv->sessions; ss; ss = ss->next, sessions++)
+		ss->sess->draining = true;
+	MGROK_INFO("draining: %u sessions, %u streams open; they get up to %.0f s "
+	           "(shutdown_timeout), then every client gets GO_AWAY",
+	           sessions, open_streams(srv), srv->conf->shutdown_timeout);
+	srv->drain_deadline = ev_now(srv->ctx->loop) + srv->conf->shutdown_timeout;
+	/* A poll, not a hook on every stream's end: ten times a second costs
+	 * nothing, and the drain happens once. */
+	ev_timer_init(&srv->drain_tick, on_drain_tick, 0., 0.1);
+	ev_timer_again(srv->ctx->loop, &srv->drain_tick);
+	on_drain_tick(srv->ctx->loop, &srv->drain_tick, 0);
+}
+
+void mgrok_server_shutdown(struct mgrok_server *srv)
+{
+	ev_timer_stop(srv->ctx->loop, &srv->drain_tick);
+	stop_accepting(srv);
 	while (srv->sessions)
 		mgrok_session_close(srv->sessions->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
 		                    "server shutting down");

@@ -28,6 +28,11 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen);
  */
 int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh);
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
+/* SIGTERM, the first: no new sessions or visitors; the loop ends once every
+ * open stream has ended, or after shutdown_timeout. GO_AWAY comes with
+ * mgrok_server_shutdown after it: a peer ends its session, and the streams
+ * in it, on GO_AWAY. */
+void mgrok_server_drain(struct mgrok_server *srv);
 void mgrok_server_shutdown(struct mgrok_server *srv);
 void mgrok_server_free(struct mgrok_server *srv);
 

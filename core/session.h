@@ -80,6 +80,7 @@ struct mgrok_session {
 	bool open;              /* handshake done */
 	bool hs_failed;         /* refused, malformed or timed out: counts for rate limiting */
 	bool closing;
+	bool draining;  /* server shutting down: no new visitors, open streams finish */
 	unsigned in_cb; /* callbacks on the stack: free is deferred while > 0 */
 	struct mgrok_decoder dec;
 	struct mgrok_buf out;

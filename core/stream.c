@@ -587,7 +587,7 @@ struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px,
 {
 	struct mgrok_session *s = px->sess;
 	char src[MGROK_ADDRSTRLEN];
-	if (!s || s->closing)
+	if (!s || s->closing || s->draining)
 		return NULL;
 	mgrok_addr_format(source, src, sizeof(src));
 	if (s->mux.count >= s->max_streams) {
