@@ -38,7 +38,7 @@ static void usage(FILE *to)
 	      "      --plugin-dir DIR   where plugins are loaded from (default " MGROK_PLUGIN_DIR
 	      ")\n"
 	      "  -v, --verbose          log debug messages\n"
-	      "  -q, --quiet            log errors only\n"
+	      "  -q, --quiet            log one level less (-qq: errors only)\n"
 	      "      --version          print the version\n"
 	      "  -h, --help             this text\n"
 	      "\n"
