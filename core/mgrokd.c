@@ -184,17 +184,21 @@ static void on_drain(void *arg)
 	mgrok_server_drain(d->server);
 }
 
-/* SIGHUP: the file's allow_ports (unless --allow-ports set them) and the
- * auth plugins' files apply from now on; a broken file changes nothing. */
+/* SIGHUP: the TLS certificate and the auth plugins' files are read again;
+ * the config file (with the same flags over it) gives allow_ports, and
+ * what it changes that takes a restart is named. A broken file changes
+ * nothing of the config. */
 static void on_reload(void *arg)
 {
 	struct daemon *d = arg;
 	struct mgrok_server_conf fresh;
 	struct mgrok_conf_error cerr;
 	char err[512];
-	bool reread = d->args->path && !d->args->flags.allow_ports;
+	bool reread = d->args->path != NULL;
 	mgrok_server_conf_defaults(&fresh);
-	if (reread && mgrok_server_conf_load(&fresh, d->args->path, &cerr) < 0) {
+	if (reread && (mgrok_server_conf_load(&fresh, d->args->path, &cerr) < 0 ||
+	               mgrok_server_conf_apply_flags(&fresh, &d->args->flags, &cerr) < 0 ||
+	               mgrok_server_conf_check(&fresh, &cerr) < 0)) {
 		MGROK_ERROR("reload: %s (keeping the old configuration)",
 		            mgrok_conf_error_format(&cerr, err, sizeof(err)));
 		reread = false;

@@ -1022,11 +1022,40 @@ void mgrok_server_free(struct mgrok_server *srv)
 	free(srv);
 }
 
+/* SIGHUP: the certificate and key are read again from their files (a
+ * renewal writes new ones in place). */
+static int reload_tls(struct mgrok_server *srv)
+{
+	char err[512];
+	const struct mgrok_tls_conf *t = &srv->conf->tls;
+	if (!srv->tls)
+		return 0;
+	if (mgrok_tls_server_reload(srv->tls, t->cert, t->key, err, sizeof(err)) < 0) {
+		MGROK_ERROR("reload of the TLS certificate failed, keeping the old one: %s", err);
+		return -1;
+	}
+	MGROK_INFO("TLS certificate %s reloaded: new connections get it", t->cert);
+	return 0;
+}
+
+/* What a reload cannot apply is named, not silently ignored. */
+static void restart_needed(const struct mgrok_server *srv, const struct mgrok_server_conf *fresh)
+{
+	if (strcmp(fresh->listen, srv->conf->listen) != 0)
+		MGROK_WARN("reload: listen changed to %s: that takes a restart (still on %s)",
+		           fresh->listen, srv->conf->listen);
+	if (!fresh->tls.cert != !srv->conf->tls.cert)
+		MGROK_WARN("reload: tls turned %s: that takes a restart",
+		           fresh->tls.cert ? "on" : "off");
+}
+
 int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh)
 {
-	int rc = 0;
-	if (fresh)
+	int rc = reload_tls(srv);
+	if (fresh) {
+		restart_needed(srv, fresh);
 		copy_allow_ports(srv, fresh);
+	}
 	for (size_t i = 0; i < srv->n_methods; i++) {
 		const struct srv_method *m = &srv->methods[i];
 		char err[512] = "";

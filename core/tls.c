@@ -45,36 +45,52 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method)
 	return ctx;
 }
 
-struct mgrok_tls *mgrok_tls_server_new(const char *cert, const char *key, char *err, size_t errlen)
+/* A server context with this certificate chain and key, or NULL with err. */
+static SSL_CTX *server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 {
-	struct mgrok_tls *t = mgrok_xcalloc(1, sizeof(*t));
-	t->server = true;
-	t->ctx = new_ctx(TLS_server_method());
-	if (!t->ctx) {
+	char what[300];
+	SSL_CTX *ctx = new_ctx(TLS_server_method());
+	if (!ctx) {
 		ssl_error(err, errlen, "TLS");
-		goto fail;
+		return NULL;
 	}
-	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1) {
-		char what[300];
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		snprintf(what, sizeof(what), "tls.cert %s", cert);
 		ssl_error(err, errlen, what);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1) {
-		char what[300];
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
 		snprintf(what, sizeof(what), "tls.key %s", key);
 		ssl_error(err, errlen, what);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(t->ctx) != 1) {
+	} else if (SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "tls: the key %s does not belong to the certificate %s", key,
 		         cert);
-		goto fail;
+	} else {
+		return ctx;
 	}
-	return t;
-fail:
-	mgrok_tls_free(t);
+	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+struct mgrok_tls *mgrok_tls_server_new(const char *cert, const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = server_ctx(cert, key, err, errlen);
+	if (!ctx)
+		return NULL;
+	struct mgrok_tls *t = mgrok_xcalloc(1, sizeof(*t));
+	t->server = true;
+	t->ctx = ctx;
+	return t;
+}
+
+int mgrok_tls_server_reload(struct mgrok_tls *t, const char *cert, const char *key, char *err,
+                            size_t errlen)
+{
+	SSL_CTX *ctx = server_ctx(cert, key, err, errlen);
+	if (!ctx)
+		return -1;
+	/* Connections already wrapped hold their own reference to the old one. */
+	SSL_CTX_free(t->ctx);
+	t->ctx = ctx;
+	return 0;
 }
 
 static int parse_pin(const char *s, unsigned char pin[32])

@@ -26,6 +26,10 @@ struct mgrok_tls {
 
 /* Server: TLS 1.2 or newer with this certificate chain and key. */
 struct mgrok_tls *mgrok_tls_server_new(const char *cert, const char *key, char *err, size_t errlen);
+/* Server, SIGHUP: new connections get this pair from now on, those in
+ * progress keep theirs. Returns 0, or -1 with err (the old pair stays). */
+int mgrok_tls_server_reload(struct mgrok_tls *t, const char *cert, const char *key, char *err,
+                            size_t errlen);
 /*
  * Client: verifies against c->ca (or the system store) and the server name
  * (c->server_name, else host), or only against c->fingerprint, or nothing

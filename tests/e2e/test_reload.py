@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""mgrokd SIGHUP and its TLS certificate (README "Running the server"): a
+certificate renewed in place is read again, new connections get it and
+sessions in progress keep theirs; a key that does not belong to the new
+certificate is refused with an error line and the old pair stays in use; a
+config change that takes a restart (listen) is named in the log, and the
+rest of the file still applies."""
+import os
+import re
+import shutil
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mgroktest as t
+
+TOKEN = "reload-Token-8e2c5a1f9b0d7346"
+
+
+def copy_pair(src_cert, src_key, cert, key):
+    shutil.copyfile(src_cert, cert)
+    shutil.copyfile(src_key, key)
+
+
+def sighup(srv, pattern):
+    before = len(re.findall(pattern, srv.stderr_text()))
+    srv.send_signal(signal.SIGHUP)
+    t.wait_log(srv, pattern, count=before + 1, timeout=20)
+
+
+def pinned_client(env, srv, echo, port, fp, cname):
+    return env.start_client(echo.port, srv, token=TOKEN, remote_port=port,
+                            extra=("--tls-fingerprint", fp), cname=cname)
+
+
+def refused_pin(env, srv, echo, fp, cname):
+    cl = env.start_client(echo.port, srv, token=TOKEN, lines=0,
+                          extra=("--tls-fingerprint", fp), cname=cname)
+    t.check_eq(cl.wait_exit(), 1, "exit code of mgrok pinning the old certificate")
+    err = cl.stderr_text()
+    t.check("does not match the pinned fingerprint" in err,
+            "no pin mismatch for the replaced certificate", stderr=err[-800:])
+
+
+def main(env):
+    echo = env.echo_service()
+    a_cert, a_key, a_fp = t.gen_cert(env, "cert-a", "127.0.0.1")
+    b_cert, b_key, b_fp = t.gen_cert(env, "cert-b", "127.0.0.1")
+    cert, key = os.path.join(env.dir, "cert.pem"), os.path.join(env.dir, "key.pem")
+    copy_pair(a_cert, a_key, cert, key)
+    port = env.ports.take()
+    lo, hi = env.ports.take_range(4)
+    conf = {"listen": "127.0.0.1:%d" % port,
+            "auth": {"method": "token", "token": TOKEN},
+            "allow_ports": ["%d-%d" % (lo, hi)],
+            "tls": {"cert": cert, "key": key}}
+    path = t.write_json(env, "mgrokd-reload.json", conf)
+    srv = env.start_server(token=None, config=path, name="mgrokd-reload")
+    srv.port, srv.allow = port, (lo, hi)
+
+    with env.case("a renewed certificate for new connections"):
+        old = pinned_client(env, srv, echo, lo, a_fp, "mgrok-old")
+        t.echo_check(lo, b"before the renewal\n")
+        copy_pair(b_cert, b_key, cert, key)
+        sighup(srv, r"TLS certificate .* reloaded")
+        new = pinned_client(env, srv, echo, lo + 1, b_fp, "mgrok-new")
+        t.echo_check(lo + 1, b"with the new certificate\n")
+        refused_pin(env, srv, echo, a_fp, "mgrok-old-pin")
+        # The session of before is still on its first connection.
+        t.echo_check(lo, b"the old session after the renewal\n")
+        t.check_eq(old.stderr_text().count("connected to"), 1,
+                   "connections of the old client (it must not have reconnected)")
+        t.check_eq(new.stop(), 0, "exit code of mgrok on SIGTERM")
+
+    with env.case("a key of another certificate keeps the old pair"):
+        shutil.copyfile(a_key, key)  # b's certificate with a's key
+        sighup(srv, r"reload of the TLS certificate failed, keeping the old one: tls\.key")
+        again = pinned_client(env, srv, echo, lo + 2, b_fp, "mgrok-again")
+        t.echo_check(lo + 2, b"the old pair is still in use\n")
+        t.check_eq(again.stop(), 0, "exit code of mgrok on SIGTERM")
+
+    with env.case("listen changed: named, the rest applies"):
+        shutil.copyfile(b_key, key)
+        conf2 = dict(conf, listen="127.0.0.1:1", allow_ports=["%d" % lo])
+        t.write_json(env, "mgrokd-reload.json", conf2)
+        sighup(srv, r"listen changed to 127\.0\.0\.1:1: that takes a restart")
+        # allow_ports from the same file did apply: only lo now.
+        late = env.start_client(echo.port, srv, token=TOKEN, remote_port=lo + 3, lines=0,
+                                extra=("--tls-fingerprint", b_fp), cname="mgrok-late")
+        t.check_eq(late.wait_exit(), 1, "exit code of mgrok asking for a port no longer allowed")
+        t.check("status 2" in late.stderr_text(), "no PORT_NOT_ALLOWED after the reload",
+                stderr=late.stderr_text()[-800:])
+        t.check(srv.alive(), "mgrokd died")
+
+    t.check_eq(old.stop(), 0, "exit code of mgrok on SIGTERM")
+    t.check_eq(srv.stop(), 0, "exit code of mgrokd on SIGTERM")
+    env.check_services()
+
+
+t.run(main)
