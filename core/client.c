@@ -321,52 +321,150 @@ static void connect_now(struct mgrok_client *cl)
 	mgrok_session_start_client(cl->sess, &cl->auth);
 }
 
+static void proxy_free(struct mgrok_proxy *px)
+{
+	json_decref(px->options);
+	free(px);
+}
+
+/* A proxy of the client from its config entry, not linked anywhere yet;
+ * NULL with err. */
+static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgrok_proxy_conf *pc,
+                                      char *err, size_t errlen)
+{
+	char perr[256];
+	struct mgrok_plugin *p = mgrok_registry_find(&cl->reg, MGROK_PLUGIN_PROXY, pc->type);
+	if (!p) {
+		snprintf(err, errlen, "proxy %s: unknown type '%s' (no such plugin)", pc->name,
+		         pc->type);
+		return NULL;
+	}
+	if (mgrok_plugin_init(p, NULL, err, errlen) < 0)
+		return NULL;
+	struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
+	px->plugin = p;
+	snprintf(px->name, sizeof(px->name), "%s", pc->name);
+	snprintf(px->local, sizeof(px->local), "%s", pc->local);
+	px->proxy_protocol = pc->proxy_protocol;
+	px->options = json_deep_copy(pc->options);
+	int (*prepare)(void *, json_t *, char *, size_t) =
+	        MGROK_PLUGIN_OP(p, proxy, client_options);
+	/* Resolved once here, never on the data path. */
+	if ((prepare && prepare(p->inst, px->options, perr, sizeof(perr)) < 0) ||
+	    (p->desc->proxy->check_options &&
+	     p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0) ||
+	    mgrok_addr_resolve(pc->local, "127.0.0.1", &px->addr, perr, sizeof(perr)) < 0) {
+		snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
+		proxy_free(px);
+		return NULL;
+	}
+	px->spec.name = px->name;
+	px->spec.type = p->desc->wire_id;
+	px->spec.remote_port = pc->remote_port;
+	px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
+	px->spec.options = px->options;
+	px->spec.addr = (struct sockaddr *)&px->addr.ss;
+	px->spec.addr_len = px->addr.len;
+	return px;
+}
+
 static int setup_proxies(struct mgrok_client *cl, char *err, size_t errlen)
 {
-	const struct mgrok_client_conf *c = cl->conf;
 	struct mgrok_proxy **tail = &cl->proxies;
-	for (size_t i = 0; i < c->n_proxies; i++) {
-		const struct mgrok_proxy_conf *pc = &c->proxies[i];
-		struct mgrok_plugin *p =
-		        mgrok_registry_find(&cl->reg, MGROK_PLUGIN_PROXY, pc->type);
-		if (!p) {
-			snprintf(err, errlen, "proxy %s: unknown type '%s' (no such plugin)",
-			         pc->name, pc->type);
+	for (size_t i = 0; i < cl->conf->n_proxies; i++) {
+		struct mgrok_proxy *px = proxy_make(cl, &cl->conf->proxies[i], err, errlen);
+		if (!px)
 			return -1;
-		}
-		if (mgrok_plugin_init(p, NULL, err, errlen) < 0)
-			return -1;
-		struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
 		*tail = px;
 		tail = &px->next;
-		px->plugin = p;
-		snprintf(px->name, sizeof(px->name), "%s", pc->name);
-		snprintf(px->local, sizeof(px->local), "%s", pc->local);
-		px->proxy_protocol = pc->proxy_protocol;
-		px->options = json_deep_copy(pc->options);
-		char perr[256];
-		int (*prepare)(void *, json_t *, char *, size_t) =
-		        MGROK_PLUGIN_OP(p, proxy, client_options);
-		if ((prepare && prepare(p->inst, px->options, perr, sizeof(perr)) < 0) ||
-		    (p->desc->proxy->check_options &&
-		     p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0)) {
-			snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
-			return -1;
-		}
-		/* Resolved once here, never on the data path. */
-		if (mgrok_addr_resolve(pc->local, "127.0.0.1", &px->addr, perr, sizeof(perr)) < 0) {
-			snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
-			return -1;
-		}
-		px->spec.name = px->name;
-		px->spec.type = p->desc->wire_id;
-		px->spec.remote_port = pc->remote_port;
-		px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
-		px->spec.options = px->options;
-		px->spec.addr = (struct sockaddr *)&px->addr.ss;
-		px->spec.addr_len = px->addr.len;
 	}
 	return 0;
+}
+
+/* ---- SIGHUP: the config's proxies again, applied as a difference ---------- */
+
+static bool proxy_same(const struct mgrok_proxy *a, const struct mgrok_proxy *b)
+{
+	return a->plugin == b->plugin && strcmp(a->local, b->local) == 0 &&
+	       a->spec.remote_port == b->spec.remote_port &&
+	       a->proxy_protocol == b->proxy_protocol && json_equal(a->options, b->options);
+}
+
+/* Unlinks px, ends its streams and tells the server; px is gone. */
+static void proxy_drop(struct mgrok_client *cl, struct mgrok_proxy *px)
+{
+	struct mgrok_proxy **pp = &cl->proxies;
+	while (*pp != px)
+		pp = &(*pp)->next;
+	*pp = px->next;
+	if (cl->sess) {
+		mgrok_stream_reset_proxy(&cl->sess->relay, px, MGROK_RESET_CANCEL);
+		struct mgrok_frame f = {.type = MGROK_FRAME_UNREGISTER};
+		f.u.unreg_name.p = (const uint8_t *)px->name;
+		f.u.unreg_name.len = strlen(px->name);
+		if (px->bound)
+			mgrok_session_send(cl->sess, &f);
+	}
+	proxy_free(px);
+}
+
+/* Links px last and registers it when a session is up. */
+static void proxy_add(struct mgrok_client *cl, struct mgrok_proxy *px)
+{
+	struct mgrok_proxy **pp = &cl->proxies;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = px;
+	if (cl->sess && cl->sess->open) {
+		px->sess = cl->sess;
+		send_register(cl->sess, px);
+		cl->acks_pending++;
+	}
+}
+
+static const struct mgrok_proxy_conf *conf_proxy(const struct mgrok_client_conf *c,
+                                                 const char *name)
+{
+	for (size_t i = 0; i < c->n_proxies; i++)
+		if (strcmp(c->proxies[i].name, name) == 0)
+			return &c->proxies[i];
+	return NULL;
+}
+
+/* One entry of the new config: kept, replaced, or added. */
+static void apply_entry(struct mgrok_client *cl, const struct mgrok_proxy_conf *pc)
+{
+	char err[512];
+	struct mgrok_proxy *now = find_proxy(cl, (const uint8_t *)pc->name, strlen(pc->name));
+	struct mgrok_proxy *px = proxy_make(cl, pc, err, sizeof(err));
+	if (!px) {
+		MGROK_ERROR("reload: %s (%s)", err, now ? "keeping it as it was" : "not added");
+		return;
+	}
+	if (now && proxy_same(now, px)) {
+		proxy_free(px);
+		return;
+	}
+	MGROK_INFO("reload: proxy %s %s", pc->name,
+	           now ? "changed: registering it again" : "added");
+	if (now)
+		proxy_drop(cl, now);
+	proxy_add(cl, px);
+}
+
+void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf *fresh)
+{
+	if (strcmp(fresh->server, cl->conf->server) != 0)
+		MGROK_WARN("reload: server changed to %s: that takes a restart", fresh->server);
+	for (struct mgrok_proxy *px = cl->proxies, *next; px; px = next) {
+		next = px->next;
+		if (!conf_proxy(fresh, px->name)) {
+			MGROK_INFO("reload: proxy %s removed", px->name);
+			proxy_drop(cl, px);
+		}
+	}
+	for (size_t i = 0; i < fresh->n_proxies; i++)
+		apply_entry(cl, &fresh->proxies[i]);
 }
 
 struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_client_conf *c,
@@ -435,8 +533,7 @@ void mgrok_client_free(struct mgrok_client *cl)
 	while (cl->proxies) {
 		struct mgrok_proxy *px = cl->proxies;
 		cl->proxies = px->next;
-		json_decref(px->options);
-		free(px);
+		proxy_free(px);
 	}
 	mgrok_registry_free(&cl->reg);
 	mgrok_tls_free(cl->tls);

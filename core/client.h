@@ -18,6 +18,11 @@ struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_
                                       bool check_only, char *err, size_t errlen);
 /* GO_AWAY(NORMAL) and stop: the loop then ends. */
 void mgrok_client_shutdown(struct mgrok_client *cl);
+/* SIGHUP: the proxies of fresh (the config read again) apply as a
+ * difference: new ones are registered, removed ones unregistered, changed
+ * ones registered again; the session and the streams of the others stay.
+ * What takes a restart (the server) is named in the log. */
+void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf *fresh);
 /* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */
 int mgrok_client_exit_code(const struct mgrok_client *cl);
 void mgrok_client_free(struct mgrok_client *cl);

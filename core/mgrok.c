@@ -160,11 +160,43 @@ static int configure(const struct args *a, struct mgrok_client_conf *conf)
 	return 0;
 }
 
-static void on_stop(void *arg) { mgrok_client_shutdown(arg); }
+struct running {
+	struct mgrok_client *cl;
+	const struct args *args;
+};
+
+static void on_stop(void *arg)
+{
+	struct running *r = arg;
+	mgrok_client_shutdown(r->cl);
+}
+
+/* SIGHUP: the config file again, with the same flags over it; a broken one
+ * changes nothing. */
+static void on_reload(void *arg)
+{
+	struct running *r = arg;
+	struct mgrok_client_conf fresh;
+	struct mgrok_conf_error cerr;
+	char err[512];
+	if (!r->args->path) {
+		MGROK_INFO("SIGHUP: no config file to read again (-c)");
+		return;
+	}
+	mgrok_client_conf_defaults(&fresh);
+	if (mgrok_client_conf_load(&fresh, r->args->path, &cerr) < 0 ||
+	    mgrok_client_conf_apply_flags(&fresh, &r->args->flags, &cerr) < 0 ||
+	    mgrok_client_conf_check(&fresh, &cerr) < 0)
+		MGROK_ERROR("reload: %s (keeping the old configuration)",
+		            mgrok_conf_error_format(&cerr, err, sizeof(err)));
+	else
+		mgrok_client_reload(r->cl, &fresh);
+	mgrok_client_conf_free(&fresh);
+}
 
 static int run(const struct args *a, const struct mgrok_client_conf *conf)
 {
-	static const struct mgrok_run_ops ops = {.stop = on_stop};
+	static const struct mgrok_run_ops ops = {.stop = on_stop, .reload = on_reload};
 	struct mgrok_ctx ctx;
 	char err[512];
 	int status = 0;
@@ -178,7 +210,8 @@ static int run(const struct args *a, const struct mgrok_client_conf *conf)
 	} else if (a->check) {
 		printf("%s: configuration is valid\n", a->path ? a->path : "(command line)");
 	} else {
-		mgrok_run(&ctx, &ops, cl);
+		struct running r = {cl, a};
+		mgrok_run(&ctx, &ops, &r);
 		status = mgrok_client_exit_code(cl);
 	}
 	mgrok_client_free(cl);
