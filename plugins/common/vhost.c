@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC, getaddrinfo */
 #include "vhost.h"
 
 #include <errno.h>
@@ -7,12 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "local_connect.h"
 
 #define DEFAULT_TIMEOUT 10.0
 #define DEFAULT_MAX_PENDING 1024
-#define ACCEPTS_PER_WAKEUP 64
-#define ACCEPT_PAUSE 0.25 /* s: out of descriptors, the visitor stays queued */
 #define RANDOM_NAME_LEN 10
 #define RANDOM_NAME_TRIES 8
 
@@ -26,8 +25,7 @@ struct vhost {
 	unsigned max_pending;
 	int fd;
 	uint16_t port; /* the listener's */
-	struct mgrok_watch *watch;
-	struct mgrok_timer *retry;
+	struct acceptor acc;
 	struct vhost_conn *conns; /* visitors not routed yet */
 	unsigned nconns;
 };
@@ -135,8 +133,7 @@ void vhost_fini(void *inst)
 		return;
 	while (vh->conns)
 		conn_free(vh->conns, true);
-	vh->host->watch_free(vh->watch);
-	vh->host->timer_free(vh->retry);
+	acceptor_stop(&vh->acc);
 	if (vh->fd >= 0)
 		close(vh->fd);
 	vh->host->free(vh);
@@ -230,29 +227,6 @@ static void on_conn_readable(void *arg, int fd, int events)
 		vh->proto->on_stuck(c, false);
 }
 
-static void resume_accept(void *arg)
-{
-	struct vhost *vh = arg;
-	vh->host->watch_set(vh->watch, MGROK_EV_READ);
-}
-
-/* Returns whether to go on accepting now. */
-static bool accept_failed(struct vhost *vh)
-{
-	int e = errno;
-	if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
-		return false;
-	if (e == ECONNABORTED || e == EPROTO || e == EPERM)
-		return true;
-	vh->host->log(vh->self, MGROK_LOG_WARN, "accept: %s: pausing accepts for %.2f s",
-	              strerror(e), ACCEPT_PAUSE);
-	vh->host->watch_set(vh->watch, 0);
-	if (!vh->retry)
-		vh->retry = vh->host->timer_new(resume_accept, vh);
-	vh->host->timer_set(vh->retry, ACCEPT_PAUSE);
-	return false;
-}
-
 static void conn_new(struct vhost *vh, int fd, const struct sockaddr_storage *ss, socklen_t len)
 {
 	const struct mgrok_host *h = vh->host;
@@ -276,27 +250,17 @@ static void conn_new(struct vhost *vh, int fd, const struct sockaddr_storage *ss
 	h->timer_set(c->timer, vh->timeout);
 }
 
-static void on_accept(void *arg, int lfd, int events)
+static void on_visitor(void *arg, int fd, const struct sockaddr_storage *ss, socklen_t len)
 {
 	struct vhost *vh = arg;
-	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (accept_failed(vh))
-				continue;
-			return;
-		}
-		if (vh->nconns >= vh->max_pending) {
-			/* The oldest waits longest for nothing: it makes room. */
-			struct vhost_conn *old = vh->conns;
-			while (old->next)
-				old = old->next;
-			conn_free(old, true);
-		}
-		conn_new(vh, fd, &ss, len);
+	if (vh->nconns >= vh->max_pending) {
+		/* The oldest waits longest for nothing: it makes room. */
+		struct vhost_conn *old = vh->conns;
+		while (old->next)
+			old = old->next;
+		conn_free(old, true);
 	}
+	conn_new(vh, fd, ss, len);
 }
 
 static int listen_on(struct vhost *vh, char *err, size_t errlen)
@@ -347,8 +311,7 @@ int vhost_server_start(void *inst, char *err, size_t errlen)
 		return 0; /* not configured: its proxies are refused */
 	if (listen_on(vh, err, errlen) < 0)
 		return -1;
-	vh->watch = vh->host->watch_new(vh->fd, on_accept, vh);
-	vh->host->watch_set(vh->watch, MGROK_EV_READ);
+	acceptor_start(&vh->acc, vh->host, vh->self, vh->fd, vh->listen, on_visitor, vh);
 	vh->host->log(vh->self, MGROK_LOG_INFO, "%s proxies by name on %s%s%s", vh->proto->scheme,
 	              vh->listen, vh->domain[0] ? ", subdomains of " : "", vh->domain);
 	return 0;

@@ -3,7 +3,7 @@
  * each visitor's connection to the host; the client connects to the local
  * service for each stream. The host relays the bytes.
  */
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC */
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -11,13 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "local_connect.h"
 #include "mgrok/plugin.h"
-
-#define ACCEPTS_PER_WAKEUP 64
-/* accept(2) out of descriptors: the visitor stays queued, and trying again
- * at once would spin. */
-#define ACCEPT_PAUSE 0.25
 
 struct tcp_plugin {
 	const struct mgrok_host *host;
@@ -28,9 +24,7 @@ struct tcp_listener {
 	struct tcp_plugin *tp;
 	struct mgrok_proxy *px;
 	int fd;
-	struct mgrok_watch *watch;
-	struct mgrok_timer *retry; /* resumes accepting after ACCEPT_PAUSE */
-	char name[65];             /* the proxy's, for logs */
+	struct acceptor acc;
 };
 
 static int init(const struct mgrok_host *host, const struct mgrok_plugin *self, const json_t *conf,
@@ -62,46 +56,11 @@ static int check_options(void *inst, const json_t *options, char *err, size_t er
 	return 0;
 }
 
-static void resume_accept(void *arg)
+static void on_visitor(void *arg, int fd, const struct sockaddr_storage *src, socklen_t len)
 {
 	struct tcp_listener *l = arg;
-	l->tp->host->watch_set(l->watch, MGROK_EV_READ);
-}
-
-/* Returns whether to go on accepting now. */
-static bool accept_failed(struct tcp_listener *l)
-{
-	const struct mgrok_host *h = l->tp->host;
-	int e = errno;
-	if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
-		return false;
-	if (e == ECONNABORTED || e == EPROTO || e == EPERM)
-		return true; /* that visitor is gone; the next may be fine */
-	h->log(l->tp->self, MGROK_LOG_WARN, "proxy %s: accept: %s: pausing accepts for %.2f s",
-	       l->name, strerror(e), ACCEPT_PAUSE);
-	h->watch_set(l->watch, 0);
-	if (!l->retry)
-		l->retry = h->timer_new(resume_accept, l);
-	h->timer_set(l->retry, ACCEPT_PAUSE);
-	return false;
-}
-
-static void on_accept(void *arg, int fd, int events)
-{
-	struct tcp_listener *l = arg;
-	const struct mgrok_host *h = l->tp->host;
-	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (c < 0) {
-			if (accept_failed(l))
-				continue;
-			return;
-		}
-		if (h->visitor_accept(l->px, c, (struct sockaddr *)&ss, len) < 0)
-			close(c);
-	}
+	if (l->tp->host->visitor_accept(l->px, fd, (const struct sockaddr *)src, len) < 0)
+		close(fd);
 }
 
 static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_proxy_spec *spec,
@@ -125,13 +84,12 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 		return -e;
 	}
 	struct tcp_listener *l = tp->host->alloc(sizeof(*l));
+	char name[80];
 	l->tp = tp;
 	l->px = px;
 	l->fd = fd;
-	l->retry = NULL;
-	snprintf(l->name, sizeof(l->name), "%s", spec->name);
-	l->watch = tp->host->watch_new(fd, on_accept, l);
-	tp->host->watch_set(l->watch, MGROK_EV_READ);
+	snprintf(name, sizeof(name), "proxy %s", spec->name);
+	acceptor_start(&l->acc, tp->host, tp->self, fd, name, on_visitor, l);
 	*state = l;
 	return 0;
 }
@@ -139,8 +97,7 @@ static int server_bind(void *inst, struct mgrok_proxy *px, const struct mgrok_pr
 static void server_unbind(void *inst, void *state)
 {
 	struct tcp_listener *l = state;
-	l->tp->host->timer_free(l->retry);
-	l->tp->host->watch_free(l->watch);
+	acceptor_stop(&l->acc);
 	close(l->fd);
 	l->tp->host->free(l);
 }
