@@ -1047,6 +1047,21 @@ static void restart_needed(const struct mgrok_server *srv, const struct mgrok_se
 	if (!fresh->tls.cert != !srv->conf->tls.cert)
 		MGROK_WARN("reload: tls turned %s: that takes a restart",
 		           fresh->tls.cert ? "on" : "off");
+	const struct mgrok_server_conf *c = srv->conf;
+	if (fresh->max_proxies != c->max_proxies || fresh->max_streams != c->max_streams ||
+	    fresh->max_pending != c->max_pending ||
+	    fresh->max_pending_per_address != c->max_pending_per_address ||
+	    fresh->heartbeat_interval != c->heartbeat_interval ||
+	    fresh->heartbeat_timeout != c->heartbeat_timeout ||
+	    fresh->handshake_timeout != c->handshake_timeout)
+		MGROK_WARN("reload: limits, heartbeat or handshake_timeout changed: that takes a "
+		           "restart (this version applies them at start only)");
+	if (fresh->n_proxy_protocol_from != c->n_proxy_protocol_from ||
+	    (c->n_proxy_protocol_from &&
+	     memcmp(fresh->proxy_protocol_from, c->proxy_protocol_from,
+	            c->n_proxy_protocol_from * sizeof(*c->proxy_protocol_from)) != 0))
+		MGROK_WARN("reload: proxy_protocol_from changed: that takes a restart (this "
+		           "version applies it at start only)");
 }
 
 int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh)

@@ -81,9 +81,14 @@ def main(env):
 
     with env.case("listen changed: named, the rest applies"):
         shutil.copyfile(b_key, key)
-        conf2 = dict(conf, listen="127.0.0.1:1", allow_ports=["%d" % lo])
+        conf2 = dict(conf, listen="127.0.0.1:1", allow_ports=["%d" % lo],
+                     limits={"max_streams": 7}, proxy_protocol_from=["127.0.0.2"])
         t.write_json(env, "mgrokd-reload.json", conf2)
         sighup(srv, r"listen changed to 127\.0\.0\.1:1: that takes a restart")
+        for what in ("limits, heartbeat or handshake_timeout changed: that takes a restart",
+                     "proxy_protocol_from changed: that takes a restart"):
+            t.check(what in srv.stderr_text(), "no line for what the reload did not apply",
+                    want=what, stderr=srv.stderr_text()[-1200:])
         # allow_ports from the same file did apply: only lo now.
         late = env.start_client(echo.port, srv, token=TOKEN, remote_port=lo + 3, lines=0,
                                 extra=("--tls-fingerprint", b_fp), cname="mgrok-late")
