@@ -87,19 +87,13 @@ static bool route(struct vhost_conn *c, struct http_visitor *v)
 	/* Requests before a refused one go first; the refusal follows their
 	 * answers (on_visitor_data ends the visitor's side at once). */
 	v->refused = rc >= 400 ? rc : 0;
-	const uint8_t *out = http_filter_output(v->f, &n);
-	/* After an upgrade the rest is no HTTP of ours: it goes as it came. */
+	/* After an upgrade the rest is no HTTP of ours: the filter, raw from
+	 * now on, passes it into the output as it came. */
 	v->raw = rc == HTTP_FILTER_RAW;
-	uint8_t *first = host_of(c->vh)->alloc(n + c->len - v->fed + 1);
-	memcpy(first, out, n);
-	size_t len = n;
-	if (v->raw) {
-		memcpy(first + n, c->buf + v->fed, c->len - v->fed);
-		len += c->len - v->fed;
-	}
-	int attached = vhost_attach(c, px, first, len, v);
-	host_of(v->vh)->free(first);
-	if (attached < 0) {
+	if (v->raw)
+		http_filter_feed(v->f, c->buf + v->fed, c->len - v->fed, &used);
+	const uint8_t *out = http_filter_output(v->f, &n);
+	if (vhost_attach(c, px, out, n, v) < 0) {
 		snprintf(detail, sizeof(detail),
 		         "The tunnel for %s is at its limit of open "
 		         "connections; try again shortly.",
