@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,20 @@ void mgrok_buf_put32(struct mgrok_buf *b, uint32_t v)
 	uint8_t p[4];
 	mgrok_put32(p, v);
 	mgrok_buf_append(b, p, 4);
+}
+
+void mgrok_buf_printf(struct mgrok_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n <= 0)
+		return;
+	/* One more for the NUL vsnprintf writes; it is not counted. */
+	mgrok_buf_reserve(b, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf((char *)mgrok_buf_tail(b), (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
 }

@@ -26,6 +26,9 @@ void mgrok_buf_append(struct mgrok_buf *b, const void *p, size_t n);
 void mgrok_buf_consume(struct mgrok_buf *b, size_t n);
 /* Returns the block to the allocator; the buffer is then empty. */
 void mgrok_buf_free(struct mgrok_buf *b);
+/* Appends formatted text (no NUL). */
+void mgrok_buf_printf(struct mgrok_buf *b, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 void mgrok_buf_put8(struct mgrok_buf *b, uint8_t v);
 void mgrok_buf_put16(struct mgrok_buf *b, uint16_t v);

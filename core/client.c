@@ -1,4 +1,5 @@
 #include "client.h"
+#include "client_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "admin.h"
 #include "host.h"
 #include "defaults.h"
 #include "log.h"
@@ -16,27 +18,6 @@
 #include "session.h"
 #include "stream.h"
 #include "tls.h"
-
-struct mgrok_client {
-	struct mgrok_ctx *ctx;
-	const struct mgrok_client_conf *conf;
-	struct mgrok_registry reg;
-	struct mgrok_auth_method auth;
-	struct mgrok_proxy *proxies;
-	struct mgrok_session *sess;
-	struct mgrok_tls *tls;             /* NULL: plaintext */
-	struct mgrok_sockaddr server_addr; /* as last resolved: the public address's host */
-	ev_timer retry;
-	double backoff;
-	double opened_at;
-	bool ever_registered; /* a proxy has been up once: refusals no longer end the client */
-	bool ready;           /* READY=1 sent (once: the first session's proxies are answered) */
-	unsigned acks_pending;
-	unsigned acks_ok;
-	bool stopping;
-	int exit_code;
-	char client_id[33];
-};
 
 static void connect_now(struct mgrok_client *cl);
 
@@ -321,8 +302,9 @@ static void connect_now(struct mgrok_client *cl)
 	mgrok_session_start_client(cl->sess, &cl->auth);
 }
 
-static void proxy_free(struct mgrok_proxy *px)
+static void proxy_free(struct mgrok_client *cl, struct mgrok_proxy *px)
 {
+	mgrok_traffic_put(&cl->ctx->traffic, px->traffic);
 	json_decref(px->options);
 	free(px);
 }
@@ -355,7 +337,7 @@ static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgro
 	     p->desc->proxy->check_options(p->inst, px->options, perr, sizeof(perr)) < 0) ||
 	    mgrok_addr_resolve(pc->local, "127.0.0.1", &px->addr, perr, sizeof(perr)) < 0) {
 		snprintf(err, errlen, "proxy %s: %s", pc->name, perr);
-		proxy_free(px);
+		proxy_free(cl, px);
 		return NULL;
 	}
 	px->spec.name = px->name;
@@ -363,6 +345,7 @@ static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgro
 	px->spec.remote_port = pc->remote_port;
 	px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
 	px->spec.options = px->options;
+	px->traffic = mgrok_traffic_get(&cl->ctx->traffic, px->name, p->desc->name, "");
 	px->spec.addr = (struct sockaddr *)&px->addr.ss;
 	px->spec.addr_len = px->addr.len;
 	return px;
@@ -405,7 +388,7 @@ static void proxy_drop(struct mgrok_client *cl, struct mgrok_proxy *px)
 		if (px->bound)
 			mgrok_session_send(cl->sess, &f);
 	}
-	proxy_free(px);
+	proxy_free(cl, px);
 }
 
 /* Links px last and registers it when a session is up. */
@@ -442,7 +425,7 @@ static void apply_entry(struct mgrok_client *cl, const struct mgrok_proxy_conf *
 		return;
 	}
 	if (now && proxy_same(now, px)) {
-		proxy_free(px);
+		proxy_free(cl, px);
 		return;
 	}
 	MGROK_INFO("reload: proxy %s %s", pc->name,
@@ -501,6 +484,8 @@ struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_
 	}
 	if (check_only)
 		return cl;
+	if (mgrok_client_admin_start(cl, err, errlen) < 0)
+		goto fail;
 	/* Kept across reconnects so that the server can tell a stale session
 	 * of this very process from another client (doc/protocol.md 3.5). */
 	uint8_t id[16];
@@ -530,10 +515,11 @@ void mgrok_client_free(struct mgrok_client *cl)
 	if (!cl)
 		return;
 	mgrok_client_shutdown(cl);
+	mgrok_admin_free(cl->admin);
 	while (cl->proxies) {
 		struct mgrok_proxy *px = cl->proxies;
 		cl->proxies = px->next;
-		proxy_free(px);
+		proxy_free(cl, px);
 	}
 	mgrok_registry_free(&cl->reg);
 	mgrok_tls_free(cl->tls);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h" /* mgrok_admin_available */
 #include "buf.h"
 #include "codec.h"
 #include "defaults.h"
@@ -508,6 +509,27 @@ static const struct field server_tls[] = {
         FIELDS_END,
 };
 
+/* The admin section: the same keys in both files, at the offsets of
+ * struct mgrok_admin_conf (take_admin hands walk the section itself). */
+#define A(f) offsetof(struct mgrok_admin_conf, f), NULL
+static const struct field admin_fields[] = {
+        {"listen", take_hostport, A(listen)},
+        {"token", take_string, A(token)},
+        {"token_file", take_string, A(token_file)},
+        {"token_env", take_string, A(token_env)},
+        FIELDS_END,
+};
+#undef A
+
+static int take_admin(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	struct mgrok_admin_conf *a = dst;
+	if (!json_is_object(v))
+		return wrong_type(x, key, "an object", v);
+	a->given = true;
+	return walk(x, key, v, admin_fields, a);
+}
+
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
         {"listen", take_hostport, S(listen)},
@@ -527,6 +549,7 @@ static const struct field server_fields[] = {
         {"proxy_protocol_from", take_proxy_protocol_from, 0, NULL},
         {"http", take_proxy_section, 0, NULL},
         {"tls_sni", take_proxy_section, 0, NULL},
+        {"admin", take_admin, S(admin)},
         FIELDS_END,
 };
 #undef S
@@ -727,6 +750,7 @@ static const struct field client_fields[] = {
         {"log", NULL, 0, client_log},
         {"proxies", take_proxies, 0, NULL},
         {"tls", take_client_tls, 0, NULL},
+        {"admin", take_admin, C(admin)},
         FIELDS_END,
 };
 #undef C
@@ -756,11 +780,27 @@ static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
 	return 0;
 }
 
+static int admin_check(const struct ctx *x, const struct mgrok_admin_conf *a)
+{
+	if (!a->given)
+		return 0;
+	if (!mgrok_admin_available)
+		return bad(x, "admin",
+		           "this build has no admin endpoint (configure found no "
+		           "http-parser)");
+	if (!a->listen)
+		return bad(x, "admin.listen", "required: the address to serve the endpoint on");
+	if (!!a->token + !!a->token_file + !!a->token_env > 1)
+		return bad(x, a->token_env ? "admin.token_env" : "admin.token_file",
+		           "give one of token, token_file and token_env");
+	return 0;
+}
+
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls))
+	    tls_check(x, &c->tls) || admin_check(x, &c->admin))
 		return -1;
 	return 0;
 }
@@ -769,7 +809,7 @@ static int client_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_client_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls))
+	    tls_check(x, &c->tls) || admin_check(x, &c->admin))
 		return -1;
 	if (c->reconnect_max < c->reconnect_initial)
 		return bad(x, "reconnect.max", "must not be less than the initial delay (%g s)",
@@ -961,6 +1001,15 @@ int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf
 	return client_after(&x, c) ? -1 : proxies_check(&x, c);
 }
 
+void mgrok_admin_conf_free(struct mgrok_admin_conf *a)
+{
+	free(a->listen);
+	free(a->token);
+	free(a->token_file);
+	free(a->token_env);
+	memset(a, 0, sizeof(*a));
+}
+
 void mgrok_server_conf_free(struct mgrok_server_conf *c)
 {
 	free(c->listen);
@@ -973,6 +1022,7 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	free(c->proxy_protocol_from);
 	json_decref(c->proxy_sections);
 	mgrok_tls_conf_free(&c->tls);
+	mgrok_admin_conf_free(&c->admin);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1010,5 +1060,6 @@ void mgrok_client_conf_free(struct mgrok_client_conf *c)
 	plugins_free(c->plugins, c->n_plugins);
 	proxies_free(c->proxies, c->n_proxies);
 	mgrok_tls_conf_free(&c->tls);
+	mgrok_admin_conf_free(&c->admin);
 	memset(c, 0, sizeof(*c));
 }

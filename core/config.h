@@ -56,6 +56,14 @@ struct mgrok_auth_conf {
 	json_t *options; /* owned reference, a JSON object */
 };
 
+/* The admin endpoint (admin.h): off while listen is NULL. At most one of
+ * token, token_file and token_env. */
+struct mgrok_admin_conf {
+	bool given; /* the section or the flag is there: listen is required */
+	char *listen;
+	char *token, *token_file, *token_env;
+};
+
 struct mgrok_server_conf {
 	char *listen;      /* "host:port"; default "0.0.0.0:7000" */
 	char *proxy_bind;  /* host to bind public ports on; NULL: the listen host */
@@ -87,6 +95,7 @@ struct mgrok_server_conf {
 	/* Proxy plugins' own sections by plugin name ("http": {...}, "tls":
 	 * the file's "tls_sni"), handed to their init; NULL when none. */
 	json_t *proxy_sections;
+	struct mgrok_admin_conf admin;
 };
 
 struct mgrok_proxy_conf {
@@ -114,9 +123,11 @@ struct mgrok_client_conf {
 	int log_level;
 	int log_format;
 	struct mgrok_tls_conf tls;
+	struct mgrok_admin_conf admin;
 };
 
 void mgrok_tls_conf_free(struct mgrok_tls_conf *t);
+void mgrok_admin_conf_free(struct mgrok_admin_conf *a);
 
 void mgrok_server_conf_defaults(struct mgrok_server_conf *c);
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c);
@@ -145,10 +156,12 @@ struct mgrok_server_flags {
 	const char *listen, *token, *allow_ports, *proxy_bind, *public_host, *plugin_dir;
 	const char *tls_cert, *tls_key;
 	const char *http_listen, *domain, *tls_sni_listen;
+	const char *admin_listen;
 };
 
 struct mgrok_client_flags {
 	const char *server, *token, *plugin_dir, *tls_ca, *tls_fingerprint;
+	const char *admin_listen;
 	bool tls, tls_insecure;
 	/* The quick form, one proxy: TYPE LOCAL [--name] [--remote-port]
 	 * [--proxy-protocol]. */

@@ -28,6 +28,20 @@ static int flag_error(struct mgrok_conf_error *err, const char *flag, const char
 	return -1;
 }
 
+/* --admin-listen: the endpoint on, there. */
+static int apply_admin_listen(struct mgrok_admin_conf *a, const char *listen,
+                              struct mgrok_conf_error *err)
+{
+	if (!listen)
+		return 0;
+	const char *why = mgrok_hostport_problem(listen);
+	if (why)
+		return flag_error(err, "--admin-listen", "%s", why);
+	replace(&a->listen, listen);
+	a->given = true;
+	return 0;
+}
+
 /* Sets key of the proxy plugin's section, made when missing. */
 static void section_set(struct mgrok_server_conf *c, const char *plugin, const char *key,
                         const char *value)
@@ -78,6 +92,8 @@ int mgrok_server_conf_apply_flags(struct mgrok_server_conf *c, const struct mgro
 	replace(&c->plugin_dir, f->plugin_dir);
 	replace(&c->tls.cert, f->tls_cert);
 	replace(&c->tls.key, f->tls_key);
+	if (apply_admin_listen(&c->admin, f->admin_listen, err) < 0)
+		return -1;
 	if (f->allow_ports) {
 		struct mgrok_port_range *r;
 		size_t n;
@@ -166,5 +182,5 @@ int mgrok_client_conf_apply_flags(struct mgrok_client_conf *c, const struct mgro
 	replace(&c->tls.fingerprint, f->tls_fingerprint);
 	if (f->tls_insecure)
 		c->tls.insecure = true;
-	return 0;
+	return apply_admin_listen(&c->admin, f->admin_listen, err);
 }

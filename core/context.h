@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "traffic.h"
+
 struct mgrok_server;
 struct mgrok_notify;
 
@@ -22,9 +24,11 @@ struct mgrok_ctx {
 	uint8_t *read_buf;           /* MGROK_READ_CHUNK bytes: every session reads into it */
 	struct mgrok_server *server; /* mgrokd: the server, for the host's name_lookup */
 	struct mgrok_notify *notify; /* the service manager (notify.h); NULL in tests */
+	struct mgrok_traffic_table traffic; /* per-proxy counters (traffic.h) */
+	double started_at;                  /* wall clock, Unix seconds */
 };
 
-/* autotune on, ids from 1, the read buffer allocated. */
+/* autotune on, ids from 1, the read buffer allocated, no counters yet. */
 void mgrok_ctx_init(struct mgrok_ctx *c, struct ev_loop *loop);
 void mgrok_ctx_free(struct mgrok_ctx *c);
 

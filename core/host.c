@@ -169,6 +169,14 @@ static int host_proxy_header_parse(const uint8_t *buf, size_t len, size_t *used,
 	return rc;
 }
 
+static void host_datagram_dropped(struct mgrok_proxy *px, struct mgrok_stream *st)
+{
+	if (!px && st)
+		px = st->proxy;
+	if (px && px->traffic)
+		px->traffic->datagrams_dropped++;
+}
+
 const struct mgrok_host mgrok_host_table = {
         .abi_major = MGROK_PLUGIN_ABI_MAJOR,
         .abi_minor = MGROK_PLUGIN_ABI_MINOR,
@@ -199,4 +207,5 @@ const struct mgrok_host mgrok_host_table = {
         .stream_emit = mgrok_stream_emit,
         .from_balancer = host_from_balancer,
         .proxy_header_parse = host_proxy_header_parse,
+        .datagram_dropped = host_datagram_dropped,
 };

@@ -2,11 +2,13 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "client.h"
 #include "config.h"
 #include "log.h"
 #include "run.h"
+#include "status.h"
 
 /* One exit status per class of error (usage() lists them). */
 enum { EXIT_CONFIG = 2 };
@@ -16,6 +18,9 @@ static void usage(FILE *to)
 	fputs("usage: mgrok [options] TYPE LOCAL     expose one local service\n"
 	      "                                       (TYPE: tcp, udp, http, tls)\n"
 	      "       mgrok -c FILE [options]         expose the proxies of a config file\n"
+	      "       mgrok status [-c FILE] [--admin-listen ADDR] [--json]\n"
+	      "                                       the session and proxies, from the admin\n"
+	      "                                       endpoint\n"
 	      "  LOCAL is host:port, [v6]:port, or a port on 127.0.0.1\n"
 	      "  -c, --config FILE       JSON config (see mgrok.json in the docs)\n"
 	      "      --check             validate the configuration and exit\n"
@@ -39,6 +44,7 @@ static void usage(FILE *to)
 	      "      --tls-fingerprint sha256:HEX\n"
 	      "                          ... against this certificate only (implies --tls)\n"
 	      "      --tls-insecure      ... without any verification (implies --tls; logged)\n"
+	      "      --admin-listen ADDR serve metrics and status over HTTP here (host:port)\n"
 	      "      --plugin-dir DIR    where plugins are loaded from (default " MGROK_PLUGIN_DIR
 	      ")\n"
 	      "  -v, --verbose           log debug messages\n"
@@ -68,6 +74,7 @@ enum {
 	OPT_HOSTNAME,
 	OPT_HOST_HEADER,
 	OPT_BASIC_AUTH,
+	OPT_ADMIN_LISTEN,
 };
 
 static const struct option options[] = {
@@ -87,6 +94,7 @@ static const struct option options[] = {
         {"hostname", required_argument, NULL, OPT_HOSTNAME},
         {"host-header", required_argument, NULL, OPT_HOST_HEADER},
         {"basic-auth", required_argument, NULL, OPT_BASIC_AUTH},
+        {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -123,6 +131,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_HOSTNAME: a->flags.hostname = optarg; break;
 		case OPT_HOST_HEADER: a->flags.host_header = optarg; break;
 		case OPT_BASIC_AUTH: a->flags.basic_auth = optarg; break;
+		case OPT_ADMIN_LISTEN: a->flags.admin_listen = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
 		case OPT_VERSION:
@@ -219,10 +228,30 @@ static int run(const struct args *a, const struct mgrok_client_conf *conf)
 	return status;
 }
 
+/* mgrok status: the config's admin section. */
+static int load_admin(const char *path, struct mgrok_admin_conf *out, char *err, size_t errlen)
+{
+	struct mgrok_client_conf conf;
+	struct mgrok_conf_error cerr;
+	mgrok_client_conf_defaults(&conf);
+	int rc = mgrok_client_conf_load(&conf, path, &cerr);
+	if (rc < 0) {
+		mgrok_conf_error_format(&cerr, err, errlen);
+	} else {
+		*out = conf.admin;
+		memset(&conf.admin, 0, sizeof(conf.admin));
+	}
+	mgrok_client_conf_free(&conf);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = {0};
 	struct mgrok_client_conf conf;
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return mgrok_status_main("mgrok", argc - 1, argv + 1, load_admin,
+		                         MGROK_SYSCONFDIR "/mgrok/mgrok.json");
 	int status = parse_args(argc, argv, &a);
 	if (status >= 0)
 		return status;

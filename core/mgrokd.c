@@ -3,12 +3,14 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "log.h"
 #include "notify.h"
 #include "run.h"
 #include "server.h"
+#include "status.h"
 #include "tls.h"
 
 /* One exit status per class of error (usage() lists them). */
@@ -17,6 +19,8 @@ enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
 static void usage(FILE *to)
 {
 	fputs("usage: mgrokd [-c FILE] [--check] [options]\n"
+	      "       mgrokd status [-c FILE] [--admin-listen ADDR] [--json]\n"
+	      "                                sessions and proxies, from the admin endpoint\n"
 	      "  -c, --config FILE      JSON config (see mgrokd.json in the docs)\n"
 	      "      --check            validate the configuration and exit\n"
 	      "      --listen ADDR      control address, host:port (default 0.0.0.0:7000)\n"
@@ -30,6 +34,8 @@ static void usage(FILE *to)
 	      "      --tls-sni-listen ADDR\n"
 	      "                         serve tls proxies by SNI on this shared address\n"
 	      "      --domain NAME      clients get subdomains of NAME there\n"
+	      "      --admin-listen ADDR\n"
+	      "                         serve metrics and status over HTTP here (host:port)\n"
 	      "      --tls-cert FILE    serve TLS with this certificate (chain), PEM\n"
 	      "      --tls-key FILE     ... and this private key, PEM\n"
 	      "      --gen-cert DIR     write a self-signed DIR/cert.pem and DIR/key.pem for the\n"
@@ -66,6 +72,7 @@ enum {
 	OPT_HTTP_LISTEN,
 	OPT_TLS_SNI_LISTEN,
 	OPT_DOMAIN,
+	OPT_ADMIN_LISTEN,
 };
 
 static const struct option options[] = {
@@ -83,6 +90,7 @@ static const struct option options[] = {
         {"http-listen", required_argument, NULL, OPT_HTTP_LISTEN},
         {"tls-sni-listen", required_argument, NULL, OPT_TLS_SNI_LISTEN},
         {"domain", required_argument, NULL, OPT_DOMAIN},
+        {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -133,6 +141,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_HTTP_LISTEN: a->flags.http_listen = optarg; break;
 		case OPT_TLS_SNI_LISTEN: a->flags.tls_sni_listen = optarg; break;
 		case OPT_DOMAIN: a->flags.domain = optarg; break;
+		case OPT_ADMIN_LISTEN: a->flags.admin_listen = optarg; break;
 		case 'v': a->verbosity++; break;
 		case 'q': a->verbosity--; break;
 		case OPT_VERSION:
@@ -203,7 +212,8 @@ static void on_reload(void *arg)
 		            mgrok_conf_error_format(&cerr, err, sizeof(err)));
 		reread = false;
 	}
-	mgrok_server_reload(d->server, reread ? &fresh : NULL);
+	int rc = mgrok_server_reload(d->server, reread ? &fresh : NULL);
+	mgrok_server_count_reload(d->server, rc == 0 && (reread || !d->args->path));
 	mgrok_server_conf_free(&fresh);
 }
 
@@ -252,9 +262,29 @@ static int serve(const struct args *a, const struct mgrok_server_conf *conf)
 	return status;
 }
 
+/* mgrokd status: the config's admin section. */
+static int load_admin(const char *path, struct mgrok_admin_conf *out, char *err, size_t errlen)
+{
+	struct mgrok_server_conf conf;
+	struct mgrok_conf_error cerr;
+	mgrok_server_conf_defaults(&conf);
+	int rc = mgrok_server_conf_load(&conf, path, &cerr);
+	if (rc < 0) {
+		mgrok_conf_error_format(&cerr, err, errlen);
+	} else {
+		*out = conf.admin;
+		memset(&conf.admin, 0, sizeof(conf.admin));
+	}
+	mgrok_server_conf_free(&conf);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = {0};
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return mgrok_status_main("mgrokd", argc - 1, argv + 1, load_admin,
+		                         MGROK_SYSCONFDIR "/mgrok/mgrokd.json");
 	struct mgrok_server_conf conf;
 	int status = parse_args(argc, argv, &a);
 	if (status >= 0)

@@ -26,6 +26,7 @@ struct mgrok_proxy {
 	int proxy_protocol;       /* client: 0, or the PROXY version written to the local end */
 	uint16_t public_port;     /* client: the port the server bound, from REGISTER_ACK */
 	struct mgrok_name *names; /* server: host names it holds (names.h) */
+	struct mgrok_traffic *traffic; /* its counters (traffic.h); NULL until bound or set up */
 	struct mgrok_proxy *next;
 };
 

@@ -1,4 +1,5 @@
 #include "server.h"
+#include "server_impl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,68 +21,6 @@
 #include "stream.h"
 #include "notify.h"
 #include "tls.h"
-
-struct srv_session;
-
-/* An auth method the server offers. */
-struct srv_method {
-	struct mgrok_auth_method m; /* first: the handshake gets &m */
-	const struct mgrok_plugin *plugin;
-};
-
-/* Server-wide log lines about new connections, limited per kind (log.h). */
-enum srv_logk {
-	SRV_LOG_REFUSED,   /* connections refused for the handshake limits */
-	SRV_LOG_HANDSHAKE, /* failed handshakes and the blocks they start */
-	SRV_LOG_SESSIONS,  /* sessions authenticated, introduced, replaced, closed */
-	SRV_LOG_ACCEPT,    /* accept(2) failures */
-	SRV_LOG_COUNT,
-};
-
-struct mgrok_server {
-	struct mgrok_ctx *ctx;
-	const struct mgrok_server_conf *conf;
-	/* The server's own copy: SIGHUP replaces it (mgrok_server_reload). */
-	struct mgrok_port_range *allow_ports;
-	size_t n_allow_ports;
-	struct mgrok_registry reg;
-	struct srv_method *methods;
-	size_t n_methods;
-	struct mgrok_ratelimit *failures; /* failed handshakes per source address */
-	struct mgrok_sockaddr listen_addr;
-	struct mgrok_sockaddr bind_addr; /* where public ports are bound (port 0) */
-	struct mgrok_tls *tls;           /* NULL: plaintext control port */
-	int lfd;
-	ev_io lio;
-	ev_timer accept_retry;
-	ev_timer log_tick;               /* reports suppressed lines once their window is over */
-	struct srv_session *sessions;    /* authenticated */
-	struct srv_session *handshaking; /* still in the handshake */
-	unsigned pending;                /* how many of those */
-	struct mgrok_log_limit loglim[SRV_LOG_COUNT];
-	struct mgrok_names names; /* host names of the proxies routed by name */
-	ev_timer drain_tick;      /* SIGTERM: waits for open streams to end */
-	double drain_deadline;
-};
-
-/* The server's side of one session. */
-struct srv_session {
-	struct mgrok_server *srv;
-	struct mgrok_session *sess;
-	struct srv_session *prev, *next;
-	bool authenticated;
-	bool hello_seen;
-	struct mgrok_sockaddr peer;
-	uint8_t ip[16];                  /* of peer: the key of the per-address handshake limit */
-	const struct srv_method *method; /* how it authenticated */
-	char identity[MGROK_IDENTITY_MAX + 1];
-	char client_id[MGROK_NAME_MAX + 1];
-	struct mgrok_proxy *proxies;
-	unsigned nproxies;
-};
-
-#define SRV_LOG(srv, k, level, ...)                                                                \
-	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
 
 /* Sessions or proxies came or went: the service manager's STATUS= line. */
 static void counts_changed(struct mgrok_server *srv)
@@ -156,6 +95,7 @@ static void proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 	mgrok_names_release(&ss->srv->names, &px->names);
 	if (px->bound)
 		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
+	mgrok_traffic_put(&ss->srv->ctx->traffic, px->traffic);
 	json_decref(px->options);
 	free(px);
 }
@@ -486,6 +426,8 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 		return;
 	}
 	px->bound = true;
+	px->traffic = mgrok_traffic_get(&ss->srv->ctx->traffic, px->name, plugin->desc->name,
+	                                ss->identity);
 	px->next = ss->proxies;
 	ss->proxies = px;
 	ss->nproxies++;
@@ -527,6 +469,18 @@ static void on_hello(struct srv_session *ss, const struct mgrok_frame *f)
 	SRV_LOG(ss->srv, SRV_LOG_SESSIONS, MGROK_LOG_INFO, "session %u: client %s, %.*s",
 	        ss->sess->id, ss->client_id, (int)f->u.hello.info.len,
 	        (const char *)f->u.hello.info.p);
+	ss->info = json_loadb((const char *)f->u.hello.info.p, f->u.hello.info.len, 0, NULL);
+	if (!json_is_object(ss->info)) { /* for humans: anything else is not worth showing */
+		json_decref(ss->info);
+		ss->info = NULL;
+	}
+	double banned = mgrok_server_banned(ss->srv, ss->client_id);
+	if (banned > 0) {
+		mgrok_session_close(ss->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
+		                    "banned for %.0f more seconds",
+		                    (double)(long long)(banned + 0.999));
+		return;
+	}
 	for (struct srv_session *o = ss->srv->sessions; o; o = o->next) {
 		if (o == ss || !o->hello_seen || strcmp(o->identity, ss->identity) != 0 ||
 		    strcmp(o->client_id, ss->client_id) != 0)
@@ -551,7 +505,9 @@ static void srv_on_open(struct mgrok_session *s)
 	list_remove(&ss->srv->handshaking, ss);
 	list_insert(&ss->srv->sessions, ss);
 	snprintf(ss->identity, sizeof(ss->identity), "%s", s->hs.identity);
-	ss->method = (const struct srv_method *)s->hs.method;
+	ss->method = (struct srv_method *)s->hs.method;
+	if (ss->method)
+		ss->method->handshakes[SRV_HS_OK]++;
 	unsigned (*op)(void *, const char *) =
 	        ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, max_streams) : NULL;
 	unsigned own = op ? op(ss->method->m.inst, ss->identity) : 0;
@@ -592,12 +548,31 @@ static bool from_balancer(const struct mgrok_server *srv, const struct mgrok_soc
 	                        (const struct sockaddr *)&peer->ss);
 }
 
+/* A handshake that ended without a session: refused by its method (or for
+ * naming none the server offers), or failed (malformed, too slow, a
+ * stranger). A connection that closed before trying is neither. */
+static void count_handshake(struct mgrok_server *srv, const struct mgrok_session *s,
+                            enum mgrok_close_why why)
+{
+	if (!s->hs_failed)
+		return;
+	enum srv_hs_result r =
+	        why == MGROK_CLOSE_DENIED && s->hs.messages ? SRV_HS_DENIED : SRV_HS_FAILED;
+	struct srv_method *m = (struct srv_method *)s->hs.method;
+	if (m)
+		m->handshakes[r]++;
+	else
+		srv->counters.handshakes_nomethod[r]++;
+}
+
 static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, const char *reason)
 {
 	struct srv_session *ss = s->owner;
 	struct mgrok_server *srv = ss->srv;
-	if (!ss->authenticated)
+	if (!ss->authenticated) {
 		srv->pending--;
+		count_handshake(srv, s, why);
+	}
 	/* A balancer's own address stands for every client behind it: its
 	 * silent connections and health checks must not block them all. */
 	if (!ss->authenticated && s->hs_failed && !from_balancer(srv, &ss->peer) &&
@@ -625,6 +600,7 @@ static void srv_on_close(struct mgrok_session *s, enum mgrok_close_why why, cons
 	list_remove(ss->authenticated ? &srv->sessions : &srv->handshaking, ss);
 	if (ss->authenticated)
 		counts_changed(srv);
+	json_decref(ss->info);
 	free(ss);
 }
 
@@ -646,19 +622,25 @@ static unsigned pending_from(const struct mgrok_server *srv, const uint8_t ip[16
 	return n;
 }
 
+static bool refused(struct mgrok_server *srv)
+{
+	srv->counters.rate_limited++;
+	return false;
+}
+
 /* Whether a new connection may start a handshake (doc/protocol.md 4). */
 static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, uint8_t ip[16])
 {
 	char text[MGROK_ADDRSTRLEN];
 	if (mgrok_ratelimit_blocked(srv->failures, (const struct sockaddr *)&peer->ss,
 	                            ev_now(srv->ctx->loop)))
-		return false;
+		return refused(srv);
 	if (srv->pending >= srv->conf->max_pending) {
 		/* The newest pending connection is the one to drop. */
 		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
 		        "%u connections still in the handshake: refusing one from %s", srv->pending,
 		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)));
-		return false;
+		return refused(srv);
 	}
 	/* One host must not hold every handshake slot (a slow trickle would).
 	 * A balancer's clients are counted by their own address, once its
@@ -669,7 +651,7 @@ static bool admit(struct mgrok_server *srv, const struct mgrok_sockaddr *peer, u
 		        "%s has %u connections in the handshake: refusing another",
 		        mgrok_addr_format((const struct sockaddr *)&peer->ss, text, sizeof(text)),
 		        srv->conf->max_pending_per_address);
-		return false;
+		return refused(srv);
 	}
 	return true;
 }
@@ -691,7 +673,7 @@ static bool srv_on_proxied(struct mgrok_session *s, const struct mgrok_pp *pp)
 	                            ev_now(srv->ctx->loop))) {
 		mgrok_session_close(s, -1, MGROK_CLOSE_LOCAL, "%s is blocked for failed handshakes",
 		                    s->peer);
-		return false;
+		return refused(srv);
 	}
 	if (pending_from(srv, ss->ip) > srv->conf->max_pending_per_address) {
 		SRV_LOG(srv, SRV_LOG_REFUSED, MGROK_LOG_WARN,
@@ -699,7 +681,7 @@ static bool srv_on_proxied(struct mgrok_session *s, const struct mgrok_pp *pp)
 		        srv->conf->max_pending_per_address);
 		mgrok_session_close(s, -1, MGROK_CLOSE_LOCAL, "too many handshakes from %s",
 		                    s->peer);
-		return false;
+		return refused(srv);
 	}
 	return true;
 }
@@ -933,6 +915,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
 	           srv->tls ? " (TLS)" : "");
+	if (mgrok_server_admin_start(srv, err, errlen) < 0)
+		return -1;
 	return start_proxy_plugins(srv, err, errlen);
 }
 
@@ -1011,6 +995,7 @@ void mgrok_server_free(struct mgrok_server *srv)
 	if (!srv)
 		return;
 	mgrok_server_shutdown(srv);
+	mgrok_server_admin_free(srv);
 	mgrok_registry_free(&srv->reg);
 	mgrok_names_free(&srv->names);
 	if (srv->ctx->server == srv)

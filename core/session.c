@@ -204,6 +204,7 @@ static int on_frame(void *arg, const struct mgrok_frame *f)
 static void handshake_done(struct mgrok_session *s)
 {
 	s->open = true;
+	s->opened_at = ev_now(s->ctx->loop);
 	ev_timer_stop(s->ctx->loop, &s->hs_timer);
 	mgrok_hs_end(&s->hs);
 	s->ops->on_open(s);

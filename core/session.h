@@ -87,6 +87,10 @@ struct mgrok_session {
 	struct mgrok_mux mux;
 	struct mgrok_relay relay; /* its streams */
 	uint64_t frames_in;       /* frames decoded so far (HELLO must be the first) */
+	/* DATA payload bytes of its streams, toward the local service (from the
+	 * visitors) and back: the same directions on both sides (traffic.h). */
+	uint64_t bytes_in, bytes_out;
+	double opened_at; /* ev_now when the handshake completed */
 	double last_recv, last_send;
 	double hb_interval, hb_timeout;
 	struct mgrok_balancers balancers; /* server: who sends PROXY headers */

@@ -42,9 +42,30 @@ static struct mgrok_stream *stream_new(struct mgrok_session *s, uint32_t id, str
 	if (r->streams)
 		r->streams->prev = st;
 	r->streams = st;
-	if (px)
+	if (px) {
 		px->nstreams++;
+		if (px->traffic) {
+			px->traffic->streams_opened++;
+			px->traffic->streams_open++;
+		}
+	}
 	return st;
+}
+
+void mgrok_stream_count(struct mgrok_stream *st, size_t n, bool sent)
+{
+	struct mgrok_session *s = st->sess;
+	struct mgrok_traffic *t = st->proxy ? st->proxy->traffic : NULL;
+	/* The server sends what visitors send; the client, what the service does. */
+	if (sent == (s->role == MGROK_ROLE_SERVER)) {
+		s->bytes_in += n;
+		if (t)
+			t->bytes_in += n;
+	} else {
+		s->bytes_out += n;
+		if (t)
+			t->bytes_out += n;
+	}
 }
 
 static void unstall(struct mgrok_stream *st)
@@ -110,8 +131,11 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 	}
 	if (st->datagram)
 		datagram_ops(st)->on_stream_end(st->proxy->plugin->inst, st->dgram_arg);
-	if (st->proxy)
+	if (st->proxy) {
 		st->proxy->nstreams--;
+		if (st->proxy->traffic)
+			st->proxy->traffic->streams_open--;
+	}
 	MGROK_DEBUG("session %u proxy %s stream %u: closed%s", s->id, proxy_name(st), st->ms.id,
 	            abortive ? " (reset)" : "");
 	mgrok_buf_free(&st->pending);
@@ -373,6 +397,7 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 		mgrok_stream_reset(st, MGROK_RESET_FLOW_CONTROL);
 		return 0;
 	}
+	mgrok_stream_count(st, len, false);
 	if (st->datagram) {
 		/* Delivered at once: the credit goes back before the plugin,
 		 * which may end the stream, sees the datagram. */
@@ -510,6 +535,7 @@ static void read_frames(struct mgrok_stream *st)
 		}
 		mgrok_session_commit(s, (size_t)(f - frames));
 		mgrok_mux_sent_data(&st->ms, (size_t)n);
+		mgrok_stream_count(st, (size_t)n, true);
 	} else if (n == 0) {
 		mgrok_stream_read_eof(st);
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -656,6 +682,7 @@ int mgrok_stream_send(struct mgrok_stream *st, const void *data, size_t len)
 		memcpy(frame + MGROK_DATA_HEADER, data, len);
 	mgrok_session_commit(s, MGROK_DATA_HEADER + len);
 	mgrok_mux_sent_data(&st->ms, len);
+	mgrok_stream_count(st, len, true);
 	return 0;
 }
 

@@ -107,6 +107,10 @@ void mgrok_stream_on_reset(struct mgrok_stream *st, uint8_t code);
 bool mgrok_stream_read_eof(struct mgrok_stream *st);
 void mgrok_stream_pause_read(struct mgrok_stream *st);
 
+/* n DATA payload bytes st sent (sent) or received: the session's and the
+ * proxy's counters (traffic.h). */
+void mgrok_stream_count(struct mgrok_stream *st, size_t n, bool sent);
+
 /* Releases a stream without telling the peer (peer RESET). */
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive);
 /* RESET every stream of one proxy (UNREGISTER). */

@@ -36,6 +36,7 @@ static size_t send_frames(struct mgrok_stream *st, const uint8_t *p, size_t len)
 		memcpy(frame + MGROK_DATA_HEADER, p + sent, n);
 		mgrok_session_commit(s, MGROK_DATA_HEADER + n);
 		mgrok_mux_sent_data(&st->ms, n);
+		mgrok_stream_count(st, n, true);
 		sent += n;
 	}
 	return sent;

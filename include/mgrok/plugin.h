@@ -19,6 +19,7 @@
  *        on_peer_end, on_visitor_end); host name_claim, name_lookup,
  *        visitor_attach, stream_emit, from_balancer, proxy_header_parse;
  *        mgrok_authz hostname and domain.
+ *   1.5  host datagram_dropped: the admin endpoint's per-proxy drop count.
  *
  * A plugin is a shared object that exports exactly one symbol,
  * MGROK_PLUGIN_ENTRY_SYMBOL, a function returning a descriptor. The host
@@ -59,7 +60,7 @@ extern "C" {
 #endif
 
 #define MGROK_PLUGIN_ABI_MAJOR 1
-#define MGROK_PLUGIN_ABI_MINOR 4
+#define MGROK_PLUGIN_ABI_MINOR 5
 #define MGROK_PLUGIN_ENTRY_SYMBOL "mgrok_plugin_entry"
 
 enum mgrok_plugin_kind {
@@ -257,6 +258,12 @@ struct mgrok_host {
 	int (*proxy_header_parse)(const uint8_t *buf, size_t len, size_t *used,
 	                          struct sockaddr_storage *src, socklen_t *src_len, char *err,
 	                          size_t errlen);
+
+	/* ---- 1.5 ---- */
+	/* A datagram of a proxy was dropped (no window, a full socket buffer,
+	 * no stream to be had): counted for the admin endpoint. px names the
+	 * proxy, or with px NULL, st's proxy does. */
+	void (*datagram_dropped)(struct mgrok_proxy *px, struct mgrok_stream *st);
 };
 
 /* ---- proxy plugins ----------------------------------------------------- */

@@ -88,12 +88,20 @@ struct client_flow {
 	bool drop_logged;
 };
 
+/* For the host's counters, where it has them (ABI 1.5). */
+static void count_drop(const struct mgrok_host *h, struct mgrok_proxy *px, struct mgrok_stream *st)
+{
+	if (h->abi_minor >= 5)
+		h->datagram_dropped(px, st);
+}
+
 /* A flow's first drop, whichever way it goes, is worth one debug line;
  * the totals come when the flow ends. */
-static void note_drop(const struct udp_plugin *up, const char *name, unsigned long *drops,
-                      bool *logged, const char *why)
+static void note_drop(const struct udp_plugin *up, const char *name, struct mgrok_proxy *px,
+                      struct mgrok_stream *st, unsigned long *drops, bool *logged, const char *why)
 {
 	(*drops)++;
+	count_drop(up->host, px, st);
 	if (*logged)
 		return;
 	*logged = true;
@@ -153,7 +161,8 @@ static void server_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	struct server_flow *sf = (struct server_flow *)f;
 	struct listener *l = sf->l;
 	if (sendto(l->fd, p, len, 0, (struct sockaddr *)&sf->e.addr, sf->e.addr_len) < 0) {
-		note_drop(l->up, l->name, &sf->drops, &sf->drop_logged, strerror(errno));
+		note_drop(l->up, l->name, l->px, sf->st, &sf->drops, &sf->drop_logged,
+		          strerror(errno));
 		l->drops++;
 		return;
 	}
@@ -231,12 +240,13 @@ static void server_readable(void *arg, int fd, int events)
 		if (sf)
 			udp_flow_touch(&l->table, e, now);
 		else if (!(sf = server_flow_new(l, &ss, len, now))) {
+			count_drop(h, l->px, NULL);
 			l->drops++;
 			continue;
 		}
 		sf->in++;
 		if (h->stream_send(sf->st, dgram, (size_t)n) < 0) {
-			note_drop(l->up, l->name, &sf->drops, &sf->drop_logged,
+			note_drop(l->up, l->name, l->px, sf->st, &sf->drops, &sf->drop_logged,
 			          "no window for a flow");
 			l->drops++;
 		}
@@ -320,7 +330,7 @@ static void client_flow_deliver(struct flow *f, const uint8_t *p, size_t len)
 	struct client_flow *cf = (struct client_flow *)f;
 	if (cf->fd < 0 || send(cf->fd, p, len, 0) < 0) {
 		/* ECONNREFUSED: nothing listens on the local port (yet). */
-		note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged,
+		note_drop(cf->up, cf->name, NULL, cf->st, &cf->drops, &cf->drop_logged,
 		          cf->fd < 0 ? "flow closing" : strerror(errno));
 		return;
 	}
@@ -407,7 +417,7 @@ static void client_readable(void *arg, int fd, int events)
 			return; /* EAGAIN, or ECONNREFUSED from an earlier send */
 		cf->last_active = h->now();
 		if (h->stream_send(cf->st, dgram, (size_t)n) < 0) {
-			note_drop(cf->up, cf->name, &cf->drops, &cf->drop_logged,
+			note_drop(cf->up, cf->name, NULL, cf->st, &cf->drops, &cf->drop_logged,
 			          "no window for a flow");
 			continue;
 		}

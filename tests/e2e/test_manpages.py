@@ -144,22 +144,22 @@ def field_tables(text):
     return tables
 
 
-def table_parent(tables, funcs, name):
-    """(table, key) under which table name is walked: a row naming it, or
-    a row whose take function reaches code naming it."""
-    for tab, rows in tables.items():
-        for key, _, sub in rows:
-            if sub == name:
-                return tab, key
+def table_parents(tables, funcs, name):
+    """[(table, key)] under which table name is walked: the rows naming it,
+    else the rows whose take function reaches code naming it (a section
+    both files have, such as "admin", is walked from both root tables)."""
+    found = [(tab, key) for tab, rows in tables.items() for key, _, sub in rows if sub == name]
+    if found:
+        return found
     reach = {f for f, body in funcs.items() if re.search(r"\b%s\b" % name, body)}
     for _ in range(4):
-        for tab, rows in tables.items():
-            for key, take, _ in rows:
-                if take in reach:
-                    return tab, key
+        found = [(tab, key) for tab, rows in tables.items() for key, take, _ in rows
+                 if take in reach]
+        if found:
+            return found
         reach |= {f for f, body in funcs.items()
                   if any(re.search(r"\b%s\(" % g, body) for g in reach)}
-    return None
+    return []
 
 
 def config_keys():
@@ -170,21 +170,25 @@ def config_keys():
             sorted(set(ROOT_TABLES) - set(tables)))
     out = {p: {} for p in ROOT_TABLES.values()}
 
-    def place(name):
-        """(page, section, prefix) of a table's keys."""
+    def places(name):
+        """[(page, section, prefix)] of a table's keys."""
         if name in ROOT_TABLES:
-            return ROOT_TABLES[name], "KEYS", ""
-        parent = table_parent(tables, funcs, name)
-        t.check(parent, "core/config.c: cannot tell where table %s is read: say in %s" %
+            return [(ROOT_TABLES[name], "KEYS", "")]
+        parents = table_parents(tables, funcs, name)
+        t.check(parents, "core/config.c: cannot tell where table %s is read: say in %s" %
                 (name, os.path.basename(__file__)))
-        pg, section, prefix = place(parent[0])
-        if parent[1] in ELEMENT_SECTIONS:
-            return pg, ELEMENT_SECTIONS[parent[1]], ""
-        return pg, section, prefix + parent[1] + "."
+        out = []
+        for tab, key in parents:
+            for pg, section, prefix in places(tab):
+                if key in ELEMENT_SECTIONS:
+                    out.append((pg, ELEMENT_SECTIONS[key], ""))
+                else:
+                    out.append((pg, section, prefix + key + "."))
+        return out
 
     for name, rows in tables.items():
-        pg, section, prefix = place(name)
-        out[pg].setdefault(section, set()).update(prefix + key for key, _, _ in rows)
+        for pg, section, prefix in places(name):
+            out[pg].setdefault(section, set()).update(prefix + key for key, _, _ in rows)
     return out
 
 

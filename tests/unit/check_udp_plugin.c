@@ -86,6 +86,8 @@ static struct {
 	bool close_ends_at_once; /* stream_close ends the stream inside the call */
 	int opens, open_nulls;
 	int send_calls;
+	int dropped_px; /* datagram_dropped calls naming the proxy */
+	int dropped_st; /* ... naming a stream */
 	int logs;
 	struct mock_watch watches[MAX_WATCHES];
 	int n_watches;
@@ -339,6 +341,15 @@ static void mock_stream_close(struct mgrok_stream *st)
 		end_stream(s);
 }
 
+static void mock_datagram_dropped(struct mgrok_proxy *px, struct mgrok_stream *st)
+{
+	ck_assert_msg(px || st, "datagram_dropped names neither the proxy nor a stream");
+	if (px)
+		mock.dropped_px++;
+	else
+		mock.dropped_st++;
+}
+
 static struct mgrok_host host = {
         .abi_major = MGROK_PLUGIN_ABI_MAJOR,
         .abi_minor = MGROK_PLUGIN_ABI_MINOR,
@@ -362,6 +373,7 @@ static struct mgrok_host host = {
         .stream_attach_datagram = mock_stream_attach_datagram,
         .stream_send = mock_stream_send,
         .stream_close = mock_stream_close,
+        .datagram_dropped = mock_datagram_dropped,
 };
 
 /* ---- the plugin ------------------------------------------------------------- */
@@ -1144,6 +1156,8 @@ START_TEST(test_server_no_window)
 	pump(srv.w, 3);
 	ck_assert_int_eq(sa->refused, 3);
 	ck_assert_int_eq(count_sent(sa), 0);
+	ck_assert_int_eq(mock.dropped_px, 3); /* the server's flows know their proxy */
+	ck_assert_int_eq(mock.dropped_st, 0);
 
 	mock.no_window = false;
 	send_str(a, srv.port, "four");
@@ -1172,6 +1186,7 @@ START_TEST(test_server_open_fails)
 	send_str(a, srv.port, "lost too");
 	pump(srv.w, 2);
 	ck_assert_int_eq(mock.opens, 2); /* tried again: nothing stale was kept */
+	ck_assert_int_eq(mock.dropped_px, 2);
 
 	mock.open_fails = false;
 	send_str(a, srv.port, "kept");
@@ -1368,6 +1383,8 @@ START_TEST(test_client_relay)
 	pump(c.w, 6);
 	ck_assert_int_eq(count_sent(c.st), 5);
 	expect_sent_str(c.st, 4, "after");
+	ck_assert_int_eq(mock.dropped_st, 1); /* the client's name their stream */
+	ck_assert_int_eq(mock.dropped_px, 0);
 	ck_assert_int_eq(c.st->closes, 0);
 
 	/* The session ends: socket, watcher, timer and memory go. */
