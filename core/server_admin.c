@@ -61,9 +61,10 @@ static void handshake_family(struct mgrok_buf *out, const struct mgrok_server *s
 			                  srv->methods[i].handshakes[r], "method",
 			                  srv->methods[i].m.name, "result", hs_result_names[r],
 			                  NULL);
-		mgrok_metrics_u64(out, "mgrok_handshakes_total",
-		                  srv->counters.handshakes_nomethod[r], "method", "", "result",
-		                  hs_result_names[r], NULL);
+		if (r != SRV_HS_OK) /* a session always has a method */
+			mgrok_metrics_u64(out, "mgrok_handshakes_total",
+			                  srv->counters.handshakes_nomethod[r], "method", "",
+			                  "result", hs_result_names[r], NULL);
 	}
 }
 

@@ -60,8 +60,10 @@ BULK_OMIT_MS = 1000  # bulkpipe leaves out the first second, like iperf3 -O 1
 # 256 KiB a round trip of 40 ms, times four (the latency target).
 FIXED_WINDOW_MBIT = 256 * 1024 * 8 / 0.040 / 1e6
 
-PATHS = ["direct", "relay", "socat", "ssh", "mgrok", "mgrok-tls"]
-MGROK_PATHS = ("mgrok", "mgrok-tls")
+PATHS = ["direct", "relay", "socat", "ssh", "mgrok", "mgrok-tls", "mgrok-metrics"]
+MGROK_PATHS = ("mgrok", "mgrok-tls", "mgrok-metrics")
+# Run only when asked for (--path): the cost of the admin endpoint.
+OPTIONAL_PATHS = ("mgrok-metrics",)
 
 
 def log(*a):
@@ -758,6 +760,10 @@ class MgrokPath(Path):
                                      "options": options})
             tun.ports[n] = shared[kind]
             tun.hosts[n] = "%s.%s" % (options["subdomain"], VHOST_DOMAIN)
+        admin = [b.ports.take(), b.ports.take()] if getattr(self, "admin", False) else []
+        if admin:
+            sconf["admin"] = {"listen": "127.0.0.1:%d" % admin[0]}
+            cconf["admin"] = {"listen": "127.0.0.1:%d" % admin[1]}
         spath = os.path.join(b.work, "mgrokd.%d.json" % ctl)
         cpath = os.path.join(b.work, "mgrok.%d.json" % ctl)
         with open(spath, "w") as f:
@@ -776,6 +782,8 @@ class MgrokPath(Path):
         wait_for(lambda: len(re.findall(r"^\w+://", cl.text("out"), re.M)) >= want or not cl.alive()
                  or not srv.alive(), 20, "mgrok to register %d proxies" % want)
         tun.check_alive()
+        if admin:
+            self.scrape(tun, env, admin)
         tun.daemons = {"server": srv, "client": cl}
 
 
@@ -784,8 +792,25 @@ class MgrokTlsPath(MgrokPath):
     tls = True
 
 
+class MgrokMetricsPath(MgrokPath):
+    """mgrok with both admin endpoints on and scraped every second, ten
+    times as often as Prometheus' default: what metrics cost."""
+    name = "mgrok-metrics"
+    admin = True
+
+    def scrape(self, tun, env, ports):
+        urls = ["http://127.0.0.1:%d%s" % (p, path) for p in ports
+                for path in ("/metrics", "/api/v1/sessions")]
+        code = ("import sys, time, urllib.request\n"
+                "for _ in range(7200):\n"
+                "    for u in sys.argv[1:]:\n"
+                "        urllib.request.urlopen(u, timeout=5).read()\n"
+                "    time.sleep(1)\n")
+        tun.start("scraper", [sys.executable, "-c", code] + urls, env=env)
+
+
 PATH_CLASSES = {c.name: c for c in (DirectPath, BareRelayPath, SocatPath, SshPath, MgrokPath,
-                                     MgrokTlsPath)}
+                                     MgrokTlsPath, MgrokMetricsPath)}
 
 
 # ---- parsing --------------------------------------------------------------------------
@@ -1794,9 +1819,10 @@ def parse_args(argv):
                     help="where core/mgrokd, core/mgrok and plugins/.libs are (default: the source tree)")
     ap.add_argument("--scenario", default=",".join(SCENARIOS),
                     help="comma-separated scenarios: %s (default: all)" % ", ".join(SCENARIOS))
-    ap.add_argument("--path", default=",".join(PATHS),
-                    help="comma-separated paths: %s (default: all; direct is always added "
-                    "for the ratios unless --no-direct)" % ", ".join(PATHS))
+    ap.add_argument("--path", default=",".join(p for p in PATHS if p not in OPTIONAL_PATHS),
+                    help="comma-separated paths: %s (default: all but %s; direct is always "
+                    "added for the ratios unless --no-direct)"
+                    % (", ".join(PATHS), ", ".join(OPTIONAL_PATHS)))
     ap.add_argument("--no-direct", action="store_true", help="do not add the direct path")
     ap.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
     ap.add_argument("--conns", type=int, default=10000, help="idle connections (default 10000)")
