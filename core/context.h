@@ -24,8 +24,9 @@ struct mgrok_ctx {
 	uint8_t *read_buf;           /* MGROK_READ_CHUNK bytes: every session reads into it */
 	struct mgrok_server *server; /* mgrokd: the server, for the host's name_lookup */
 	struct mgrok_notify *notify; /* the service manager (notify.h); NULL in tests */
-	struct mgrok_traffic_table traffic; /* per-proxy counters (traffic.h) */
-	double started_at;                  /* wall clock, Unix seconds */
+	struct mgrok_traffic_table traffic;  /* per-proxy counters (traffic.h) */
+	double started_at;                   /* wall clock, Unix seconds */
+	uint64_t reloads_ok, reloads_failed; /* SIGHUPs, by outcome (mgrok_reloads_total) */
 };
 
 /* autotune on, ids from 1, the read buffer allocated, no counters yet. */

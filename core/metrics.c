@@ -154,5 +154,9 @@ void mgrok_metrics_common(struct mgrok_buf *out, const struct mgrok_ctx *ctx, co
 	mgrok_metrics_u64(out, "mgrok_build_info", 1, "version", PACKAGE_VERSION, "role", role,
 	                  NULL);
 	traffic_families(out, &ctx->traffic);
+	mgrok_metrics_family(out, "mgrok_reloads_total", "counter", "SIGHUP reloads by result.");
+	mgrok_metrics_u64(out, "mgrok_reloads_total", ctx->reloads_ok, "result", "ok", NULL);
+	mgrok_metrics_u64(out, "mgrok_reloads_total", ctx->reloads_failed, "result", "failed",
+	                  NULL);
 	process_families(out, ctx);
 }

@@ -172,6 +172,7 @@ static int configure(const struct args *a, struct mgrok_client_conf *conf)
 struct running {
 	struct mgrok_client *cl;
 	const struct args *args;
+	struct mgrok_ctx *ctx;
 };
 
 static void on_stop(void *arg)
@@ -195,11 +196,14 @@ static void on_reload(void *arg)
 	mgrok_client_conf_defaults(&fresh);
 	if (mgrok_client_conf_load(&fresh, r->args->path, &cerr) < 0 ||
 	    mgrok_client_conf_apply_flags(&fresh, &r->args->flags, &cerr) < 0 ||
-	    mgrok_client_conf_check(&fresh, &cerr) < 0)
+	    mgrok_client_conf_check(&fresh, &cerr) < 0) {
 		MGROK_ERROR("reload: %s (keeping the old configuration)",
 		            mgrok_conf_error_format(&cerr, err, sizeof(err)));
-	else
+		r->ctx->reloads_failed++;
+	} else {
 		mgrok_client_reload(r->cl, &fresh);
+		r->ctx->reloads_ok++;
+	}
 	mgrok_client_conf_free(&fresh);
 }
 
@@ -219,7 +223,7 @@ static int run(const struct args *a, const struct mgrok_client_conf *conf)
 	} else if (a->check) {
 		printf("%s: configuration is valid\n", a->path ? a->path : "(command line)");
 	} else {
-		struct running r = {cl, a};
+		struct running r = {cl, a, &ctx};
 		mgrok_run(&ctx, &ops, &r);
 		status = mgrok_client_exit_code(cl);
 	}

@@ -213,7 +213,10 @@ static void on_reload(void *arg)
 		reread = false;
 	}
 	int rc = mgrok_server_reload(d->server, reread ? &fresh : NULL);
-	mgrok_server_count_reload(d->server, rc == 0 && (reread || !d->args->path));
+	if (rc == 0 && (reread || !d->args->path))
+		d->ctx->reloads_ok++;
+	else
+		d->ctx->reloads_failed++;
 	mgrok_server_conf_free(&fresh);
 }
 

@@ -27,9 +27,7 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen);
  * old state).
  */
 int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh);
-/* A SIGHUP's outcome, for mgrok_reloads_total: ok unless the file or a
- * part of the reload failed. */
-void mgrok_server_count_reload(struct mgrok_server *srv, bool ok);
+
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
 /* SIGTERM, the first: no new sessions or visitors; the loop ends once every
  * open stream has ended, or after shutdown_timeout. GO_AWAY comes with

@@ -106,11 +106,6 @@ static void server_metrics(void *arg, struct mgrok_buf *out)
 	mgrok_metrics_family(out, "mgrok_session_queue_bytes", "gauge",
 	                     "Bytes queued for the sessions' connections, not yet written.");
 	mgrok_metrics_u64(out, "mgrok_session_queue_bytes", queued, NULL);
-	mgrok_metrics_family(out, "mgrok_reloads_total", "counter", "SIGHUP reloads by result.");
-	mgrok_metrics_u64(out, "mgrok_reloads_total", srv->counters.reloads_ok, "result", "ok",
-	                  NULL);
-	mgrok_metrics_u64(out, "mgrok_reloads_total", srv->counters.reloads_failed, "result",
-	                  "failed", NULL);
 }
 
 /* ---- sessions ------------------------------------------------------------------ */
@@ -169,8 +164,9 @@ static int server_kick(void *arg, uint32_t id, double seconds, json_t **reply, c
 	}
 	if (seconds > 0)
 		ban(srv, ss->client_id, seconds);
-	*reply = json_pack("{sI ss? sf}", "id", (json_int_t)id, "client_id",
-	                   ss->hello_seen ? ss->client_id : NULL, "banned_seconds", seconds);
+	*reply = json_pack("{sI ss? sI}", "id", (json_int_t)id, "client_id",
+	                   ss->hello_seen ? ss->client_id : NULL, "banned_seconds",
+	                   (json_int_t)(seconds + 0.999));
 	MGROK_INFO("admin: closing session %u ('%s')%s", id, ss->identity,
 	           seconds > 0 ? ", its clientId banned" : "");
 	if (seconds > 0)
@@ -181,14 +177,6 @@ static int server_kick(void *arg, uint32_t id, double seconds, json_t **reply, c
 		mgrok_session_close(ss->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
 		                    "closed by the administrator");
 	return 200;
-}
-
-void mgrok_server_count_reload(struct mgrok_server *srv, bool ok)
-{
-	if (ok)
-		srv->counters.reloads_ok++;
-	else
-		srv->counters.reloads_failed++;
 }
 
 /* ---- life cycle ---------------------------------------------------------------- */

@@ -27,7 +27,6 @@ enum srv_hs_result { SRV_HS_OK, SRV_HS_DENIED, SRV_HS_FAILED, SRV_HS_RESULTS };
 struct srv_counters {
 	uint64_t handshakes_nomethod[SRV_HS_RESULTS]; /* failed before a method was chosen */
 	uint64_t rate_limited; /* connections refused by the handshake limits */
-	uint64_t reloads_ok, reloads_failed;
 };
 
 /* A clientId refused until a time (the loop's clock). */

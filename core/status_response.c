@@ -23,7 +23,8 @@ int mgrok_status_parse_response(const uint8_t *buf, size_t len, int *status, str
 	/* A body delimited by the close ends with the input: EOF is a call with 0 bytes. */
 	if (p.http_errno == HPE_OK)
 		http_parser_execute(&p, &cb, NULL, 0);
-	if (p.http_errno != HPE_OK && p.http_errno != HPE_CB_message_complete)
+	/* Nothing, or blank lines, leave the parser content and no status line read. */
+	if ((p.http_errno != HPE_OK && p.http_errno != HPE_CB_message_complete) || !p.status_code)
 		return -1;
 	*status = (int)p.status_code;
 	return 0;

@@ -32,6 +32,8 @@ by concern:
               hash_upload_handler (Python HTTP services), HTTP/1.1 by hand:
               Reader, read_request, read_response, request_bytes, http_exchange
   websocket   (as t.websocket) an RFC 6455 echo_handler and Client
+  admin       (as t.admin) the admin endpoint: HTTP requests by hand, its JSON,
+              the Prometheus text format parsed (Metrics), echo_exact
 """
 
 import os
@@ -59,6 +61,7 @@ from .services import (UDP_MAX, UDP_SOCKBUF, Service, UdpService, echo_handler, 
                        prefix_handler, recv_all, source_handler, udp_echo_handler)
 from .tls import FINGERPRINT_RE, cert_fingerprint, gen_cert
 from . import websocket
+from . import admin
 from .visitors import (EchoLoop, connect, echo_check, roundtrip, udp_echo_check, udp_exchange,
                        udp_roundtrip, udp_socket, udp_visitors)
 from .wire import (ACK_FORBIDDEN, ACK_INVALID, ACK_LIMIT, ACK_NAME_IN_USE, ACK_OK, ACK_PORT_IN_USE,
