@@ -439,6 +439,9 @@ void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf
 {
 	if (strcmp(fresh->server, cl->conf->server) != 0)
 		MGROK_WARN("reload: server changed to %s: that takes a restart", fresh->server);
+	const char *was = cl->conf->admin.listen, *is = fresh->admin.listen;
+	if (!was != !is || (was && strcmp(was, is) != 0))
+		MGROK_WARN("reload: admin.listen changed: that takes a restart");
 	for (struct mgrok_proxy *px = cl->proxies, *next; px; px = next) {
 		next = px->next;
 		if (!conf_proxy(fresh, px->name)) {

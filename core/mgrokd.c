@@ -237,7 +237,7 @@ static void on_started(void *arg)
 	mgrok_notify_ready(d->ctx->notify);
 }
 
-static int serve(const struct args *a, const struct mgrok_server_conf *conf)
+static int serve(const struct args *a, struct mgrok_server_conf *conf)
 {
 	static const struct mgrok_run_ops ops = {
 	        .stop = on_stop, .reload = on_reload, .started = on_started, .drain = on_drain};

@@ -767,14 +767,6 @@ static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- set-up ---------------------------------------------------------------- */
 
-static void copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c)
-{
-	free(srv->allow_ports);
-	srv->allow_ports = mgrok_xmalloc(c->n_allow_ports * sizeof(*c->allow_ports));
-	memcpy(srv->allow_ports, c->allow_ports, c->n_allow_ports * sizeof(*c->allow_ports));
-	srv->n_allow_ports = c->n_allow_ports;
-}
-
 static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 {
 	const struct mgrok_server_conf *c = srv->conf;
@@ -848,8 +840,8 @@ static int start_proxy_plugins(struct mgrok_server *srv, char *err, size_t errle
 	return 0;
 }
 
-struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_server_conf *c,
-                                      char *err, size_t errlen)
+struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, struct mgrok_server_conf *c, char *err,
+                                      size_t errlen)
 {
 	static const struct {
 		const char *kind;
@@ -865,7 +857,7 @@ struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_
 	ctx->server = srv;
 	mgrok_names_init(&srv->names);
 	srv->conf = c;
-	copy_allow_ports(srv, c);
+	mgrok_server_copy_allow_ports(srv, c);
 	srv->lfd = -1;
 	for (int k = 0; k < SRV_LOG_COUNT; k++) {
 		srv->loglim[k].kind = limits[k].kind;
@@ -1005,72 +997,6 @@ void mgrok_server_free(struct mgrok_server *srv)
 	free(srv->failures);
 	free(srv->allow_ports);
 	free(srv);
-}
-
-/* SIGHUP: the certificate and key are read again from their files (a
- * renewal writes new ones in place). */
-static int reload_tls(struct mgrok_server *srv)
-{
-	char err[512];
-	const struct mgrok_tls_conf *t = &srv->conf->tls;
-	if (!srv->tls)
-		return 0;
-	if (mgrok_tls_server_reload(srv->tls, t->cert, t->key, err, sizeof(err)) < 0) {
-		MGROK_ERROR("reload of the TLS certificate failed, keeping the old one: %s", err);
-		return -1;
-	}
-	MGROK_INFO("TLS certificate %s reloaded: new connections get it", t->cert);
-	return 0;
-}
-
-/* What a reload cannot apply is named, not silently ignored. */
-static void restart_needed(const struct mgrok_server *srv, const struct mgrok_server_conf *fresh)
-{
-	if (strcmp(fresh->listen, srv->conf->listen) != 0)
-		MGROK_WARN("reload: listen changed to %s: that takes a restart (still on %s)",
-		           fresh->listen, srv->conf->listen);
-	if (!fresh->tls.cert != !srv->conf->tls.cert)
-		MGROK_WARN("reload: tls turned %s: that takes a restart",
-		           fresh->tls.cert ? "on" : "off");
-	const struct mgrok_server_conf *c = srv->conf;
-	if (fresh->max_proxies != c->max_proxies || fresh->max_streams != c->max_streams ||
-	    fresh->max_pending != c->max_pending ||
-	    fresh->max_pending_per_address != c->max_pending_per_address ||
-	    fresh->heartbeat_interval != c->heartbeat_interval ||
-	    fresh->heartbeat_timeout != c->heartbeat_timeout ||
-	    fresh->handshake_timeout != c->handshake_timeout)
-		MGROK_WARN("reload: limits, heartbeat or handshake_timeout changed: that takes a "
-		           "restart (this version applies them at start only)");
-	if (fresh->n_proxy_protocol_from != c->n_proxy_protocol_from ||
-	    (c->n_proxy_protocol_from &&
-	     memcmp(fresh->proxy_protocol_from, c->proxy_protocol_from,
-	            c->n_proxy_protocol_from * sizeof(*c->proxy_protocol_from)) != 0))
-		MGROK_WARN("reload: proxy_protocol_from changed: that takes a restart (this "
-		           "version applies it at start only)");
-}
-
-int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh)
-{
-	int rc = reload_tls(srv);
-	if (fresh) {
-		restart_needed(srv, fresh);
-		copy_allow_ports(srv, fresh);
-	}
-	for (size_t i = 0; i < srv->n_methods; i++) {
-		const struct srv_method *m = &srv->methods[i];
-		char err[512] = "";
-		int (*reload)(void *, char *, size_t) = MGROK_PLUGIN_OP(m->plugin, auth, reload);
-		if (!reload)
-			continue;
-		if (reload(m->m.inst, err, sizeof(err)) < 0) {
-			MGROK_ERROR("reload of auth method '%s' failed, keeping the old state: %s",
-			            m->m.name, err);
-			rc = -1;
-		} else {
-			MGROK_INFO("auth method '%s' reloaded", m->m.name);
-		}
-	}
-	return rc;
 }
 
 void mgrok_server_counts(const struct mgrok_server *srv, unsigned *sessions, unsigned *proxies)

@@ -11,22 +11,27 @@ struct mgrok_server;
 
 /*
  * conf and ctx must outlive the server (it reads conf's limits as sessions
- * come and go; allow_ports it copies). Loads and initialises the plugins
+ * come and go, and a reload updates them there; allow_ports it copies). Loads and initialises the plugins
  * with their config, resolves the
  * addresses and reads the TLS files: everything --check checks. Returns
  * NULL with err filled in (a configuration error).
  */
-struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, const struct mgrok_server_conf *conf,
+struct mgrok_server *mgrok_server_new(struct mgrok_ctx *ctx, struct mgrok_server_conf *conf,
                                       char *err, size_t errlen);
 /* Binds the control port. Returns 0, or -1 with err filled in. */
 int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen);
 /*
- * SIGHUP: the auth plugins re-read their files, and with fresh (a config
- * just read again) its allow_ports apply to REGISTERs from now on. Sessions
- * and their proxies stay. Returns 0, or -1 if a plugin failed (it keeps its
- * old state).
+ * SIGHUP: the TLS certificate and the auth plugins' files are read again.
+ * With fresh (the config just read again, checked) what can change without
+ * a restart is taken from it for new connections and REGISTERs: limits,
+ * heartbeat, timeouts, rate_limit, allow_ports, proxy_protocol_from, the
+ * TLS files' paths, and the auth methods' options (a method whose options
+ * changed gets a new instance; its handshakes in progress are closed, the
+ * clients retry). What takes a restart is named in the log. Sessions and
+ * their proxies stay. Returns 0, or -1 if a part failed (it keeps its old
+ * state).
  */
-int mgrok_server_reload(struct mgrok_server *srv, const struct mgrok_server_conf *fresh);
+int mgrok_server_reload(struct mgrok_server *srv, struct mgrok_server_conf *fresh);
 
 /* Sends GO_AWAY(NORMAL) to every session and closes everything. */
 /* SIGTERM, the first: no new sessions or visitors; the loop ends once every

@@ -41,7 +41,7 @@ struct srv_session;
 /* An auth method the server offers. */
 struct srv_method {
 	struct mgrok_auth_method m; /* first: the handshake gets &m */
-	const struct mgrok_plugin *plugin;
+	struct mgrok_plugin *plugin;
 	uint64_t handshakes[SRV_HS_RESULTS];
 };
 
@@ -56,7 +56,9 @@ enum srv_logk {
 
 struct mgrok_server {
 	struct mgrok_ctx *ctx;
-	const struct mgrok_server_conf *conf;
+	/* main's, lent for the server's life; SIGHUP updates what it can apply
+	 * (server_reload.c). */
+	struct mgrok_server_conf *conf;
 	/* The server's own copy: SIGHUP replaces it (mgrok_server_reload). */
 	struct mgrok_port_range *allow_ports;
 	size_t n_allow_ports;
@@ -102,6 +104,9 @@ struct srv_session {
 
 #define SRV_LOG(srv, k, level, ...)                                                                \
 	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
+
+/* server_reload.c. allow_ports into the server's own copy. */
+void mgrok_server_copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c);
 
 /* server_admin.c. The admin endpoint, when configured (started with the
  * control port), and its end with the server. */

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""mgrokd SIGHUP and its TLS certificate (README "Running the server"): a
-certificate renewed in place is read again, new connections get it and
-sessions in progress keep theirs; a key that does not belong to the new
-certificate is refused with an error line and the old pair stays in use; a
-config change that takes a restart (listen) is named in the log, and the
-rest of the file still applies."""
+"""mgrokd SIGHUP (README "Running the server"): a TLS certificate renewed
+in place is read again, new connections get it and sessions in progress
+keep theirs; a key that does not belong to the new certificate is refused
+with an error line and the old pair stays in use; a config change that
+takes a restart (listen) is named in the log, and the rest of the file
+applies: allow_ports, limits, proxy_protocol_from (a balancer's header is
+taken off from then on) and the auth method's options (a new token: the old
+one is refused, the new one works, the session of before keeps going)."""
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -85,10 +88,19 @@ def main(env):
                      limits={"max_streams": 7}, proxy_protocol_from=["127.0.0.2"])
         t.write_json(env, "mgrokd-reload.json", conf2)
         sighup(srv, r"listen changed to 127\.0\.0\.1:1: that takes a restart")
-        for what in ("limits, heartbeat or handshake_timeout changed: that takes a restart",
-                     "proxy_protocol_from changed: that takes a restart"):
-            t.check(what in srv.stderr_text(), "no line for what the reload did not apply",
+        for what in ("limits, heartbeat and timeouts applied",
+                     "proxy_protocol_from applied (1 entry)"):
+            t.check(what in srv.stderr_text(), "no line for what the reload applied",
                     want=what, stderr=srv.stderr_text()[-1200:])
+        # 127.0.0.2 is a balancer now: its header is taken off, the rest relayed.
+        s = t.connect(lo, source="127.0.0.2")
+        try:
+            s.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 4242 %d\r\nvia the balancer\n" % lo)
+            s.shutdown(socket.SHUT_WR)
+            t.check_eq(t.recv_all(s), b"via the balancer\n",
+                       "what the balancer's visitor got back (the header must be gone)")
+        finally:
+            s.close()
         # allow_ports from the same file did apply: only lo now.
         late = env.start_client(echo.port, srv, token=TOKEN, remote_port=lo + 3, lines=0,
                                 extra=("--tls-fingerprint", b_fp), cname="mgrok-late")
@@ -96,6 +108,30 @@ def main(env):
         t.check("status 2" in late.stderr_text(), "no PORT_NOT_ALLOWED after the reload",
                 stderr=late.stderr_text()[-800:])
         t.check(srv.alive(), "mgrokd died")
+
+    with env.case("a new token and max_proxies: applied, the old session stays"):
+        conf3 = dict(conf, allow_ports=["%d-%d" % (lo, hi)], limits={"max_proxies": 1},
+                     auth={"method": "token", "token": TOKEN + "-new"})
+        t.write_json(env, "mgrokd-reload.json", conf3)
+        sighup(srv, r"auth method 'token' reconfigured")
+        refused = env.start_client(echo.port, srv, token=TOKEN, remote_port=lo + 1, lines=0,
+                                   extra=("--tls-fingerprint", b_fp), cname="mgrok-old-token")
+        t.check_eq(refused.wait_exit(), 1, "exit code of mgrok with the token of before")
+        t.check("authentication failed" in refused.stderr_text(),
+                "the old token was not refused", stderr=refused.stderr_text()[-800:])
+        two = t.write_json(env, "mgrok-two.json", {"proxies": [
+            {"name": "first", "type": "tcp", "local": "127.0.0.1:%d" % echo.port,
+             "remote_port": lo + 1},
+            {"name": "second", "type": "tcp", "local": "127.0.0.1:%d" % echo.port,
+             "remote_port": lo + 2}]})
+        fresh = env.start_client(None, srv, token=TOKEN + "-new", config=two, lines=1,
+                                 extra=("--tls-fingerprint", b_fp), cname="mgrok-new-token")
+        t.echo_check(lo + 1, b"with the new token\n")
+        t.wait_log(fresh, r"at most 1 proxies per session", timeout=20)
+        t.echo_check(lo, b"the session of before, after both reloads\n")
+        t.check_eq(old.stderr_text().count("connected to"), 1,
+                   "connections of the old client (it must not have reconnected)")
+        t.check_eq(fresh.stop(), 0, "exit code of mgrok on SIGTERM")
 
     t.check_eq(old.stop(), 0, "exit code of mgrok on SIGTERM")
     t.check_eq(srv.stop(), 0, "exit code of mgrokd on SIGTERM")
