@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The units' seccomp filter fits the programs: mgrokd and mgrok run under
 `strace -f` through a whole session (start with a token_file, handshake,
-tcp, udp and http traffic, SIGHUP, the client's SIGTERM, the server's
+tcp, udp and http traffic, both admin endpoints scraped (/metrics and the
+sessions API, and the status command's request), SIGHUP, the client's SIGTERM, the server's
 SIGTERM), and every system call either made is in the set the generated
 unit's SystemCallFilter= lines allow, as `systemd-analyze syscall-filter`
 expands the groups; every socket(2) family is in RestrictAddressFamilies=.
@@ -118,10 +119,12 @@ def session(env):
     port = env.ports.take()
     allow = env.ports.take_range(3)
     http_port = env.ports.take()
+    admin = {"mgrokd": env.ports.take(), "mgrok": env.ports.take()}
     sconf = t.write_json(env, "mgrokd.json", {
         "listen": "127.0.0.1:%d" % port, "allow_ports": ["%d-%d" % allow],
         "auth": {"method": "token", "token_file": token_file},
-        "http": {"listen": "127.0.0.1:%d" % http_port, "domain": DOMAIN}})
+        "http": {"listen": "127.0.0.1:%d" % http_port, "domain": DOMAIN},
+        "admin": {"listen": "127.0.0.1:%d" % admin["mgrokd"], "token_file": token_file}})
     straces = {p: os.path.join(env.dir, p + ".strace") for p in UNITS}
     # As under systemd: notifications (the notify socket is AF_UNIX).
     manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -141,6 +144,7 @@ def session(env):
     cconf = t.write_json(env, "mgrok.json", {
         "server": "127.0.0.1:%d" % port,
         "auth": {"method": "token", "token_file": token_file},
+        "admin": {"listen": "127.0.0.1:%d" % admin["mgrok"]},
         "proxies": [
             {"name": "tcp", "type": "tcp", "local": "127.0.0.1:%d" % echo.port},
             {"name": "udp", "type": "udp", "local": "127.0.0.1:%d" % uecho.port},
@@ -160,6 +164,17 @@ def session(env):
         rd.sock.close()
     big = t.payload(5, 2 << 20)
     t.check(t.roundtrip(lines["tcp"], big) == big, "2 MiB through the tcp proxy")
+    for program, prog_conf in (("mgrokd", sconf), ("mgrok", cconf)):
+        code, out, err = env.run_program([t.MGROKD if program == "mgrokd" else t.MGROK,
+                                          "status", "-c", prog_conf])
+        t.check(code == 0 and "tcp" in out, "%s status under strace" % program, code=code,
+                stdout=out, stderr=err)
+        for path in ("/metrics", "/api/v1/sessions"):
+            code, out, err = env.run_program(
+                    ["curl", "-sf", "-H", "Authorization: Bearer %s" % TOKEN,
+                     "http://127.0.0.1:%d%s" % (admin[program], path)])
+            t.check(code == 0 and out, "GET %s from %s under strace" % (path, program),
+                    code=code, stderr=err)
 
     os.kill(traced_pid(srv), signal.SIGHUP)
     t.wait_log(srv, r"SIGHUP: reloading")
