@@ -122,7 +122,7 @@ static void sessions_path(const struct mgrok_admin_ops *ops, void *arg, struct a
 void mgrok_admin_route(const struct mgrok_admin_ops *ops, void *arg, struct admin_conn *c,
                        const char *method, const char *target)
 {
-	char path[2048];
+	char path[ADMIN_URL_MAX + 1];
 	snprintf(path, sizeof(path), "%s", target);
 	char *query = strchr(path, '?');
 	if (query)

@@ -68,6 +68,47 @@ void mgrok_metrics_double(struct mgrok_buf *out, const char *name, double value,
 	mgrok_buf_printf(out, " %.17g\n", value);
 }
 
+/* Length of the valid UTF-8 sequence at p (with n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] < 0x80                    ? 1
+	             : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+	             : (p[0] & 0xf0) == 0xe0        ? 3
+	             : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+	                                            : 0;
+	if (!len || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong threes, surrogates, and past U+10FFFF. */
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return len;
+}
+
+char *mgrok_text_utf8(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = strlen(in), o = 0;
+	while (n && outlen) {
+		size_t len = utf8_seq(p, n);
+		if (o + (len ? len : 1) >= outlen)
+			break;
+		if (len)
+			memcpy(out + o, p, len);
+		else
+			out[o] = '?';
+		o += len ? len : 1;
+		p += len ? len : 1;
+		n -= len ? len : 1;
+	}
+	if (outlen)
+		out[o] = '\0';
+	return out;
+}
+
 /* ---- the families both programs have ---------------------------------------- */
 
 #define TRAFFIC_LABELS(t) "proxy", (t)->proxy, "type", (t)->type, "user", (t)->user

@@ -21,6 +21,12 @@ void mgrok_metrics_family(struct mgrok_buf *out, const char *name, const char *t
 void mgrok_metrics_u64(struct mgrok_buf *out, const char *name, uint64_t value, ...);
 void mgrok_metrics_double(struct mgrok_buf *out, const char *name, double value, ...);
 
+/* in as UTF-8 into out (NUL-terminated, cut to outlen): a byte that does
+ * not belong to a valid UTF-8 sequence becomes '?'. Names a peer chose
+ * (clientId, an auth plugin's identity) may be any bytes; JSON and
+ * Prometheus take only UTF-8. Returns out. */
+char *mgrok_text_utf8(const char *in, char *out, size_t outlen);
+
 /* Families both programs have: mgrok_build_info, the per-proxy counters
  * of ctx->traffic, and the standard process_* ones. role: "server" or
  * "client". */

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "defaults.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "plugin_loader.h"
 #include "proxy.h"
@@ -426,8 +427,9 @@ static void on_register(struct srv_session *ss, const struct mgrok_frame *f)
 		return;
 	}
 	px->bound = true;
+	char user[sizeof(ss->identity)]; /* a Prometheus label: UTF-8 only */
 	px->traffic = mgrok_traffic_get(&ss->srv->ctx->traffic, px->name, plugin->desc->name,
-	                                ss->identity);
+	                                mgrok_text_utf8(ss->identity, user, sizeof(user)));
 	px->next = ss->proxies;
 	ss->proxies = px;
 	ss->nproxies++;

@@ -113,9 +113,11 @@ static void server_metrics(void *arg, struct mgrok_buf *out)
 static json_t *proxy_json(const struct mgrok_proxy *px)
 {
 	const struct mgrok_traffic *t = px->traffic;
+	char addr[sizeof(px->public_addr)];
 	return json_pack("{ss ss ss sI sI sI}", "name", px->name, "type", px->plugin->desc->name,
-	                 "public_address", px->public_addr, "streams", (json_int_t)px->nstreams,
-	                 "bytes_in", (json_int_t)(t ? t->bytes_in : 0), "bytes_out",
+	                 "public_address", mgrok_text_utf8(px->public_addr, addr, sizeof(addr)),
+	                 "streams", (json_int_t)px->nstreams, "bytes_in",
+	                 (json_int_t)(t ? t->bytes_in : 0), "bytes_out",
 	                 (json_int_t)(t ? t->bytes_out : 0));
 }
 
@@ -129,11 +131,14 @@ static json_t *session_json(const struct srv_session *ss)
 		streams += px->nstreams;
 	}
 	const char *version = json_string_value(json_object_get(ss->info, "version"));
+	char identity[sizeof(ss->identity)], client_id[sizeof(ss->client_id)];
+	mgrok_text_utf8(ss->identity, identity, sizeof(identity));
+	mgrok_text_utf8(ss->client_id, client_id, sizeof(client_id));
 	return json_pack("{sI ss ss? ss? ss sO? ss? sf ss sI sI sI sI so}", "id", (json_int_t)s->id,
-	                 "identity", ss->identity, "method", ss->method ? ss->method->m.name : NULL,
-	                 "client_id", ss->hello_seen ? ss->client_id : NULL, "remote", s->peer,
-	                 "info", ss->info, "version", version, "connected_at", s->opened_at,
-	                 "state", s->draining ? "draining" : "open", "streams", streams, "bytes_in",
+	                 "identity", identity, "method", ss->method ? ss->method->m.name : NULL,
+	                 "client_id", ss->hello_seen ? client_id : NULL, "remote", s->peer, "info",
+	                 ss->info, "version", version, "connected_at", s->opened_at, "state",
+	                 s->draining ? "draining" : "open", "streams", streams, "bytes_in",
 	                 (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out,
 	                 "queue_bytes", (json_int_t)s->out.len, "proxies", proxies);
 }
@@ -164,8 +169,10 @@ static int server_kick(void *arg, uint32_t id, double seconds, json_t **reply, c
 	}
 	if (seconds > 0)
 		ban(srv, ss->client_id, seconds);
+	char client_id[sizeof(ss->client_id)];
+	mgrok_text_utf8(ss->client_id, client_id, sizeof(client_id));
 	*reply = json_pack("{sI ss? sI}", "id", (json_int_t)id, "client_id",
-	                   ss->hello_seen ? ss->client_id : NULL, "banned_seconds",
+	                   ss->hello_seen ? client_id : NULL, "banned_seconds",
 	                   (json_int_t)(seconds + 0.999));
 	MGROK_INFO("admin: closing session %u ('%s')%s", id, ss->identity,
 	           seconds > 0 ? ", its clientId banned" : "");

@@ -413,8 +413,14 @@ static void client_readable(void *arg, int fd, int events)
 	const struct mgrok_host *h = cf->up->host;
 	for (int i = 0; i < DATAGRAMS_PER_WAKEUP; i++) {
 		ssize_t n = recv(fd, dgram, sizeof(dgram), 0);
+		if (n < 0 && errno == ECONNREFUSED) {
+			/* An earlier datagram found no one at the local port. */
+			note_drop(cf->up, cf->name, NULL, cf->st, &cf->drops, &cf->drop_logged,
+			          "nothing listens on the local port");
+			continue;
+		}
 		if (n < 0)
-			return; /* EAGAIN, or ECONNREFUSED from an earlier send */
+			return; /* EAGAIN */
 		cf->last_active = h->now();
 		if (h->stream_send(cf->st, dgram, (size_t)n) < 0) {
 			note_drop(cf->up, cf->name, NULL, cf->st, &cf->drops, &cf->drop_logged,
