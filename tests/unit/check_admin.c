@@ -924,6 +924,40 @@ START_TEST(test_parse_garbage)
 }
 END_TEST
 
+/* Names a peer chose, made UTF-8 for JSON and labels. */
+START_TEST(test_text_utf8)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	        {"alice", "alice"},
+	        {"\xff\xfehidden", "??hidden"},
+	        {"caf\xc3\xa9", "caf\xc3\xa9"}, /* é kept */
+	        {"\xe2\x82\xac"
+	         "5",
+	         "\xe2\x82\xac"
+	         "5"},                                    /* € kept */
+	        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"}, /* U+1F600 kept */
+	        {"x\xc3", "x?"},                          /* cut at the end */
+	        {"\xc0\xaf", "??"},                       /* overlong */
+	        {"\xe0\x80\xaf", "???"},                  /* overlong three */
+	        {"\xed\xa0\x80", "???"},                  /* a surrogate */
+	        {"\xf4\x90\x80\x80", "????"},             /* past U+10FFFF */
+	        {"\xc3(", "?("},                          /* a lead without its tail */
+	        {"", ""},
+	};
+	char out[32];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++)
+		ck_assert_msg(
+		        strcmp(mgrok_text_utf8(cases[i].in, out, sizeof(out)), cases[i].want) == 0,
+		        "case %zu: got \"%s\"", i, out);
+	/* Cut to the room: a sequence is never split. */
+	ck_assert_str_eq(mgrok_text_utf8("ab\xc3\xa9", out, 4), "ab");
+	ck_assert_str_eq(mgrok_text_utf8("abc", out, 3), "ab");
+	ck_assert_str_eq(mgrok_text_utf8("abc", out, 1), "");
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
 	Suite *s = suite_create("admin");
@@ -948,6 +982,7 @@ static Suite *admin_suite(void)
 	tcase_add_test(tc, test_metrics_u64);
 	tcase_add_test(tc, test_metrics_label_escaping);
 	tcase_add_test(tc, test_metrics_double);
+	tcase_add_test(tc, test_text_utf8);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("metrics_common");
 	tcase_add_checked_fixture(tc, ctx_setup, ctx_teardown);
