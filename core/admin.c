@@ -112,26 +112,6 @@ static void conn_free(struct admin_conn *c)
 	free(c);
 }
 
-/* Parses what was read until a request is answered (the parser pauses
- * there) or the bytes run out. */
-static void parse(struct admin_conn *c)
-{
-	while (!c->closing && !c->out.len && c->in.len) {
-		size_t used = http_parser_execute(&c->parser, &mgrok_admin_callbacks,
-		                                  (const char *)mgrok_buf_head(&c->in), c->in.len);
-		mgrok_buf_consume(&c->in, used);
-		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-		if (e == HPE_PAUSED) {
-			http_parser_pause(&c->parser, 0);
-		} else if (e != HPE_OK) {
-			if (!c->error)
-				c->error = 400;
-			mgrok_admin_answer(c); /* with c->error: then closed */
-			c->closing = true;
-		}
-	}
-}
-
 /* Writes what is queued. Returns false when that freed c. */
 static bool send_out(struct admin_conn *c)
 {
@@ -169,7 +149,7 @@ static void conn_run(struct admin_conn *c)
 {
 	struct ev_loop *loop = c->a->ctx->loop;
 	for (;;) {
-		parse(c);
+		mgrok_admin_parse(c);
 		if (!send_out(c))
 			return;
 		if (c->out.len) { /* the peer reads slowly: nothing more is read meanwhile */

@@ -49,9 +49,10 @@ struct admin_conn {
 	int error; /* an HTTP status to answer with instead, then close */
 };
 
-extern const http_parser_settings mgrok_admin_callbacks;
-/* The request is whole (or failed: c->error): its answer is queued. */
-void mgrok_admin_answer(struct admin_conn *c);
+/* Parses c->in until a request is answered (into c->out, which must be
+ * empty to begin with) or the bytes run out; a malformed request is
+ * answered with its error and c->closing set. */
+void mgrok_admin_parse(struct admin_conn *c);
 #endif
 
 /* A response on c; extra is more header lines ("Name: value\r\n"...), or

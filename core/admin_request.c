@@ -93,7 +93,7 @@ static bool authorized(const struct admin_conn *c)
 	       CRYPTO_memcmp(c->auth + 7, t, n) == 0;
 }
 
-void mgrok_admin_answer(struct admin_conn *c)
+static void answer(struct admin_conn *c)
 {
 	if (c->error) {
 		mgrok_admin_error(c, c->error, NULL, "%s", status_text(c->error));
@@ -204,12 +204,12 @@ static int on_body(http_parser *p, const char *at, size_t len)
 /* One request at a time: the parser stops here until the answer is out. */
 static int on_message_complete(http_parser *p)
 {
-	mgrok_admin_answer(conn_of(p));
+	answer(conn_of(p));
 	http_parser_pause(p, 1);
 	return 0;
 }
 
-const http_parser_settings mgrok_admin_callbacks = {
+static const http_parser_settings callbacks = {
         .on_message_begin = on_message_begin,
         .on_url = on_url,
         .on_header_field = on_header_field,
@@ -218,5 +218,25 @@ const http_parser_settings mgrok_admin_callbacks = {
         .on_body = on_body,
         .on_message_complete = on_message_complete,
 };
+
+/* Parses what was read until a request is answered (the parser pauses
+ * there) or the bytes run out. */
+void mgrok_admin_parse(struct admin_conn *c)
+{
+	while (!c->closing && !c->out.len && c->in.len) {
+		size_t used = http_parser_execute(&c->parser, &callbacks,
+		                                  (const char *)mgrok_buf_head(&c->in), c->in.len);
+		mgrok_buf_consume(&c->in, used);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->parser, 0);
+		} else if (e != HPE_OK) {
+			if (!c->error)
+				c->error = 400;
+			answer(c); /* with c->error: then closed */
+			c->closing = true;
+		}
+	}
+}
 
 #endif
