@@ -2,7 +2,7 @@
  * Configuration files: JSON read by jansson, copied into typed structs.
  *
  * Each section is a table of its keys, each with the function that takes
- * that key's value into its field. walk() visits an object's members in
+ * that key's value into its field. conf_walk() visits an object's members in
  * file order, so the first error reported is the first in the file, and a
  * member no table names is an unknown key. A load writes straight into the
  * caller's struct, freeing what it replaces: after a failed load the struct
@@ -13,6 +13,7 @@
  * they name the key and its place in the file, which json_locate.c finds.
  */
 #include "config.h"
+#include "config_walk.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,218 +29,6 @@
 #include "log.h"          /* mgrok_log_format_parse */
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
-#define KEYLEN sizeof(((struct mgrok_conf_error *)0)->key)
-#define NAME_RULE "must be " MGROK_NAME_RULE
-
-/* One file being loaded. */
-struct ctx {
-	const char *path;
-	const char *text; /* the raw file, for mgrok_json_locate() */
-	size_t len;
-	struct mgrok_conf_error *err;
-};
-
-/* ---- errors ------------------------------------------------------------ */
-
-/* A key that is absent (a missing required key) or that the path syntax
- * cannot name is placed at its nearest enclosing key instead. */
-static void locate(const struct ctx *x, const char *key)
-{
-	char path[KEYLEN];
-	snprintf(path, sizeof(path), "%s", key);
-	while (mgrok_json_locate(x->text, x->len, path, &x->err->line, &x->err->column)) {
-		char *cut = path + strlen(path);
-		if (cut == path)
-			return;
-		while (cut > path && *cut != '.' && *cut != '[')
-			cut--;
-		*cut = '\0';
-	}
-}
-
-/* Fills x->err and returns -1. Without x->text (whole-config checks) the
- * error has a key but no place in a file. */
-__attribute__((format(printf, 3, 4))) static int bad(const struct ctx *x, const char *key,
-                                                     const char *fmt, ...)
-{
-	va_list ap;
-	struct mgrok_conf_error *e = x->err;
-	memset(e, 0, sizeof(*e));
-	snprintf(e->file, sizeof(e->file), "%s", x->path ? x->path : "");
-	snprintf(e->key, sizeof(e->key), "%s", key);
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	if (x->text)
-		locate(x, key);
-	return -1;
-}
-
-const char *mgrok_conf_error_format(const struct mgrok_conf_error *e, char *buf, size_t len)
-{
-	char where[300] = "";
-	if (e->file[0] && e->line > 0 && e->column > 0)
-		snprintf(where, sizeof(where), "%s:%d:%d: ", e->file, e->line, e->column);
-	else if (e->file[0] && e->line > 0)
-		snprintf(where, sizeof(where), "%s:%d: ", e->file, e->line);
-	else if (e->file[0])
-		snprintf(where, sizeof(where), "%s: ", e->file);
-	snprintf(buf, len, "%s%s%s%s", where, e->key, e->key[0] ? ": " : "", e->msg);
-	return buf;
-}
-
-static const char *type_name(const json_t *v)
-{
-	/* In the order of jansson's json_type. */
-	static const char *const names[] = {"an object",     "an array",  "a string",  "an integer",
-	                                    "a real number", "a boolean", "a boolean", "null"};
-	return names[json_typeof(v)];
-}
-
-/* Names the type found, never the value. */
-static int wrong_type(const struct ctx *x, const char *key, const char *want, const json_t *v)
-{
-	return bad(x, key, "expected %s, got %s", want, type_name(v));
-}
-
-/* ---- walking sections -------------------------------------------------- */
-
-/* Takes one member's value into *dst, a field of the section's struct. */
-typedef int take_fn(const struct ctx *x, const char *key, json_t *v, void *dst);
-
-/* A key of a section: its value is taken into the field at off, or it is a
- * subsection whose own keys (sub) have offsets in the same struct. */
-struct field {
-	const char *name;
-	take_fn *take;
-	size_t off;
-	const struct field *sub;
-};
-/* clang-format off: it takes these braces for a block */
-#define FIELDS_END                                                                                 \
-	{                                                                                          \
-		NULL, NULL, 0, NULL                                                                \
-	}
-/* clang-format on */
-
-/* Appends to a key path. A path too long for the key field is cut short:
- * the error still reads, and locate() places it at the nearest key that the
- * cut path names. */
-static void key_cat(char *dst, const char *s)
-{
-	size_t n = strlen(dst);
-	while (*s && n + 1 < KEYLEN)
-		dst[n++] = *s++;
-	dst[n] = '\0';
-}
-
-static void key_join(char *dst, const char *parent, const char *name)
-{
-	dst[0] = '\0';
-	key_cat(dst, parent);
-	key_cat(dst, *parent ? "." : "");
-	key_cat(dst, name);
-}
-
-static void key_index(char *dst, const char *parent, size_t i)
-{
-	char index[32];
-	snprintf(index, sizeof(index), "[%zu]", i);
-	dst[0] = '\0';
-	key_cat(dst, parent);
-	key_cat(dst, index);
-}
-
-/* Hands each member of object v to the field of the same name in f (ended
- * by a NULL name); at is v's own path, "" for the top level. Recursion
- * follows the tables' nesting, two levels, not the input's. */
-static int walk(const struct ctx *x, const char *at, const json_t *v, const struct field *f,
-                void *base)
-{
-	const char *name;
-	json_t *m;
-	char key[KEYLEN];
-	if (!json_is_object(v))
-		return wrong_type(x, at, *at ? "an object" : "a JSON object at the top level", v);
-	json_object_foreach((json_t *)v, name, m) {
-		const struct field *i = f;
-		while (i->name && strcmp(i->name, name) != 0)
-			i++;
-		key_join(key, at, name);
-		if (!i->name)
-			return bad(x, key, "unknown key");
-		if (i->sub ? walk(x, key, m, i->sub, base)
-		           : i->take(x, key, m, (char *)base + i->off))
-			return -1;
-	}
-	return 0;
-}
-
-/* ---- values ------------------------------------------------------------ */
-
-static json_t *xobject(void)
-{
-	json_t *o = json_object();
-	if (!o)
-		abort(); /* only out of memory; the x* allocators die the same way */
-	return o;
-}
-
-static void replace_string(char **dst, const char *s)
-{
-	free(*dst);
-	*dst = mgrok_xstrdup(s);
-}
-
-static int take_string(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	if (!json_is_string(v))
-		return wrong_type(x, key, "a string", v);
-	if (!json_string_length(v))
-		return bad(x, key, "must not be empty");
-	replace_string(dst, json_string_value(v));
-	return 0;
-}
-
-static int take_seconds(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	if (!json_is_number(v))
-		return wrong_type(x, key, "a number of seconds", v);
-	if (!(json_number_value(v) > 0))
-		return bad(x, key, "must be greater than 0");
-	*(double *)dst = json_number_value(v);
-	return 0;
-}
-
-static int take_count(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	if (!json_is_integer(v))
-		return wrong_type(x, key, "an integer", v);
-	if (json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)UINT_MAX)
-		return bad(x, key, "out of range 1-%u", UINT_MAX);
-	*(unsigned *)dst = (unsigned)json_integer_value(v);
-	return 0;
-}
-
-static int take_bool(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	if (!json_is_boolean(v))
-		return wrong_type(x, key, "true or false", v);
-	*(bool *)dst = json_is_true(v);
-	return 0;
-}
-
-static int take_hostport(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	if (!json_is_string(v))
-		return wrong_type(x, key, "a \"host:port\" string", v);
-	const char *why = mgrok_hostport_problem(json_string_value(v));
-	if (why)
-		return bad(x, key, "%s", why);
-	replace_string(dst, json_string_value(v));
-	return 0;
-}
-
 /* ---- sections shared by both programs ---------------------------------- */
 
 static void plugins_free(char **p, size_t n)
@@ -253,17 +42,18 @@ static int parse_plugins(const struct ctx *x, const json_t *v, char ***plugins, 
 {
 	char key[KEYLEN];
 	if (!json_is_array(v))
-		return wrong_type(x, "plugins", "an array of file names", v);
+		return conf_wrong_type(x, "plugins", "an array of file names", v);
 	/* An empty list would load nothing; leaving the key out loads everything. */
 	size_t n = json_array_size(v);
 	if (!n)
-		return bad(x, "plugins", "must not be empty (leave it out to load every plugin)");
+		return conf_bad(x, "plugins",
+		                "must not be empty (leave it out to load every plugin)");
 	char **list = mgrok_xcalloc(n, sizeof(*list));
 	for (size_t i = 0; i < n; i++) {
-		key_index(key, "plugins", i);
+		conf_key_index(key, "plugins", i);
 		const char *why = NULL;
-		if (take_string(x, key, json_array_get(v, i), &list[i]) ||
-		    ((why = mgrok_plugin_name_problem(list[i])) && bad(x, key, "%s", why))) {
+		if (conf_take_string(x, key, json_array_get(v, i), &list[i]) ||
+		    ((why = mgrok_plugin_name_problem(list[i])) && conf_bad(x, key, "%s", why))) {
 			plugins_free(list, i + (why != NULL));
 			return -1;
 		}
@@ -277,10 +67,10 @@ static int parse_plugins(const struct ctx *x, const json_t *v, char ***plugins, 
 static int take_level(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_string(v))
-		return wrong_type(x, key, "a string", v);
+		return conf_wrong_type(x, key, "a string", v);
 	int level = mgrok_log_level_parse(json_string_value(v));
 	if (level < 0)
-		return bad(x, key, "expected one of error, warn, info, debug");
+		return conf_bad(x, key, "expected one of error, warn, info, debug");
 	*(int *)dst = level;
 	return 0;
 }
@@ -288,10 +78,10 @@ static int take_level(const struct ctx *x, const char *key, json_t *v, void *dst
 static int take_log_format(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_string(v))
-		return wrong_type(x, key, "a string", v);
+		return conf_wrong_type(x, key, "a string", v);
 	int format = mgrok_log_format_parse(json_string_value(v));
 	if (format < 0)
-		return bad(x, key, "expected text or json");
+		return conf_bad(x, key, "expected text or json");
 	*(int *)dst = format;
 	return 0;
 }
@@ -314,15 +104,15 @@ static int parse_auth_one(const struct ctx *x, const char *at, const json_t *v,
 	const char *name;
 	json_t *m;
 	if (!json_is_object(v))
-		return wrong_type(x, at, "an object with a \"method\"", v);
-	key_join(key, at, "method");
+		return conf_wrong_type(x, at, "an object with a \"method\"", v);
+	conf_key_join(key, at, "method");
 	const json_t *method = json_object_get(v, "method");
 	if (!method)
-		return bad(x, key, "missing required key");
+		return conf_bad(x, key, "missing required key");
 	if (!json_is_string(method) || !json_string_length(method))
-		return bad(x, key, "expected a non-empty string");
+		return conf_bad(x, key, "expected a non-empty string");
 	a->method = mgrok_xstrdup(json_string_value(method));
-	a->options = xobject();
+	a->options = conf_xobject();
 	json_object_foreach((json_t *)v, name, m) {
 		if (strcmp(name, "method") != 0)
 			json_object_set(a->options, name, m);
@@ -347,21 +137,21 @@ static int take_server_auth(const struct ctx *x, const char *key, json_t *v, voi
 	bool array = json_is_array(v);
 	size_t n = array ? json_array_size(v) : 1;
 	if (!array && !json_is_object(v))
-		return wrong_type(x, key, "an object or an array of objects", v);
+		return conf_wrong_type(x, key, "an object or an array of objects", v);
 	if (!n)
-		return bad(x, key, "must not be empty (leave it out to allow \"none\")");
+		return conf_bad(x, key, "must not be empty (leave it out to allow \"none\")");
 	struct mgrok_auth_conf *list = mgrok_xcalloc(n, sizeof(*list));
 	for (size_t i = 0; i < n; i++) {
 		if (array)
-			key_index(at, key, i);
+			conf_key_index(at, key, i);
 		else
 			snprintf(at, sizeof(at), "%s", key);
 		int rc = parse_auth_one(x, at, array ? json_array_get(v, i) : v, &list[i]);
 		for (size_t j = 0; rc == 0 && j < i; j++) {
-			key_join(mkey, at, "method");
+			conf_key_join(mkey, at, "method");
 			if (!strcmp(list[j].method, list[i].method))
-				rc = bad(x, mkey, "method \"%s\" is already listed",
-				         list[i].method);
+				rc = conf_bad(x, mkey, "method \"%s\" is already listed",
+				              list[i].method);
 		}
 		if (rc) {
 			server_auth_free(list, n);
@@ -384,13 +174,13 @@ static int allow_item(const struct ctx *x, const char *key, const json_t *e,
 	size_t n_got = 1;
 	if (json_is_integer(e)) {
 		if (json_integer_value(e) < 1 || json_integer_value(e) > 65535)
-			return bad(x, key, "port out of range 1-65535");
+			return conf_bad(x, key, "port out of range 1-65535");
 		one.lo = one.hi = (uint16_t)json_integer_value(e);
 		got = &one;
 	} else if (!json_is_string(e)) {
-		return wrong_type(x, key, "a port or a \"LO-HI\" string", e);
+		return conf_wrong_type(x, key, "a port or a \"LO-HI\" string", e);
 	} else if (mgrok_port_ranges_parse(json_string_value(e), &got, &n_got, msg, sizeof(msg))) {
-		return bad(x, key, "%s", msg);
+		return conf_bad(x, key, "%s", msg);
 	}
 	*r = mgrok_xrealloc(*r, (*n + n_got) * sizeof(**r));
 	memcpy(*r + *n, got, n_got * sizeof(*got));
@@ -410,11 +200,11 @@ static int take_allow_ports(const struct ctx *x, const char *key, json_t *v, voi
 	if (json_is_string(v))
 		rc = allow_item(x, key, v, &r, &n);
 	else if (!json_is_array(v))
-		return wrong_type(x, key, "an array or a string", v);
+		return conf_wrong_type(x, key, "an array or a string", v);
 	else if (!json_array_size(v))
-		return bad(x, key, "must not be empty");
+		return conf_bad(x, key, "must not be empty");
 	for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
-		key_index(ikey, key, i);
+		conf_key_index(ikey, key, i);
 		rc = allow_item(x, ikey, json_array_get(v, i), &r, &n);
 	}
 	if (rc) {
@@ -432,16 +222,16 @@ static int take_proxy_protocol_from(const struct ctx *x, const char *key, json_t
 	struct mgrok_server_conf *c = base;
 	char ikey[KEYLEN];
 	if (!json_is_array(v))
-		return wrong_type(x, key, "an array of addresses or \"ADDR/BITS\" blocks", v);
+		return conf_wrong_type(x, key, "an array of addresses or \"ADDR/BITS\" blocks", v);
 	size_t n = json_array_size(v);
 	struct mgrok_cidr *list = n ? mgrok_xcalloc(n, sizeof(*list)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *e = json_array_get(v, i);
-		key_index(ikey, key, i);
+		conf_key_index(ikey, key, i);
 		if (!json_is_string(e) || mgrok_cidr_parse(json_string_value(e), &list[i]) < 0) {
 			free(list);
-			return bad(x, ikey,
-			           "expected an address or \"ADDR/BITS\" (host bits clear)");
+			return conf_bad(x, ikey,
+			                "expected an address or \"ADDR/BITS\" (host bits clear)");
 		}
 	}
 	free(c->proxy_protocol_from);
@@ -460,7 +250,7 @@ static int take_proxy_section(const struct ctx *x, const char *key, json_t *v, v
 {
 	struct mgrok_server_conf *c = base;
 	if (!json_is_object(v))
-		return wrong_type(x, key, "an object", v);
+		return conf_wrong_type(x, key, "an object", v);
 	for (size_t i = 0; i < sizeof(proxy_sections) / sizeof(*proxy_sections); i++) {
 		if (strcmp(key, proxy_sections[i].key) != 0)
 			continue;
@@ -480,16 +270,16 @@ static int take_server_plugins(const struct ctx *x, const char *key, json_t *v, 
 
 #define S(f) offsetof(struct mgrok_server_conf, f), NULL
 static const struct field server_heartbeat[] = {
-        {"interval", take_seconds, S(heartbeat_interval)},
-        {"timeout", take_seconds, S(heartbeat_timeout)},
+        {"interval", conf_take_seconds, S(heartbeat_interval)},
+        {"timeout", conf_take_seconds, S(heartbeat_timeout)},
         FIELDS_END,
 };
 
 static const struct field server_limits[] = {
-        {"max_proxies", take_count, S(max_proxies)},
-        {"max_streams", take_count, S(max_streams)},
-        {"max_pending", take_count, S(max_pending)},
-        {"max_pending_per_address", take_count, S(max_pending_per_address)},
+        {"max_proxies", conf_take_count, S(max_proxies)},
+        {"max_streams", conf_take_count, S(max_streams)},
+        {"max_pending", conf_take_count, S(max_pending)},
+        {"max_pending_per_address", conf_take_count, S(max_pending_per_address)},
         FIELDS_END,
 };
 
@@ -498,14 +288,14 @@ static const struct field server_log[] = {{"level", take_level, S(log_level)},
                                           FIELDS_END};
 
 static const struct field server_rate_limit[] = {
-        {"failures", take_count, S(auth_failures)},
-        {"interval", take_seconds, S(auth_interval)},
+        {"failures", conf_take_count, S(auth_failures)},
+        {"interval", conf_take_seconds, S(auth_interval)},
         FIELDS_END,
 };
 
 static const struct field server_tls[] = {
-        {"cert", take_string, S(tls.cert)},
-        {"key", take_string, S(tls.key)},
+        {"cert", conf_take_string, S(tls.cert)},
+        {"key", conf_take_string, S(tls.key)},
         FIELDS_END,
 };
 
@@ -513,10 +303,10 @@ static const struct field server_tls[] = {
  * struct mgrok_admin_conf (take_admin hands walk the section itself). */
 #define A(f) offsetof(struct mgrok_admin_conf, f), NULL
 static const struct field admin_fields[] = {
-        {"listen", take_hostport, A(listen)},
-        {"token", take_string, A(token)},
-        {"token_file", take_string, A(token_file)},
-        {"token_env", take_string, A(token_env)},
+        {"listen", conf_take_hostport, A(listen)},
+        {"token", conf_take_string, A(token)},
+        {"token_file", conf_take_string, A(token_file)},
+        {"token_env", conf_take_string, A(token_env)},
         FIELDS_END,
 };
 #undef A
@@ -525,23 +315,23 @@ static int take_admin(const struct ctx *x, const char *key, json_t *v, void *dst
 {
 	struct mgrok_admin_conf *a = dst;
 	if (!json_is_object(v))
-		return wrong_type(x, key, "an object", v);
+		return conf_wrong_type(x, key, "an object", v);
 	a->given = true;
-	return walk(x, key, v, admin_fields, a);
+	return conf_walk(x, key, v, admin_fields, a);
 }
 
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
-        {"listen", take_hostport, S(listen)},
-        {"proxy_bind", take_string, S(proxy_bind)},
-        {"public_host", take_string, S(public_host)},
-        {"plugin_dir", take_string, S(plugin_dir)},
+        {"listen", conf_take_hostport, S(listen)},
+        {"proxy_bind", conf_take_string, S(proxy_bind)},
+        {"public_host", conf_take_string, S(public_host)},
+        {"plugin_dir", conf_take_string, S(plugin_dir)},
         {"plugins", take_server_plugins, 0, NULL},
         {"auth", take_server_auth, 0, NULL},
         {"allow_ports", take_allow_ports, 0, NULL},
         {"heartbeat", NULL, 0, server_heartbeat},
-        {"handshake_timeout", take_seconds, S(handshake_timeout)},
-        {"shutdown_timeout", take_seconds, S(shutdown_timeout)},
+        {"handshake_timeout", conf_take_seconds, S(handshake_timeout)},
+        {"shutdown_timeout", conf_take_seconds, S(shutdown_timeout)},
         {"limits", NULL, 0, server_limits},
         {"log", NULL, 0, server_log},
         {"tls", NULL, 0, server_tls},
@@ -560,7 +350,7 @@ static int take_client_auth(const struct ctx *x, const char *key, json_t *v, voi
 {
 	struct mgrok_auth_conf a = {0};
 	if (json_is_array(v))
-		return bad(x, key, "expected an object: a client proves one method");
+		return conf_bad(x, key, "expected an object: a client proves one method");
 	if (parse_auth_one(x, key, v, &a))
 		return -1;
 	auth_free(dst);
@@ -582,10 +372,10 @@ static void proxies_free(struct mgrok_proxy_conf *p, size_t n)
 static int take_name(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_string(v))
-		return wrong_type(x, key, "a string", v);
+		return conf_wrong_type(x, key, "a string", v);
 	if (!mgrok_name_valid(json_string_value(v), json_string_length(v)))
-		return bad(x, key, NAME_RULE);
-	replace_string(dst, json_string_value(v));
+		return conf_bad(x, key, NAME_RULE);
+	conf_replace_string(dst, json_string_value(v));
 	return 0;
 }
 
@@ -599,21 +389,21 @@ static int take_local(const struct ctx *x, const char *key, json_t *v, void *dst
 		snprintf(given, sizeof(given), "%lld", port < 0 ? 0LL : (long long)port);
 		s = given;
 	} else if (!s) {
-		return wrong_type(x, key, "a port or a \"host:port\" string", v);
+		return conf_wrong_type(x, key, "a port or a \"host:port\" string", v);
 	}
 	const char *why = mgrok_local_target(s, target, sizeof(target));
 	if (why)
-		return bad(x, key, "%s", why);
-	replace_string(dst, target);
+		return conf_bad(x, key, "%s", why);
+	conf_replace_string(dst, target);
 	return 0;
 }
 
 static int take_remote_port(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_integer(v))
-		return wrong_type(x, key, "an integer", v);
+		return conf_wrong_type(x, key, "an integer", v);
 	if (json_integer_value(v) < 0 || json_integer_value(v) > 65535)
-		return bad(x, key, "out of range 0-65535");
+		return conf_bad(x, key, "out of range 0-65535");
 	*(uint16_t *)dst = (uint16_t)json_integer_value(v);
 	return 0;
 }
@@ -621,12 +411,12 @@ static int take_remote_port(const struct ctx *x, const char *key, json_t *v, voi
 static int take_options(const struct ctx *x, const char *key, json_t *v, void *dst)
 {
 	if (!json_is_object(v))
-		return wrong_type(x, key, "an object", v);
+		return conf_wrong_type(x, key, "an object", v);
 	char *s = json_dumps(v, JSON_COMPACT);
 	size_t n = s ? strlen(s) : 0;
 	free(s);
 	if (n > MGROK_OPTIONS_MAX)
-		return bad(x, key, "longer than %d bytes when encoded", MGROK_OPTIONS_MAX);
+		return conf_bad(x, key, "longer than %d bytes when encoded", MGROK_OPTIONS_MAX);
 	json_decref(*(json_t **)dst);
 	*(json_t **)dst = json_incref(v);
 	return 0;
@@ -636,7 +426,7 @@ static int take_pp_version(const struct ctx *x, const char *key, json_t *v, void
 {
 	int version = mgrok_pp_version_parse(json_string_value(v));
 	if (version < 0)
-		return bad(x, key, "expected \"v1\" or \"v2\"");
+		return conf_bad(x, key, "expected \"v1\" or \"v2\"");
 	*(int *)dst = version;
 	return 0;
 }
@@ -644,7 +434,7 @@ static int take_pp_version(const struct ctx *x, const char *key, json_t *v, void
 #define P(f) offsetof(struct mgrok_proxy_conf, f), NULL
 static const struct field proxy_fields[] = {
         {"name", take_name, P(name)},
-        {"type", take_string, P(type)},
+        {"type", conf_take_string, P(type)},
         {"local", take_local, P(local)},
         {"remote_port", take_remote_port, P(remote_port)},
         {"options", take_options, P(options)},
@@ -659,15 +449,15 @@ static int parse_proxy(const struct ctx *x, const char *at, const json_t *v,
 {
 	static const char *const required[] = {"name", "type", "local"};
 	char key[KEYLEN];
-	if (walk(x, at, v, proxy_fields, p))
+	if (conf_walk(x, at, v, proxy_fields, p))
 		return -1;
 	for (size_t i = 0; i < sizeof(required) / sizeof(*required); i++) {
-		key_join(key, at, required[i]);
+		conf_key_join(key, at, required[i]);
 		if (!json_object_get(v, required[i]))
-			return bad(x, key, "missing required key");
+			return conf_bad(x, key, "missing required key");
 	}
 	if (!p->options)
-		p->options = xobject();
+		p->options = conf_xobject();
 	return 0;
 }
 
@@ -676,16 +466,17 @@ static int take_proxies(const struct ctx *x, const char *key, json_t *v, void *b
 	struct mgrok_client_conf *c = base;
 	char at[KEYLEN], nkey[KEYLEN];
 	if (!json_is_array(v))
-		return wrong_type(x, key, "an array", v);
+		return conf_wrong_type(x, key, "an array", v);
 	size_t n = json_array_size(v);
 	struct mgrok_proxy_conf *list = mgrok_xcalloc(n, sizeof(*list));
 	for (size_t i = 0; i < n; i++) {
-		key_index(at, key, i);
+		conf_key_index(at, key, i);
 		int rc = parse_proxy(x, at, json_array_get(v, i), &list[i]);
 		for (size_t j = 0; rc == 0 && j < i; j++) {
-			key_join(nkey, at, "name");
+			conf_key_join(nkey, at, "name");
 			if (!strcmp(list[j].name, list[i].name))
-				rc = bad(x, nkey, "duplicate proxy name (also proxies[%zu])", j);
+				rc = conf_bad(x, nkey, "duplicate proxy name (also proxies[%zu])",
+				              j);
 		}
 		if (rc) {
 			proxies_free(list, n);
@@ -707,15 +498,15 @@ static int take_client_plugins(const struct ctx *x, const char *key, json_t *v, 
 
 #define C(f) offsetof(struct mgrok_client_conf, f), NULL
 static const struct field client_heartbeat[] = {
-        {"interval", take_seconds, C(heartbeat_interval)},
-        {"timeout", take_seconds, C(heartbeat_timeout)},
+        {"interval", conf_take_seconds, C(heartbeat_interval)},
+        {"timeout", conf_take_seconds, C(heartbeat_timeout)},
         FIELDS_END,
 };
 
 static const struct field client_reconnect[] = {
-        {"initial", take_seconds, C(reconnect_initial)},
-        {"max", take_seconds, C(reconnect_max)},
-        {"retry_on_deny", take_bool, C(retry_on_deny)},
+        {"initial", conf_take_seconds, C(reconnect_initial)},
+        {"max", conf_take_seconds, C(reconnect_max)},
+        {"retry_on_deny", conf_take_bool, C(retry_on_deny)},
         FIELDS_END,
 };
 
@@ -724,10 +515,10 @@ static const struct field client_log[] = {{"level", take_level, C(log_level)},
                                           FIELDS_END};
 
 static const struct field client_tls[] = {
-        {"ca", take_string, C(tls.ca)},
-        {"server_name", take_string, C(tls.server_name)},
-        {"fingerprint", take_string, C(tls.fingerprint)},
-        {"insecure", take_bool, C(tls.insecure)},
+        {"ca", conf_take_string, C(tls.ca)},
+        {"server_name", conf_take_string, C(tls.server_name)},
+        {"fingerprint", conf_take_string, C(tls.fingerprint)},
+        {"insecure", conf_take_bool, C(tls.insecure)},
         FIELDS_END,
 };
 
@@ -735,15 +526,15 @@ static const struct field client_tls[] = {
 static int take_client_tls(const struct ctx *x, const char *key, json_t *v, void *base)
 {
 	if (!json_is_object(v))
-		return wrong_type(x, key, "an object", v);
+		return conf_wrong_type(x, key, "an object", v);
 	((struct mgrok_client_conf *)base)->tls.enabled = true;
-	return walk(x, key, v, client_tls, base);
+	return conf_walk(x, key, v, client_tls, base);
 }
 
 static const struct field client_fields[] = {
-        {"server", take_hostport, C(server)},
+        {"server", conf_take_hostport, C(server)},
         {"auth", take_client_auth, C(auth)},
-        {"plugin_dir", take_string, C(plugin_dir)},
+        {"plugin_dir", conf_take_string, C(plugin_dir)},
         {"plugins", take_client_plugins, 0, NULL},
         {"heartbeat", NULL, 0, client_heartbeat},
         {"reconnect", NULL, 0, client_reconnect},
@@ -762,21 +553,21 @@ static const struct field client_fields[] = {
 static int heartbeat_check(const struct ctx *x, double interval, double timeout)
 {
 	if (!(interval > 0))
-		return bad(x, "heartbeat.interval", "must be greater than 0");
+		return conf_bad(x, "heartbeat.interval", "must be greater than 0");
 	if (!(timeout > interval))
-		return bad(x, "heartbeat.timeout", "must be greater than the interval (%g s)",
-		           interval);
+		return conf_bad(x, "heartbeat.timeout", "must be greater than the interval (%g s)",
+		                interval);
 	return 0;
 }
 
 static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
 {
 	if (!t->cert != !t->key)
-		return bad(x, t->cert ? "tls.key" : "tls.cert", "tls needs both cert and key");
+		return conf_bad(x, t->cert ? "tls.key" : "tls.cert", "tls needs both cert and key");
 	if (t->fingerprint && t->insecure)
-		return bad(x, "tls.insecure",
-		           "insecure turns off the fingerprint check as well: "
-		           "use one of them");
+		return conf_bad(x, "tls.insecure",
+		                "insecure turns off the fingerprint check as well: "
+		                "use one of them");
 	return 0;
 }
 
@@ -785,14 +576,15 @@ static int admin_check(const struct ctx *x, const struct mgrok_admin_conf *a)
 	if (!a->given)
 		return 0;
 	if (!mgrok_admin_available)
-		return bad(x, "admin",
-		           "this build has no admin endpoint (configure found no "
-		           "http-parser)");
+		return conf_bad(x, "admin",
+		                "this build has no admin endpoint (configure found no "
+		                "http-parser)");
 	if (!a->listen)
-		return bad(x, "admin.listen", "required: the address to serve the endpoint on");
+		return conf_bad(x, "admin.listen",
+		                "required: the address to serve the endpoint on");
 	if (!!a->token + !!a->token_file + !!a->token_env > 1)
-		return bad(x, a->token_env ? "admin.token_env" : "admin.token_file",
-		           "give one of token, token_file and token_env");
+		return conf_bad(x, a->token_env ? "admin.token_env" : "admin.token_file",
+		                "give one of token, token_file and token_env");
 	return 0;
 }
 
@@ -812,120 +604,34 @@ static int client_after(const struct ctx *x, const void *conf)
 	    tls_check(x, &c->tls) || admin_check(x, &c->admin))
 		return -1;
 	if (c->reconnect_max < c->reconnect_initial)
-		return bad(x, "reconnect.max", "must not be less than the initial delay (%g s)",
-		           c->reconnect_initial);
+		return conf_bad(x, "reconnect.max",
+		                "must not be less than the initial delay (%g s)",
+		                c->reconnect_initial);
 	return 0;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, n = 0, got;
-	char *text = mgrok_xmalloc(cap);
-	while ((got = fread(text + n, 1, cap - n, f)) > 0) {
-		n += got;
-		if (n == cap)
-			text = mgrok_xrealloc(text, cap *= 2);
-	}
-	int failed = ferror(f) ? (errno ? errno : EIO) : 0;
-	fclose(f);
-	if (failed) {
-		free(text);
-		errno = failed;
-		return NULL;
-	}
-	*len = n;
-	return text;
-}
-
-/* jansson quotes the token it stopped at, which can be (part of) a secret:
- * a string, or a value someone forgot to quote. Only punctuation and a
- * duplicate key's name are repeated; the line and column still point there. */
-static void syntax_error(const struct ctx *x, const json_error_t *je)
-{
-	const char *near = strstr(je->text, " near '");
-	const char *tok = near ? near + 7 : "";
-	if (!near || strncmp(je->text, "duplicate object key", 20) == 0 ||
-	    (tok[0] && strchr("{}[],:", tok[0]) && tok[1] == '\''))
-		snprintf(x->err->msg, sizeof(x->err->msg), "%s", je->text);
-	else
-		snprintf(x->err->msg, sizeof(x->err->msg), "%.*s near %s", (int)(near - je->text),
-		         je->text, tok[0] == '"' ? "a string" : "a bad value");
-	x->err->line = je->line > 0 ? je->line : 0;
-	x->err->column = je->line > 0 && je->column > 0 ? je->column : 0;
-	/* A number is checked by the key that takes it, but one past what
-	 * jansson can hold never gets there: name that key here. */
-	if (strncmp(je->text, "too big ", 8) == 0 && strstr(je->text, "integer") &&
-	    je->position > 0 &&
-	    mgrok_json_path_at(x->text, x->len, (size_t)je->position, x->err->key,
-	                       sizeof(x->err->key)) == 0 &&
-	    x->err->key[0]) {
-		snprintf(x->err->msg, sizeof(x->err->msg), "integer too large");
-		locate(x, x->err->key);
-	}
-}
-
-typedef int after_fn(const struct ctx *x, const void *conf);
-
-/* jansson parses the text, and json_locate scans the same bytes again to
- * place errors. */
-static int load_text(const char *name, const char *text, size_t len, struct mgrok_conf_error *err,
-                     const struct field *f, void *conf, after_fn *after)
-{
-	struct ctx x = {.path = name, .text = text, .len = len, .err = err};
-	json_error_t je;
-	memset(err, 0, sizeof(*err));
-	snprintf(err->file, sizeof(err->file), "%s", name);
-	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-	int rc = -1;
-	if (!root)
-		syntax_error(&x, &je);
-	else
-		rc = walk(&x, "", root, f, conf) ? -1 : after(&x, conf);
-	json_decref(root);
-	return rc;
-}
-
-static int load(const char *path, struct mgrok_conf_error *err, const struct field *f, void *conf,
-                after_fn *after)
-{
-	size_t len;
-	char *text = read_file(path, &len);
-	if (!text) {
-		memset(err, 0, sizeof(*err));
-		snprintf(err->file, sizeof(err->file), "%s", path);
-		snprintf(err->msg, sizeof(err->msg), "cannot read: %s", strerror(errno));
-		return -1;
-	}
-	int rc = load_text(path, text, len, err, f, conf, after);
-	free(text);
-	return rc;
 }
 
 int mgrok_server_conf_load(struct mgrok_server_conf *c, const char *path,
                            struct mgrok_conf_error *err)
 {
-	return load(path, err, server_fields, c, server_after);
+	return conf_load(path, err, server_fields, c, server_after);
 }
 
 int mgrok_client_conf_load(struct mgrok_client_conf *c, const char *path,
                            struct mgrok_conf_error *err)
 {
-	return load(path, err, client_fields, c, client_after);
+	return conf_load(path, err, client_fields, c, client_after);
 }
 
 int mgrok_server_conf_load_text(struct mgrok_server_conf *c, const char *name, const char *text,
                                 size_t len, struct mgrok_conf_error *err)
 {
-	return load_text(name, text, len, err, server_fields, c, server_after);
+	return conf_load_text(name, text, len, err, server_fields, c, server_after);
 }
 
 int mgrok_client_conf_load_text(struct mgrok_client_conf *c, const char *name, const char *text,
                                 size_t len, struct mgrok_conf_error *err)
 {
-	return load_text(name, text, len, err, client_fields, c, client_after);
+	return conf_load_text(name, text, len, err, client_fields, c, client_after);
 }
 
 /* ---- defaults, checks, free --------------------------------------------- */
@@ -955,7 +661,7 @@ void mgrok_client_conf_defaults(struct mgrok_client_conf *c)
 	memset(c, 0, sizeof(*c));
 	c->server = mgrok_xstrdup(MGROK_DEFAULT_SERVER);
 	c->auth.method = mgrok_xstrdup("none");
-	c->auth.options = xobject();
+	c->auth.options = conf_xobject();
 	c->heartbeat_interval = MGROK_DEFAULT_HEARTBEAT_INTERVAL;
 	c->heartbeat_timeout = MGROK_DEFAULT_HEARTBEAT_TIMEOUT;
 	c->reconnect_initial = MGROK_DEFAULT_RECONNECT_INITIAL;
@@ -968,7 +674,7 @@ int mgrok_server_conf_check(const struct mgrok_server_conf *c, struct mgrok_conf
 	const struct ctx x = {.err = err};
 	memset(err, 0, sizeof(*err));
 	if (!c->n_allow_ports)
-		return bad(&x, "allow_ports", "no port is allowed");
+		return conf_bad(&x, "allow_ports", "no port is allowed");
 	return server_after(&x, c);
 }
 
@@ -978,15 +684,16 @@ static int proxies_check(const struct ctx *x, const struct mgrok_client_conf *c)
 {
 	char key[KEYLEN];
 	if (!c->n_proxies)
-		return bad(x, "", "no proxies: give one on the command line or in \"proxies\"");
+		return conf_bad(x, "",
+		                "no proxies: give one on the command line or in \"proxies\"");
 	for (size_t i = 0; i < c->n_proxies; i++) {
 		const char *name = c->proxies[i].name;
-		key_index(key, "proxies", i);
+		conf_key_index(key, "proxies", i);
 		if (!name || !mgrok_name_valid(name, strlen(name)))
-			return bad(x, key, "name " NAME_RULE);
+			return conf_bad(x, key, "name " NAME_RULE);
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(c->proxies[j].name, name))
-				return bad(x, key, "duplicate proxy name \"%s\"", name);
+				return conf_bad(x, key, "duplicate proxy name \"%s\"", name);
 		}
 	}
 	return 0;
@@ -997,7 +704,7 @@ int mgrok_client_conf_check(const struct mgrok_client_conf *c, struct mgrok_conf
 	const struct ctx x = {.err = err};
 	memset(err, 0, sizeof(*err));
 	if (!c->server || mgrok_hostport_problem(c->server))
-		return bad(&x, "server", "expected \"host:port\"");
+		return conf_bad(&x, "server", "expected \"host:port\"");
 	return client_after(&x, c) ? -1 : proxies_check(&x, c);
 }
 
