@@ -105,6 +105,17 @@ struct srv_session {
 #define SRV_LOG(srv, k, level, ...)                                                                \
 	mgrok_log_limited(&(srv)->loglim[k], 0, ev_now((srv)->ctx->loop), level, __VA_ARGS__)
 
+/* Sessions or proxies came or went: the service manager's STATUS= line. */
+void mgrok_server_counts_changed(struct mgrok_server *srv);
+
+/* server_register.c: the frames, and a proxy's end (its streams reset,
+ * its port or names given back, its counters let go). */
+struct mgrok_frame;
+struct mgrok_proxy;
+void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *f);
+void mgrok_server_on_unregister(struct srv_session *ss, const struct mgrok_frame *f);
+void mgrok_server_proxy_free(struct srv_session *ss, struct mgrok_proxy *px);
+
 /* server_reload.c. allow_ports into the server's own copy. */
 void mgrok_server_copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c);
 
