@@ -39,6 +39,7 @@ struct admin_conn {
 	char url[ADMIN_URL_MAX + 1];
 	size_t url_len;
 	bool url_long;
+	bool head_done;   /* fields from now on are trailers: not read */
 	bool in_value;    /* the last header piece was a value */
 	bool in_auth;     /* ... of Authorization */
 	char field[16];   /* the start of the field name being read */

@@ -115,7 +115,7 @@ static int on_message_begin(http_parser *p)
 {
 	struct admin_conn *c = conn_of(p);
 	c->head_len = c->body_len = c->url_len = c->field_len = c->auth_len = 0;
-	c->url_long = c->in_auth = c->in_value = c->auth_long = false;
+	c->url_long = c->in_auth = c->in_value = c->auth_long = c->head_done = false;
 	c->error = 0;
 	return 0;
 }
@@ -149,6 +149,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 	struct admin_conn *c = conn_of(p);
 	if (head_over(c, len))
 		return 1;
+	if (c->head_done) /* a chunked body's trailers: no credentials there (RFC 9110 6.5.1) */
+		return 0;
 	if (c->in_value) { /* a new field starts */
 		c->field_len = 0;
 		c->in_value = false;
@@ -164,6 +166,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	struct admin_conn *c = conn_of(p);
 	if (head_over(c, len))
 		return 1;
+	if (c->head_done)
+		return 0;
 	if (!c->in_value) { /* the value's first piece */
 		c->in_value = true;
 		c->in_auth = c->field_len == 13 && strncasecmp(c->field, "authorization", 13) == 0;
@@ -183,6 +187,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 static int on_headers_complete(http_parser *p)
 {
 	struct admin_conn *c = conn_of(p);
+	c->head_done = true;
 	if (c->url_long)
 		c->error = 414;
 	else if (p->upgrade) /* neither Upgrade nor CONNECT is served here */

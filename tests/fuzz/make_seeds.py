@@ -624,6 +624,90 @@ def session_seeds():
     return s
 
 
+# ---- fuzz_admin: set-up byte (bits 0-1 token, bit 2 no kick), split seed, bytes ----
+
+ADMIN_TOKEN = b"fuzz-admin-token"
+NO_TOKEN, WITH_TOKEN, SHORT_TOKEN, LONG_TOKEN, NO_KICK = 0, 1, 2, 3, 4
+
+
+def admin_request(method, target, headers=(), body=b"", version=b"1.1"):
+    head = method + b" " + target + b" HTTP/" + version + b"\r\n"
+    for h in headers:
+        head += h + b"\r\n"
+    return head + b"\r\n" + body
+
+
+def bearer(token=ADMIN_TOKEN):
+    return b"Authorization: Bearer " + token
+
+
+def admin_seeds():
+    host = b"Host: 127.0.0.1:7001"
+    auth = (host, bearer())
+    get = admin_request(b"GET", b"/api/v1/sessions", auth)
+    s = {}
+    s["metrics"] = bytes([NO_TOKEN, 0]) + admin_request(b"GET", b"/metrics", (host,))
+    s["metrics-token"] = bytes([WITH_TOKEN, 0]) + admin_request(b"GET", b"/metrics", auth)
+    s["sessions-token-split"] = bytes([WITH_TOKEN, 3]) + get
+    s["session-7"] = bytes([NO_TOKEN, 0]) + admin_request(b"GET", b"/api/v1/sessions/7", (host,))
+    s["token-wrong"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"GET", b"/api/v1/sessions", (host, bearer(b"fuzz-admin-tokem")))
+    s["token-case-trailing"] = bytes([SHORT_TOKEN, 5]) + admin_request(
+        b"GET", b"/metrics", (b"authorization: bEARER t \t",))
+    s["token-long"] = bytes([LONG_TOKEN, 0xc4]) + admin_request(
+        b"GET", b"/metrics", (bearer(b"k" * 1024),))
+    s["token-missing"] = bytes([WITH_TOKEN, 1]) + admin_request(b"GET", b"/metrics", (host,))
+    s["pipelined"] = bytes([WITH_TOKEN, 0]) + get + admin_request(
+        b"GET", b"/api/v1/sessions/1", auth) + admin_request(
+        b"DELETE", b"/api/v1/sessions/7", auth) + admin_request(b"GET", b"/metrics", auth)
+    s["pipelined-close"] = bytes([NO_TOKEN, 2]) + admin_request(
+        b"GET", b"/metrics", (b"Connection: close",)) + admin_request(b"GET", b"/metrics")
+    s["delete-ban"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?ban=600", auth) + admin_request(
+        b"DELETE", b"/api/v1/sessions/3?ban=31536000", auth) + admin_request(
+        b"DELETE", b"/api/v1/sessions/7", auth)
+    s["delete-bad-ban"] = bytes([NO_TOKEN, 0]) + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?ban=0.5") + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?ban=31536001") + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?ban=nan") + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?bam=60") + admin_request(
+        b"DELETE", b"/api/v1/sessions/01")
+    s["delete-no-kick"] = bytes([NO_KICK, 0]) + admin_request(
+        b"DELETE", b"/api/v1/sessions/1") + admin_request(b"POST", b"/metrics") + admin_request(
+        b"GET", b"/api/v1/sessions?x") + admin_request(b"GET", b"/nowhere")
+    s["chunked-body"] = bytes([WITH_TOKEN, 7]) + admin_request(
+        b"DELETE", b"/api/v1/sessions/7?ban=60",
+        auth + (b"Transfer-Encoding: chunked",), b"5\r\nhello\r\n0\r\n\r\n") + get
+    s["content-length-body"] = bytes([WITH_TOKEN, 0xff]) + admin_request(
+        b"GET", b"/metrics", auth + (b"Content-Length: 3000",), b"x" * 3000) + get
+    # The core takes Authorization from trailers too (fuzz_admin.c, TRAILER_AUTH).
+    s["token-in-trailer"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"GET", b"/metrics", (b"Transfer-Encoding: chunked",), b"0\r\n" + bearer() + b"\r\n\r\n")
+    s["token-folded"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"GET", b"/metrics", (b"Authorization: Bearer\r\n " + ADMIN_TOKEN,))
+    # A head just under 8 KiB (8192 bytes as the callbacks see them: 8168), then over it.
+    filler = b"X-Fill: " + b"f" * 8100
+    s["head-8k"] = bytes([WITH_TOKEN, 0xc8]) + admin_request(b"GET", b"/metrics", auth + (filler,))
+    s["head-over-8k"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"GET", b"/metrics", auth + (filler + b"f" * 100,))
+    s["head-over-8k-name"] = bytes([NO_TOKEN, 0xd0]) + admin_request(
+        b"GET", b"/metrics", (b"X-" + b"n" * 8200 + b": v",))
+    s["uri-too-long"] = bytes([NO_TOKEN, 0]) + admin_request(b"GET", b"/metrics?" + b"q" * 2048)
+    s["upgrade"] = bytes([NO_TOKEN, 0]) + admin_request(
+        b"GET", b"/metrics", (b"Connection: Upgrade", b"Upgrade: websocket")) + b"\x81\x00"
+    s["connect"] = bytes([NO_TOKEN, 0]) + admin_request(b"CONNECT", b"127.0.0.1:22") + b"SSH-2.0"
+    s["http10-keep-alive"] = bytes([WITH_TOKEN, 0]) + admin_request(
+        b"GET", b"/metrics", auth + (b"Connection: keep-alive",), version=b"1.0") + admin_request(
+        b"GET", b"/api/v1/sessions/1", auth, version=b"1.0") + admin_request(b"GET", b"/metrics")
+    s["empty-lines-first"] = bytes([NO_TOKEN, 1]) + b"\r\n\r\n" + admin_request(b"GET", b"/metrics")
+    s["garbage"] = bytes([NO_TOKEN, 0]) + b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    s["garbage-after"] = bytes([NO_TOKEN, 0]) + admin_request(b"GET", b"/metrics") + \
+        b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n"
+    s["error-quotes-bytes"] = bytes([NO_TOKEN, 0]) + admin_request(
+        b"DELETE", b"/api/v1/sessions/1?" + b"\xc3\xa9" * 40)
+    return s
+
+
 TARGETS = {
     "fuzz_codec": codec_seeds,
     "fuzz_handshake": handshake_seeds,
@@ -633,6 +717,7 @@ TARGETS = {
     "fuzz_session": session_seeds,
     "fuzz_proxyproto": proxyproto_seeds,
     "fuzz_client_hello": client_hello_seeds,
+    "fuzz_admin": admin_seeds,
 }
 
 
