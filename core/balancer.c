@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "group.h"
 #include "log.h"
 #include "proxy.h"
 #include "session.h"
@@ -111,6 +112,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 int mgrok_visitor_accept(struct mgrok_proxy *px, int fd, const struct sockaddr *source,
                          socklen_t source_len)
 {
+	if (!(px = mgrok_group_route(px)))
+		return -1;
 	struct mgrok_session *s = px->sess;
 	if (!s || s->closing)
 		return -1;

@@ -346,6 +346,10 @@ static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgro
 	px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
 	px->spec.options = px->options;
 	px->traffic = mgrok_traffic_get(&cl->ctx->traffic, px->name, p->desc->name, "");
+	if (pc->group) { /* the server's, not the plugin's: added after its checks */
+		json_object_set_new(px->options, "group", json_string(pc->group));
+		json_object_set_new(px->options, "group_key", json_string(pc->group_key));
+	}
 	px->spec.addr = (struct sockaddr *)&px->addr.ss;
 	px->spec.addr_len = px->addr.len;
 	return px;

@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "defaults.h"
+#include "group.h"        /* MGROK_GROUP_KEY_MAX */
 #include "log.h"          /* mgrok_log_format_parse */
 #include "mgrok/plugin.h" /* enum mgrok_log_level */
 
@@ -364,6 +365,8 @@ static void proxies_free(struct mgrok_proxy_conf *p, size_t n)
 		free(p[i].name);
 		free(p[i].type);
 		free(p[i].local);
+		free(p[i].group);
+		free(p[i].group_key);
 		json_decref(p[i].options);
 	}
 	free(p);
@@ -439,6 +442,8 @@ static const struct field proxy_fields[] = {
         {"remote_port", take_remote_port, P(remote_port)},
         {"options", take_options, P(options)},
         {"proxy_protocol", take_pp_version, P(proxy_protocol)},
+        {"group", take_name, P(group)},
+        {"group_key", conf_take_string, P(group_key)},
         FIELDS_END,
 };
 #undef P
@@ -455,6 +460,18 @@ static int parse_proxy(const struct ctx *x, const char *at, const json_t *v,
 		conf_key_join(key, at, required[i]);
 		if (!json_object_get(v, required[i]))
 			return conf_bad(x, key, "missing required key");
+	}
+	if (!p->group != !p->group_key) {
+		conf_key_join(key, at, p->group ? "group" : "group_key");
+		return conf_bad(x, key, "group and group_key go together");
+	}
+	if (p->group_key && strlen(p->group_key) > MGROK_GROUP_KEY_MAX) {
+		conf_key_join(key, at, "group_key");
+		return conf_bad(x, key, "at most %d bytes", MGROK_GROUP_KEY_MAX);
+	}
+	if (json_object_get(p->options, "group") || json_object_get(p->options, "group_key")) {
+		conf_key_join(key, at, "options");
+		return conf_bad(x, key, "group and group_key belong to the proxy, not its options");
 	}
 	if (!p->options)
 		p->options = conf_xobject();

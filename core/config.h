@@ -100,11 +100,12 @@ struct mgrok_server_conf {
 
 struct mgrok_proxy_conf {
 	char *name;
-	char *type;           /* proxy plugin name: "tcp" */
-	char *local;          /* "host:port" of the local service */
-	uint16_t remote_port; /* 0: the server picks */
-	json_t *options;      /* owned reference, a JSON object (empty when absent) */
-	int proxy_protocol;   /* 0, or the PROXY protocol version written to the local service */
+	char *type;              /* proxy plugin name: "tcp" */
+	char *local;             /* "host:port" of the local service */
+	uint16_t remote_port;    /* 0: the server picks */
+	json_t *options;         /* owned reference, a JSON object (empty when absent) */
+	int proxy_protocol;      /* 0, or the PROXY protocol version written to the local service */
+	char *group, *group_key; /* a client group on the server (group.h); both or neither */
 };
 
 struct mgrok_client_conf {

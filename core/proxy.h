@@ -27,6 +27,7 @@ struct mgrok_proxy {
 	uint16_t public_port;     /* client: the port the server bound, from REGISTER_ACK */
 	struct mgrok_name *names; /* server: host names it holds (names.h) */
 	struct mgrok_traffic *traffic; /* its counters (traffic.h); NULL until bound or set up */
+	struct mgrok_group *group;     /* server: the group it anchors or belongs to (group.h) */
 	struct mgrok_proxy *next;
 };
 

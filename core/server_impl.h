@@ -83,6 +83,7 @@ struct mgrok_server {
 	struct srv_counters counters;
 	struct srv_ban *bans; /* clientIds refused for a while (DELETE ...?ban=) */
 	struct mgrok_admin *admin;
+	struct mgrok_group *groups; /* ports held for client groups (group.h) */
 };
 
 /* The server's side of one session. */

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "addr.h"
+#include "group.h"
 #include "host.h"
 #include "defaults.h"
 #include "log.h"
@@ -50,6 +53,14 @@ static struct mgrok_proxy *find_proxy(struct srv_session *ss, const uint8_t *nam
 	return NULL;
 }
 
+/* A REGISTER's group, from its options (empty name: none). */
+struct reg_group {
+	char name[MGROK_NAME_MAX + 1];
+	char key[MGROK_GROUP_KEY_MAX + 1];
+};
+
+static void group_leave(struct mgrok_server *srv, struct mgrok_proxy *px);
+
 void mgrok_server_proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 {
 	if (ss->sess) {
@@ -57,6 +68,8 @@ void mgrok_server_proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 		mgrok_stream_reset_proxy(&ss->sess->relay, px, MGROK_RESET_CANCEL);
 	}
 	mgrok_names_release(&ss->srv->names, &px->names);
+	if (px->group)
+		group_leave(ss->srv, px);
 	if (px->bound)
 		px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
 	mgrok_traffic_put(&ss->srv->ctx->traffic, px->traffic);
@@ -242,8 +255,34 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
  * Returns MGROK_ACK_OK with *plugin set, or the status to refuse with and
  * msg. *options is the caller's to release either way (it may be NULL).
  */
+/* The host's own options, "group" and "group_key", taken out of the
+ * plugin's (doc/protocol.md 3.1). */
+static uint8_t take_group(json_t *options, struct reg_group *rg, char *msg, size_t len)
+{
+	const json_t *g = json_object_get(options, "group"),
+	             *k = json_object_get(options, "group_key");
+	rg->name[0] = rg->key[0] = '\0';
+	if (!g && !k)
+		return MGROK_ACK_OK;
+	const char *name = json_string_value(g), *key = json_string_value(k);
+	if (!name || !mgrok_name_valid(name, strlen(name)) || !key || !*key ||
+	    strlen(key) > MGROK_GROUP_KEY_MAX) {
+		snprintf(msg, len,
+		         "group must be a name (" MGROK_NAME_RULE ") and group_key 1-%d bytes, "
+		         "both given",
+		         MGROK_GROUP_KEY_MAX);
+		return MGROK_ACK_INVALID;
+	}
+	snprintf(rg->name, sizeof(rg->name), "%s", name);
+	snprintf(rg->key, sizeof(rg->key), "%s", key);
+	json_object_del(options, "group");
+	json_object_del(options, "group_key");
+	return MGROK_ACK_OK;
+}
+
 static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *f,
-                              struct mgrok_plugin **plugin, json_t **options, char *msg, size_t len)
+                              struct mgrok_plugin **plugin, json_t **options, struct reg_group *rg,
+                              char *msg, size_t len)
 {
 	const struct mgrok_bytes *name = &f->u.reg.name, *opts = &f->u.reg.options;
 	*options = NULL;
@@ -261,6 +300,9 @@ static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *
 		                 MGROK_OPTIONS_MAX) " bytes");
 		return MGROK_ACK_INVALID;
 	}
+	uint8_t st = take_group(*options, rg, msg, len);
+	if (st != MGROK_ACK_OK)
+		return st;
 	struct mgrok_plugin *p =
 	        mgrok_registry_find_id(&ss->srv->reg, MGROK_PLUGIN_PROXY, f->u.reg.proxy_type);
 	if (p && p->desc->proxy->check_options &&
@@ -366,6 +408,103 @@ static uint16_t public_address(struct srv_session *ss, struct mgrok_proxy *px)
 	return px->spec.remote_port;
 }
 
+/* ---- groups (group.h) ---------------------------------------------------------- */
+
+static struct mgrok_group *group_find(struct mgrok_server *srv, const struct mgrok_plugin *p,
+                                      uint16_t port)
+{
+	for (struct mgrok_group *g = srv->groups; g; g = g->next)
+		if (g->anchor->plugin == p && g->anchor->spec.remote_port == port)
+			return g;
+	return NULL;
+}
+
+static bool same_key(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* The group's own proxy: it holds the port for as long as a member does. */
+static uint8_t group_new(struct srv_session *ss, const struct mgrok_proxy *px,
+                         const struct reg_group *rg, uint16_t port, char *msg, size_t len)
+{
+	struct mgrok_group *g = mgrok_xcalloc(1, sizeof(*g));
+	struct mgrok_proxy *a = mgrok_xcalloc(1, sizeof(*a));
+	a->plugin = px->plugin;
+	snprintf(a->name, sizeof(a->name), "%s", rg->name);
+	a->options = json_deep_copy(px->options);
+	a->spec = px->spec;
+	a->spec.name = a->name;
+	a->spec.options = a->options;
+	a->group = g;
+	int rc = bind_port(ss, a, port, msg, len);
+	if (rc != 0) {
+		json_decref(a->options);
+		free(a);
+		free(g);
+		return bind_ack(rc);
+	}
+	a->bound = true;
+	public_address(ss, a);
+	snprintf(g->name, sizeof(g->name), "%s", rg->name);
+	snprintf(g->key, sizeof(g->key), "%s", rg->key);
+	g->anchor = a;
+	g->next = ss->srv->groups;
+	ss->srv->groups = g;
+	return MGROK_ACK_OK;
+}
+
+/* px joins the group of its port, made when it is the first. */
+static uint8_t group_join(struct srv_session *ss, struct mgrok_proxy *px,
+                          const struct reg_group *rg, uint16_t port, char *msg, size_t len)
+{
+	if (routed_by_name(px) || !port) {
+		snprintf(msg, len,
+		         "a group needs a remote port (groups of %s proxies by name are "
+		         "not supported)",
+		         px->plugin->desc->name);
+		return MGROK_ACK_INVALID;
+	}
+	struct mgrok_group *g = group_find(ss->srv, px->plugin, port);
+	if (g && (strcmp(g->name, rg->name) != 0 || !same_key(g->key, rg->key))) {
+		snprintf(msg, len, "port %u is held by another group, or the group key differs",
+		         port);
+		return MGROK_ACK_PORT_IN_USE;
+	}
+	if (g && !json_equal(g->anchor->options, px->options)) {
+		snprintf(msg, len, "group %s's members have other options", rg->name);
+		return MGROK_ACK_INVALID;
+	}
+	if (!g) {
+		uint8_t st = group_new(ss, px, rg, port, msg, len);
+		if (st != MGROK_ACK_OK)
+			return st;
+		g = ss->srv->groups;
+	}
+	mgrok_group_add(g, px);
+	px->spec.remote_port = port;
+	snprintf(px->public_addr, sizeof(px->public_addr), "%s", g->anchor->public_addr);
+	return MGROK_ACK_OK;
+}
+
+/* The last member takes the port with it. */
+static void group_leave(struct mgrok_server *srv, struct mgrok_proxy *px)
+{
+	struct mgrok_group *g = px->group, **pp = &srv->groups;
+	if (mgrok_group_remove(g, px))
+		return;
+	while (*pp != g)
+		pp = &(*pp)->next;
+	*pp = g->next;
+	struct mgrok_proxy *a = g->anchor;
+	a->plugin->desc->proxy->server_unbind(a->plugin->inst, a->state);
+	json_decref(a->options);
+	free(a);
+	free(g->members);
+	free(g);
+}
+
 void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *f)
 {
 	char msg[MGROK_MESSAGE_MAX] = "";
@@ -373,15 +512,17 @@ void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *
 	struct mgrok_proxy *px = NULL;
 	json_t *options;
 	uint16_t port = f->u.reg.remote_port;
-	uint8_t status = check_register(ss, f, &plugin, &options, msg, sizeof(msg));
+	struct reg_group rg;
+	uint8_t status = check_register(ss, f, &plugin, &options, &rg, msg, sizeof(msg));
 	if (status == MGROK_ACK_OK) {
 		px = proxy_new(ss, f, plugin, options);
 		options = NULL;
 		status = check_identity(ss, px, routed_by_name(px) ? 0 : port, msg, sizeof(msg));
 	}
 	if (status == MGROK_ACK_OK)
-		status = routed_by_name(px) ? bind_named(ss, px, port, msg, sizeof(msg))
-		                            : bind_ack(bind_port(ss, px, port, msg, sizeof(msg)));
+		status = rg.name[0]           ? group_join(ss, px, &rg, port, msg, sizeof(msg))
+		         : routed_by_name(px) ? bind_named(ss, px, port, msg, sizeof(msg))
+		                              : bind_ack(bind_port(ss, px, port, msg, sizeof(msg)));
 	if (status != MGROK_ACK_OK) {
 		json_decref(options);
 		if (px)
@@ -389,14 +530,14 @@ void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *
 		send_ack(ss, f, status, 0, msg);
 		return;
 	}
-	px->bound = true;
+	px->bound = !px->group;          /* a member's port is its group's anchor's */
 	char user[sizeof(ss->identity)]; /* a Prometheus label: UTF-8 only */
 	px->traffic = mgrok_traffic_get(&ss->srv->ctx->traffic, px->name, plugin->desc->name,
 	                                mgrok_text_utf8(ss->identity, user, sizeof(user)));
 	px->next = ss->proxies;
 	ss->proxies = px;
 	ss->nproxies++;
-	uint16_t public_port = public_address(ss, px);
+	uint16_t public_port = px->group ? px->spec.remote_port : public_address(ss, px);
 	send_ack(ss, f, MGROK_ACK_OK, public_port, px->public_addr);
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,

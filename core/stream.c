@@ -13,6 +13,7 @@
 #include "defaults.h"
 #include "stream_filter.h"
 #include "host.h"
+#include "group.h"
 #include "log.h"
 #include "proxy.h"
 #include "proxyproto.h"
@@ -611,6 +612,8 @@ void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting)
 struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px,
                                                const struct sockaddr *source, socklen_t source_len)
 {
+	if (!(px = mgrok_group_route(px)))
+		return NULL;
 	struct mgrok_session *s = px->sess;
 	char src[MGROK_ADDRSTRLEN];
 	if (!s || s->closing || s->draining)
