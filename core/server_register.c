@@ -410,11 +410,13 @@ static uint16_t public_address(struct srv_session *ss, struct mgrok_proxy *px)
 
 /* ---- groups (group.h) ---------------------------------------------------------- */
 
+/* A port's group; for proxies routed by name, the group of that name. */
 static struct mgrok_group *group_find(struct mgrok_server *srv, const struct mgrok_plugin *p,
-                                      uint16_t port)
+                                      uint16_t port, const char *name)
 {
 	for (struct mgrok_group *g = srv->groups; g; g = g->next)
-		if (g->anchor->plugin == p && g->anchor->spec.remote_port == port)
+		if (g->anchor->plugin == p &&
+		    (port ? g->anchor->spec.remote_port == port : strcmp(g->name, name) == 0))
 			return g;
 	return NULL;
 }
@@ -438,12 +440,17 @@ static uint8_t group_new(struct srv_session *ss, const struct mgrok_proxy *px,
 	a->spec.name = a->name;
 	a->spec.options = a->options;
 	a->group = g;
-	int rc = bind_port(ss, a, port, msg, len);
-	if (rc != 0) {
+	/* A name is claimed for the identity of the first member's session. */
+	a->sess = px->sess;
+	uint8_t st = routed_by_name(a) ? bind_named(ss, a, 0, msg, len)
+	                               : bind_ack(bind_port(ss, a, port, msg, len));
+	a->sess = NULL;
+	if (st != MGROK_ACK_OK) {
+		mgrok_names_release(&ss->srv->names, &a->names);
 		json_decref(a->options);
 		free(a);
 		free(g);
-		return bind_ack(rc);
+		return st;
 	}
 	a->bound = true;
 	public_address(ss, a);
@@ -459,18 +466,22 @@ static uint8_t group_new(struct srv_session *ss, const struct mgrok_proxy *px,
 static uint8_t group_join(struct srv_session *ss, struct mgrok_proxy *px,
                           const struct reg_group *rg, uint16_t port, char *msg, size_t len)
 {
-	if (routed_by_name(px) || !port) {
-		snprintf(msg, len,
-		         "a group needs a remote port (groups of %s proxies by name are "
-		         "not supported)",
-		         px->plugin->desc->name);
+	bool named = routed_by_name(px);
+	if (named == (port != 0)) {
+		snprintf(msg, len, "%s",
+		         named ? "a group of proxies routed by name takes no remote port"
+		               : "a group needs its remote port");
 		return MGROK_ACK_INVALID;
 	}
-	struct mgrok_group *g = group_find(ss->srv, px->plugin, port);
+	struct mgrok_group *g = group_find(ss->srv, px->plugin, port, rg->name);
 	if (g && (strcmp(g->name, rg->name) != 0 || !same_key(g->key, rg->key))) {
-		snprintf(msg, len, "port %u is held by another group, or the group key differs",
-		         port);
-		return MGROK_ACK_PORT_IN_USE;
+		if (named)
+			snprintf(msg, len, "the group key of group %s differs", rg->name);
+		else
+			snprintf(msg, len,
+			         "port %u is held by another group, or the group key differs",
+			         port);
+		return named ? MGROK_ACK_FORBIDDEN : MGROK_ACK_PORT_IN_USE;
 	}
 	if (g && !json_equal(g->anchor->options, px->options)) {
 		snprintf(msg, len, "group %s's members have other options", rg->name);
@@ -498,6 +509,7 @@ static void group_leave(struct mgrok_server *srv, struct mgrok_proxy *px)
 		pp = &(*pp)->next;
 	*pp = g->next;
 	struct mgrok_proxy *a = g->anchor;
+	mgrok_names_release(&srv->names, &a->names);
 	a->plugin->desc->proxy->server_unbind(a->plugin->inst, a->state);
 	json_decref(a->options);
 	free(a);
