@@ -55,7 +55,8 @@ static struct mgrok_proxy *find_proxy(struct mgrok_client *cl, const uint8_t *na
 
 static void send_register(struct mgrok_session *s, struct mgrok_proxy *px)
 {
-	char *opts = json_dumps(px->options, JSON_COMPACT);
+	char *opts =
+	        json_dumps(px->register_options ? px->register_options : px->options, JSON_COMPACT);
 	struct mgrok_frame f = {.type = MGROK_FRAME_REGISTER};
 	f.u.reg.proxy_type = px->spec.type;
 	f.u.reg.remote_port = px->spec.remote_port;
@@ -305,6 +306,7 @@ static void connect_now(struct mgrok_client *cl)
 static void proxy_free(struct mgrok_client *cl, struct mgrok_proxy *px)
 {
 	mgrok_traffic_put(&cl->ctx->traffic, px->traffic);
+	json_decref(px->register_options);
 	json_decref(px->options);
 	free(px);
 }
@@ -346,9 +348,10 @@ static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgro
 	px->spec.local_port = mgrok_addr_port((struct sockaddr *)&px->addr.ss);
 	px->spec.options = px->options;
 	px->traffic = mgrok_traffic_get(&cl->ctx->traffic, px->name, p->desc->name, "");
-	if (pc->group) { /* the server's, not the plugin's: added after its checks */
-		json_object_set_new(px->options, "group", json_string(pc->group));
-		json_object_set_new(px->options, "group_key", json_string(pc->group_key));
+	if (pc->group) { /* the server's keys, not the plugin's: only in the REGISTER */
+		px->register_options = json_deep_copy(px->options);
+		json_object_set_new(px->register_options, "group", json_string(pc->group));
+		json_object_set_new(px->register_options, "group_key", json_string(pc->group_key));
 	}
 	px->spec.addr = (struct sockaddr *)&px->addr.ss;
 	px->spec.addr_len = px->addr.len;
@@ -374,7 +377,9 @@ static bool proxy_same(const struct mgrok_proxy *a, const struct mgrok_proxy *b)
 {
 	return a->plugin == b->plugin && strcmp(a->local, b->local) == 0 &&
 	       a->spec.remote_port == b->spec.remote_port &&
-	       a->proxy_protocol == b->proxy_protocol && json_equal(a->options, b->options);
+	       a->proxy_protocol == b->proxy_protocol && json_equal(a->options, b->options) &&
+	       !a->register_options == !b->register_options &&
+	       (!a->register_options || json_equal(a->register_options, b->register_options));
 }
 
 /* Unlinks px, ends its streams and tells the server; px is gone. */

@@ -16,7 +16,8 @@ struct mgrok_proxy {
 	struct mgrok_plugin *plugin;
 	struct mgrok_proxy_spec spec; /* points into the members below */
 	char name[MGROK_NAME_MAX + 1];
-	json_t *options;
+	json_t *options;          /* the plugin's */
+	json_t *register_options; /* client: what REGISTER sends when more than options (a group) */
 	struct mgrok_sockaddr addr; /* server: bound address; client: local target */
 	void *state;                /* server: the plugin's per-proxy state */
 	bool bound;                 /* server: state is valid; client: registered */
