@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "group.h"
 #include "metrics.h"
 #include "proxy.h"
 #include "server_impl.h"
@@ -114,11 +115,11 @@ static json_t *proxy_json(const struct mgrok_proxy *px)
 {
 	const struct mgrok_traffic *t = px->traffic;
 	char addr[sizeof(px->public_addr)];
-	return json_pack("{ss ss ss sI sI sI}", "name", px->name, "type", px->plugin->desc->name,
-	                 "public_address", mgrok_text_utf8(px->public_addr, addr, sizeof(addr)),
-	                 "streams", (json_int_t)px->nstreams, "bytes_in",
-	                 (json_int_t)(t ? t->bytes_in : 0), "bytes_out",
-	                 (json_int_t)(t ? t->bytes_out : 0));
+	return json_pack(
+	        "{ss ss ss ss? sI sI sI}", "name", px->name, "type", px->plugin->desc->name,
+	        "public_address", mgrok_text_utf8(px->public_addr, addr, sizeof(addr)), "group",
+	        px->group ? px->group->name : NULL, "streams", (json_int_t)px->nstreams, "bytes_in",
+	        (json_int_t)(t ? t->bytes_in : 0), "bytes_out", (json_int_t)(t ? t->bytes_out : 0));
 }
 
 static json_t *session_json(const struct srv_session *ss)

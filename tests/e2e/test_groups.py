@@ -643,7 +643,8 @@ def admin_metrics(env, s):
         pxs = found[0]["proxies"]
         t.check_eq(len(pxs), 1, "proxies of %s's session" % name, proxies=pxs)
         px = pxs[0]
-        want = {"name": name, "type": "tcp", "public_address": public, "streams": 0,
+        want = {"name": name, "type": "tcp", "public_address": public, "group": "gm",
+                "streams": 0,
                 "bytes_in": carried[ident]["in"], "bytes_out": carried[ident]["out"]}
         t.check_eq({k: px.get(k) for k in want}, want,
                    "GET /api/v1/sessions: proxy %s" % name, proxy=px)
