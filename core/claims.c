@@ -1,0 +1,294 @@
+#include "claims.h"
+
+#if HAVE_HIREDIS
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#include <hiredis/adapters/libev.h>
+#pragma GCC diagnostic pop
+
+#include "addr.h"
+#include "buf.h"
+#include "log.h"
+
+#define RECONNECT_DELAY 1.0 /* s */
+
+/* Only the holder may refresh or delete: the value says who holds it. */
+static const char REFRESH[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                              "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0";
+static const char RELEASE[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                              "return redis.call('del', KEYS[1]) end return 0";
+
+enum claim_state { ASKING, HELD, OVER };
+
+struct mgrok_claim {
+	struct mgrok_claims *r;
+	struct mgrok_claim *prev, *next;
+	char *key, *value;
+	mgrok_claim_cb cb;
+	void *arg;
+	enum claim_state state;
+	bool released;     /* the owner is done: no more callbacks */
+	unsigned inflight; /* commands whose answers will name it */
+	double refreshed;  /* when the lease was last set or extended (loop time) */
+};
+
+struct mgrok_claims {
+	struct ev_loop *loop;
+	char *host; /* or the unix socket's path */
+	int port;   /* 0: unix socket */
+	long long lease_ms;
+	redisAsyncContext *ac; /* NULL while not connected */
+	bool connected;
+	ev_timer reconnect, refresh;
+	struct mgrok_claim *claims;
+};
+
+static void claim_unlink_free(struct mgrok_claim *c)
+{
+	struct mgrok_claims *r = c->r;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		r->claims = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->key);
+	free(c->value);
+	free(c);
+}
+
+/* A claim goes when its owner is done with it and no answer names it. */
+static void claim_maybe_free(struct mgrok_claim *c)
+{
+	if (c->released && !c->inflight)
+		claim_unlink_free(c);
+}
+
+static void report(struct mgrok_claim *c, enum mgrok_claim_status st)
+{
+	if (st != MGROK_CLAIM_OK)
+		c->state = OVER;
+	if (!c->released)
+		c->cb(c->arg, c, st);
+}
+
+/* ---- the connection -------------------------------------------------------- */
+
+static void connect_now(struct mgrok_claims *r);
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct mgrok_claims *r = ac->data;
+	if (status != REDIS_OK) {
+		MGROK_WARN("registry %s: cannot connect: %s", r->host, ac->errstr);
+		r->ac = NULL; /* hiredis frees it */
+		ev_timer_start(r->loop, &r->reconnect);
+		return;
+	}
+	r->connected = true;
+	MGROK_INFO("registry %s: connected", r->host);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct mgrok_claims *r = ac->data;
+	if (r->connected)
+		MGROK_WARN("registry %s: connection lost: %s", r->host,
+		           status == REDIS_OK ? "closed" : ac->errstr);
+	r->connected = false;
+	r->ac = NULL;
+	ev_timer_start(r->loop, &r->reconnect);
+}
+
+static void connect_now(struct mgrok_claims *r)
+{
+	redisAsyncContext *ac =
+	        r->port ? redisAsyncConnect(r->host, r->port) : redisAsyncConnectUnix(r->host);
+	if (!ac || ac->err) {
+		MGROK_WARN("registry %s: %s", r->host, ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		ev_timer_start(r->loop, &r->reconnect);
+		return;
+	}
+	ac->data = r;
+	redisLibevAttach(r->loop, ac);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	r->ac = ac;
+}
+
+static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	connect_now(MGROK_CONTAINER_OF(w, struct mgrok_claims, reconnect));
+}
+
+/* A command about c; false (and nothing sent) when Redis is not there. */
+static bool command(struct mgrok_claim *c, redisCallbackFn *fn, const char *fmt, ...)
+{
+	struct mgrok_claims *r = c->r;
+	if (!r->ac || !r->connected)
+		return false;
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = redisvAsyncCommand(r->ac, fn, c, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK)
+		return false;
+	c->inflight++;
+	return true;
+}
+
+/* ---- claims ------------------------------------------------------------------ */
+
+static void on_release(redisAsyncContext *ac, void *reply, void *privdata);
+
+static void on_set(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct mgrok_claim *c = privdata;
+	redisReply *rep = reply;
+	c->inflight--;
+	if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
+		c->state = HELD;
+		c->refreshed = ev_now(c->r->loop);
+		if (c->released) /* the owner went meanwhile: give it back */
+			command(c, on_release, "EVAL %s 1 %s %s", RELEASE, c->key, c->value);
+		else
+			report(c, MGROK_CLAIM_OK);
+	} else {
+		report(c, rep && rep->type == REDIS_REPLY_NIL ? MGROK_CLAIM_TAKEN
+		                                              : MGROK_CLAIM_UNAVAILABLE);
+	}
+	claim_maybe_free(c);
+}
+
+struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, const char *value,
+                                     mgrok_claim_cb cb, void *arg)
+{
+	struct mgrok_claim *c = mgrok_xcalloc(1, sizeof(*c));
+	c->r = r;
+	c->key = mgrok_xstrdup(key);
+	c->value = mgrok_xstrdup(value);
+	c->cb = cb;
+	c->arg = arg;
+	c->next = r->claims;
+	if (r->claims)
+		r->claims->prev = c;
+	r->claims = c;
+	if (!command(c, on_set, "SET %s %s NX PX %lld", key, value, r->lease_ms)) {
+		claim_unlink_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* The answer frees a claim released meanwhile; the release itself needs
+ * no answer of its own. */
+static void on_release(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct mgrok_claim *c = privdata;
+	c->inflight--;
+	claim_maybe_free(c);
+}
+
+void mgrok_claim_release(struct mgrok_claim *c)
+{
+	if (!c)
+		return;
+	c->released = true;
+	if (c->state == HELD)
+		command(c, on_release, "EVAL %s 1 %s %s", RELEASE, c->key, c->value);
+	c->state = OVER;
+	claim_maybe_free(c);
+}
+
+static void on_refreshed(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct mgrok_claim *c = privdata;
+	redisReply *rep = reply;
+	c->inflight--;
+	if (c->state == HELD && rep && rep->type == REDIS_REPLY_INTEGER) {
+		if (rep->integer == 1)
+			c->refreshed = ev_now(c->r->loop);
+		else
+			report(c, MGROK_CLAIM_LOST); /* gone, or another's now */
+	}
+	claim_maybe_free(c);
+}
+
+/* Each held claim: its lease extended, or, when that has not been
+ * possible for a whole lease, given up as lost. */
+static void on_refresh_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_claims *r = MGROK_CONTAINER_OF(w, struct mgrok_claims, refresh);
+	double lease = (double)r->lease_ms / 1000.0;
+	for (struct mgrok_claim *c = r->claims, *next; c; c = next) {
+		next = c->next;
+		if (c->state != HELD)
+			continue;
+		if (ev_now(loop) - c->refreshed >= lease) {
+			report(c, MGROK_CLAIM_LOST);
+			continue;
+		}
+		command(c, on_refreshed, "EVAL %s 1 %s %s %lld", REFRESH, c->key, c->value,
+		        r->lease_ms);
+	}
+}
+
+/* ---- life cycle ----------------------------------------------------------------- */
+
+struct mgrok_claims *mgrok_claims_new(struct ev_loop *loop, const char *addr, double lease,
+                                      char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port = 0;
+	bool unix_path = strncmp(addr, "unix:", 5) == 0;
+	if (!unix_path && mgrok_addr_split(addr, NULL, host, sizeof(host), &port, err, errlen) < 0)
+		return NULL;
+	if (!(lease >= 0.1)) {
+		snprintf(err, errlen, "the lease must be at least 0.1 s");
+		return NULL;
+	}
+	struct mgrok_claims *r = mgrok_xcalloc(1, sizeof(*r));
+	r->loop = loop;
+	r->host = mgrok_xstrdup(unix_path ? addr + 5 : host);
+	r->port = port;
+	r->lease_ms = (long long)(lease * 1000.0);
+	ev_timer_init(&r->reconnect, on_reconnect, RECONNECT_DELAY, 0.);
+	ev_timer_init(&r->refresh, on_refresh_tick, lease / 3, lease / 3);
+	ev_timer_start(loop, &r->refresh);
+	connect_now(r);
+	return r;
+}
+
+void mgrok_claims_free(struct mgrok_claims *r)
+{
+	if (!r)
+		return;
+	ev_timer_stop(r->loop, &r->reconnect);
+	ev_timer_stop(r->loop, &r->refresh);
+	/* The leases end by themselves; no owner hears of its claim again. */
+	for (struct mgrok_claim *c = r->claims; c; c = c->next)
+		c->released = true;
+	if (r->ac) {
+		/* Calls back every command in flight, with no reply, at once. */
+		redisAsyncSetDisconnectCallback(r->ac, NULL);
+		redisAsyncFree(r->ac);
+	}
+	while (r->claims)
+		claim_unlink_free(r->claims);
+	free(r->host);
+	free(r);
+}
+
+#endif
