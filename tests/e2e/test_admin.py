@@ -22,7 +22,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mgroktest as t
@@ -969,17 +968,6 @@ def config_errors(env, s):
                 "admin object (lines %d-%d)" % (what, m.group(1), first, last), stderr=err)
 
 
-def guarded(fn, env, s):
-    """fn(env, s), with any error (an unexpected shape of JSON, a socket
-    error) turned into a failure of the sub-case."""
-    try:
-        fn(env, s)
-    except t.TestFailure:
-        raise
-    except Exception as e:
-        raise t.TestFailure("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
-
-
 def main(env):
     s = Setup()
     s.version = version_of(env)
@@ -1029,7 +1017,7 @@ def main(env):
                      ("idle admin connections: closed", idle_closed)):
         t.log("---- %s" % what)
         with env.case(what):
-            guarded(fn, env, s)
+            t.guarded(fn, env, s)
 
     for p in env.procs:
         if p.alive():

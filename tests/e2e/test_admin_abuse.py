@@ -31,7 +31,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mgroktest as t
@@ -611,17 +610,6 @@ def udp_dead(env, s):
 # ---- main ---------------------------------------------------------------------------------
 
 
-def guarded(fn, env, s):
-    """fn(env, s), with any error (an unexpected shape of JSON, a socket
-    error) turned into a failure of the sub-case."""
-    try:
-        fn(env, s)
-    except t.TestFailure:
-        raise
-    except Exception as e:
-        raise t.TestFailure("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
-
-
 def main(env):
     s = Setup()
     s.echo = env.echo_service()
@@ -659,7 +647,7 @@ def main(env):
                      ("10. udp drops at a dead local port counted", udp_dead)):
         t.log("---- %s" % what)
         with env.case(what):
-            guarded(fn, env, s)
+            t.guarded(fn, env, s)
 
     with env.case("after all: mgrokd and the tunnel"):
         t.check(s.srv.alive(), "mgrokd exited", code=s.srv.returncode)

@@ -44,7 +44,7 @@ import time
 import traceback
 
 # Everything a test uses, as t.NAME.
-from .checks import DEADLINE, TestFailure, check, check_eq, log, wait_for
+from .checks import DEADLINE, TestFailure, check, check_eq, guarded, log, wait_for
 from .env import Env, check_no_secrets, run_recorded, write_json
 from .nginx import (BIG, Nginx, Reader, Recorder, closes, hash_upload_handler, headers_report,
                     http_exchange, read_request, read_response, request_bytes)

@@ -1,6 +1,7 @@
 """Failures, checks and waits: what every test and helper reports with."""
 
 import time
+import traceback
 
 DEADLINE = 60.0  # generous: only there so that nothing hangs forever
 
@@ -41,3 +42,15 @@ def wait_for(cond, timeout=DEADLINE, what="condition", interval=0.05):
         if time.monotonic() > end:
             raise TestFailure("timed out after %.0f s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def guarded(fn, *args):
+    """fn(*args), with any error but a failed check (an unexpected shape
+    of JSON, a socket error) turned into a failed check with its traceback,
+    so that a sub-case fails with a message instead of ending the test."""
+    try:
+        return fn(*args)
+    except TestFailure:
+        raise
+    except Exception as e:
+        raise TestFailure("%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
