@@ -56,7 +56,6 @@ void mgrok_admin_respond_json(struct admin_conn *c, int status, json_t *body, co
 	char *text = json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS);
 	size_t len = text ? strlen(text) : 0;
 	/* A final newline, for curl at a terminal. */
-	mgrok_buf_reserve(&c->out, 0);
 	if (text) {
 		text = mgrok_xrealloc(text, len + 2);
 		text[len++] = '\n';

@@ -72,16 +72,6 @@ def version_of(env):
     return m.group(1)
 
 
-def wait_admin(port, token, what):
-    """Polls until the admin endpoint on port answers GET /metrics."""
-    def up():
-        try:
-            return A.request(port, "GET", "/metrics", token, timeout=5).status == 200
-        except (ConnectionRefusedError, ConnectionResetError):
-            return False
-    t.wait_for(up, 20, "%s (127.0.0.1:%d) to answer" % (what, port), interval=0.1)
-
-
 def server_log_sessions(s):
     """{session id: (peer, identity)} from mgrokd's "authenticated as" lines,
     and {session id: (client id, info text)} from its HELLO lines."""
@@ -179,7 +169,7 @@ def metrics_exactness(env, s):
     t.check_eq((scheme, port, local), ("tcp", s.lo, "127.0.0.1:%d" % s.echo.port),
                "mgrok's public address line")
     s.public = "tcp://%s:%d" % (host, port)
-    wait_admin(s.cadmin, CLIENT_ADMIN_TOKEN, "mgrok's admin endpoint")
+    A.wait_up(s.cadmin, CLIENT_ADMIN_TOKEN, "mgrok's admin endpoint")
     move(s, s.lo, N_PARTS, 100)
 
     auth, _ = server_log_sessions(s)
@@ -256,7 +246,7 @@ def counter_across_reconnect(env, s):
     s.t_connect = time.time()
     s.cl = env.start_client(None, None, token=None, config=s.client_conf, cname="mgrok-admin")
     t.check_eq(s.cl.public_port, s.lo, "public port after the restart of mgrok")
-    wait_admin(s.cadmin, CLIENT_ADMIN_TOKEN, "the restarted mgrok's admin endpoint")
+    A.wait_up(s.cadmin, CLIENT_ADMIN_TOKEN, "the restarted mgrok's admin endpoint")
     move(s, s.lo, M_PARTS, 200)
     for direction in ("in", "out"):
         counter_is(s.sadmin, ADMIN_TOKEN, N + M, "mgrokd: bytes %s of %s across the reconnect"
@@ -316,7 +306,7 @@ def udp(env, s):
     scheme, host, got_port, _ = s.ucl.public_lines()[0]
     t.check_eq((scheme, got_port), ("udp", port), "public address of the udp proxy")
     s.udp_public = "udp://%s:%d" % (host, port)
-    wait_admin(s.uadmin, None, "the udp mgrok's admin endpoint (--admin-listen)")
+    A.wait_up(s.uadmin, None, "the udp mgrok's admin endpoint (--admin-listen)")
     sock = t.udp_socket()
     sent = []
     try:
@@ -675,7 +665,7 @@ def status(env, s):
     cl2 = env.start_client(s.echo.port, srv2, token=TOKEN, remote_port=pub2, name=QUICK,
                            cname="mgrok-plain")
     t.echo_check(pub2, b"through the second server\n")
-    wait_admin(admin2, None, "mgrokd --admin-listen")
+    A.wait_up(admin2, None, "mgrokd --admin-listen")
     lst2 = A.sessions(admin2)
     t.check_eq([p["name"] for x in lst2 for p in x["proxies"]], [QUICK],
                "proxies of the second mgrokd", sessions=lst2)
@@ -998,7 +988,7 @@ def main(env):
                      "remote_port": s.lo}]})
     s.srv = env.start_server(token=None, config=s.srv_conf, name="mgrokd-admin")
     s.srv.port, s.srv.allow = s.ctrl, (s.lo, s.lo + 3)
-    wait_admin(s.sadmin, ADMIN_TOKEN, "mgrokd's admin endpoint")
+    A.wait_up(s.sadmin, ADMIN_TOKEN, "mgrokd's admin endpoint")
 
     for what, fn in (("metrics exactness", metrics_exactness),
                      ("counters across a client reconnect", counter_across_reconnect),

@@ -63,16 +63,6 @@ class Setup:
 # ---- helpers -------------------------------------------------------------------------
 
 
-def wait_admin(port, token, what):
-    """Polls until the admin endpoint on port answers GET /metrics."""
-    def up():
-        try:
-            return A.request(port, "GET", "/metrics", token, timeout=5).status == 200
-        except (ConnectionRefusedError, ConnectionResetError):
-            return False
-    t.wait_for(up, 20, "%s (127.0.0.1:%d) to answer" % (what, port), interval=0.1)
-
-
 def req(method, path, token=ADMIN_TOKEN, fields=(), version="HTTP/1.1"):
     return t.request_bytes("127.0.0.1", path, method, A.auth_fields(token) + list(fields),
                            version=version)
@@ -460,7 +450,7 @@ def tokens(env, s):
         "admin": {"listen": "127.0.0.1:%d" % s.admin2, "token_file": path}})
     srv = env.start_server(token=None, config=conf, name="mgrokd-long-token")
     try:
-        wait_admin(s.admin2, LONG_TOKEN, "mgrokd with a 1024-byte admin token")
+        A.wait_up(s.admin2, LONG_TOKEN, "mgrokd with a 1024-byte admin token")
         t.check_eq(len(LONG_TOKEN), 1024, "length of the long token")
         for p in ("/metrics", "/api/v1/sessions"):
             t.check_eq(A.request(s.admin2, "GET", p, LONG_TOKEN).status, 200,
@@ -547,7 +537,7 @@ def udp_dead(env, s):
                           extra=("--admin-listen", "127.0.0.1:%d" % s.uadmin))
     scheme, _, got_port, _ = cl.public_lines()[0]
     t.check_eq((scheme, got_port), ("udp", port), "public address of the udp proxy")
-    wait_admin(s.uadmin, None, "the udp mgrok's admin endpoint")
+    A.wait_up(s.uadmin, None, "the udp mgrok's admin endpoint")
 
     sizes = [1 + 37 * i for i in range(UDP_COUNT)]
     total = sum(sizes)
@@ -625,7 +615,7 @@ def main(env):
         "admin": {"listen": "127.0.0.1:%d" % s.sadmin, "token": ADMIN_TOKEN}})
     s.srv = env.start_server(token=None, config=srv_conf, name="mgrokd-abuse")
     s.srv.port, s.srv.allow = s.ctrl, (s.lo, s.lo + 3)
-    wait_admin(s.sadmin, ADMIN_TOKEN, "mgrokd's admin endpoint")
+    A.wait_up(s.sadmin, ADMIN_TOKEN, "mgrokd's admin endpoint")
     client_conf = t.write_json(env, "mgrok-abuse.json", {
         "server": "127.0.0.1:%d" % s.ctrl,
         "plugin_dir": t.PLUGIN_DIR,

@@ -129,7 +129,7 @@ struct request {
 	 * head, or in the trailers, was "Bearer <token>". */
 	char name[16], value[7 + ADMIN_TOKEN_MAX + 64];
 	size_t name_len, value_len;
-	bool in_value, in_trailers, token_in_head, token_in_trailers;
+	bool in_value, in_trailers, token_in_head;
 	const char *token;
 	/* At its end: the version, and what http-parser says of the connection. */
 	int http_major, http_minor;
@@ -163,7 +163,7 @@ static void field_done(struct request *q)
 			len--;
 		if (len == 7 + n && strncasecmp(v, "Bearer ", 7) == 0 &&
 		    memcmp(v + 7, q->token, n) == 0)
-			*(q->in_trailers ? &q->token_in_trailers : &q->token_in_head) = true;
+			q->token_in_head |= !q->in_trailers; /* trailers do not count */
 	}
 	q->name_len = q->value_len = 0;
 	q->in_value = false;

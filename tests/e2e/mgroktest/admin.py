@@ -60,6 +60,16 @@ def expect_error(msg, status, what):
     return obj
 
 
+def wait_up(port, token, what):
+    """Polls until the admin endpoint on port answers GET /metrics."""
+    def up():
+        try:
+            return request(port, "GET", "/metrics", token, timeout=5).status == 200
+        except (ConnectionRefusedError, ConnectionResetError):
+            return False
+    wait_for(up, 20, "%s (127.0.0.1:%d) to answer" % (what, port), interval=0.1)
+
+
 def get_json(port, path, token=None, what=None):
     """GET path: checks 200 and returns the JSON body."""
     what = what or "GET %s on port %d" % (path, port)
