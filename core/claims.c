@@ -22,9 +22,23 @@
 
 #define RECONNECT_DELAY 1.0 /* s */
 
-/* Only the holder may refresh or delete: the value says who holds it. */
-static const char REFRESH[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
-                              "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0";
+/*
+ * A value is "OWNER|HOLDER". Taking: the key is free, or held under the
+ * same OWNER (the same client come back through another node: it takes
+ * its claims over). 1 taken, 0 not.
+ */
+static const char TAKE[] =
+        "local v = redis.call('get', KEYS[1]) "
+        "if v and (ARGV[3] == '' or string.sub(v, 1, #ARGV[3]) ~= ARGV[3]) then return 0 end "
+        "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+/* Only the holder may refresh or delete: the whole value says who holds
+ * it. A lease that ran out (Redis was away, or lost its data) is written
+ * again: 1 extended, 2 written again, 0 another's now. */
+static const char REFRESH[] =
+        "local v = redis.call('get', KEYS[1]) "
+        "if v == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+        "if v then return 0 end "
+        "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2";
 static const char RELEASE[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
                               "return redis.call('del', KEYS[1]) end return 0";
 
@@ -39,7 +53,6 @@ struct mgrok_claim {
 	enum claim_state state;
 	bool released;     /* the owner is done: no more callbacks */
 	unsigned inflight; /* commands whose answers will name it */
-	double refreshed;  /* when the lease was last set or extended (loop time) */
 };
 
 struct mgrok_claims {
@@ -97,6 +110,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	}
 	r->connected = true;
 	MGROK_INFO("registry %s: connected", r->host);
+	/* Claims held while it was away are written again now, not a third of
+	 * a lease later: Redis may have come back empty. */
+	ev_feed_event(r->loop, &r->refresh, EV_TIMER);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -153,22 +169,23 @@ static bool command(struct mgrok_claim *c, redisCallbackFn *fn, const char *fmt,
 
 static void on_release(redisAsyncContext *ac, void *reply, void *privdata);
 
+/* Callbacks run with the answer still counted in inflight, so that an
+ * owner releasing its claim from one does not free it under us. */
 static void on_set(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct mgrok_claim *c = privdata;
 	redisReply *rep = reply;
-	c->inflight--;
-	if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
+	if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
 		c->state = HELD;
-		c->refreshed = ev_now(c->r->loop);
 		if (c->released) /* the owner went meanwhile: give it back */
 			command(c, on_release, "EVAL %s 1 %s %s", RELEASE, c->key, c->value);
 		else
 			report(c, MGROK_CLAIM_OK);
 	} else {
-		report(c, rep && rep->type == REDIS_REPLY_NIL ? MGROK_CLAIM_TAKEN
-		                                              : MGROK_CLAIM_UNAVAILABLE);
+		report(c, rep && rep->type == REDIS_REPLY_INTEGER ? MGROK_CLAIM_TAKEN
+		                                                  : MGROK_CLAIM_UNAVAILABLE);
 	}
+	c->inflight--;
 	claim_maybe_free(c);
 }
 
@@ -185,7 +202,11 @@ struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, co
 	if (r->claims)
 		r->claims->prev = c;
 	r->claims = c;
-	if (!command(c, on_set, "SET %s %s NX PX %lld", key, value, r->lease_ms)) {
+	const char *bar = strchr(value, '|');
+	char owner[MGROK_CLAIM_OWNER_MAX + 2] = "";
+	if (bar && (size_t)(bar - value) <= MGROK_CLAIM_OWNER_MAX)
+		snprintf(owner, sizeof(owner), "%.*s", (int)(bar - value + 1), value);
+	if (!command(c, on_set, "EVAL %s 1 %s %s %lld %s", TAKE, key, value, r->lease_ms, owner)) {
 		claim_unlink_free(c);
 		return NULL;
 	}
@@ -216,33 +237,29 @@ static void on_refreshed(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct mgrok_claim *c = privdata;
 	redisReply *rep = reply;
-	c->inflight--;
 	if (c->state == HELD && rep && rep->type == REDIS_REPLY_INTEGER) {
-		if (rep->integer == 1)
-			c->refreshed = ev_now(c->r->loop);
-		else
-			report(c, MGROK_CLAIM_LOST); /* gone, or another's now */
+		if (rep->integer == 0)
+			report(c, MGROK_CLAIM_LOST); /* another's now */
+		else if (rep->integer == 2)
+			MGROK_INFO("registry %s: claim %s written again", c->r->host, c->key);
 	}
+	c->inflight--;
 	claim_maybe_free(c);
 }
 
-/* Each held claim: its lease extended, or, when that has not been
- * possible for a whole lease, given up as lost. */
+/*
+ * Each held claim's lease extended. While Redis is away nothing is lost:
+ * no node can take a claim then, so its holder goes on serving it, and
+ * writes it again when Redis is back (a claim taken meanwhile by another
+ * node is LOST then).
+ */
 static void on_refresh_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgrok_claims *r = MGROK_CONTAINER_OF(w, struct mgrok_claims, refresh);
-	double lease = (double)r->lease_ms / 1000.0;
-	for (struct mgrok_claim *c = r->claims, *next; c; c = next) {
-		next = c->next;
-		if (c->state != HELD)
-			continue;
-		if (ev_now(loop) - c->refreshed >= lease) {
-			report(c, MGROK_CLAIM_LOST);
-			continue;
-		}
-		command(c, on_refreshed, "EVAL %s 1 %s %s %lld", REFRESH, c->key, c->value,
-		        r->lease_ms);
-	}
+	for (struct mgrok_claim *c = r->claims; c; c = c->next)
+		if (c->state == HELD && !c->released)
+			command(c, on_refreshed, "EVAL %s 1 %s %s %lld", REFRESH, c->key, c->value,
+			        r->lease_ms);
 }
 
 /* ---- life cycle ----------------------------------------------------------------- */

@@ -3,9 +3,13 @@
  * by this node with a lease, taken with SET NX PX, refreshed by its holder
  * only, given back with a compare-and-delete. Asynchronous on the loop
  * (hiredis with its libev adapter): nothing waits for Redis. When Redis
- * cannot be reached, new claims are refused (UNAVAILABLE) and a claim whose
- * lease could not be refreshed in time is LOST: a node never serves a
- * claim it may no longer hold.
+ * cannot be reached, new claims are refused (UNAVAILABLE) and held ones
+ * stay held: no node can take them meanwhile. When it is back they are
+ * written again, and one another node took meanwhile is LOST.
+ *
+ * A value is "OWNER|HOLDER": whoever asks with the same OWNER (at most
+ * MGROK_CLAIM_OWNER_MAX bytes) takes the claim over from its holder; a
+ * value without '|' is never taken over.
  */
 #ifndef MGROK_CLAIMS_H
 #define MGROK_CLAIMS_H
@@ -16,11 +20,13 @@
 struct mgrok_claims;
 struct mgrok_claim;
 
+#define MGROK_CLAIM_OWNER_MAX 64
+
 enum mgrok_claim_status {
 	MGROK_CLAIM_OK,          /* held: ours until released or lost */
 	MGROK_CLAIM_TAKEN,       /* another holder has it */
 	MGROK_CLAIM_UNAVAILABLE, /* Redis could not be asked */
-	MGROK_CLAIM_LOST,        /* was held; not any more (refresh refused or too late) */
+	MGROK_CLAIM_LOST,        /* was held; another holder has it now */
 };
 
 /* Once with OK, TAKEN or UNAVAILABLE; after OK, maybe later with LOST.

@@ -69,6 +69,14 @@ static void del(const char *key)
 	redisFree(rc);
 }
 
+static void set(const char *key, const char *value)
+{
+	redisContext *rc = redisConnectUnix(sock);
+	ck_assert(rc && !rc->err);
+	freeReplyObject(redisCommand(rc, "SET %s %s", key, value));
+	redisFree(rc);
+}
+
 struct seen {
 	int count;
 	enum mgrok_claim_status last;
@@ -172,8 +180,16 @@ START_TEST(test_refresh_and_lost)
 	ck_assert_msg(v && strcmp(v, "node-a") == 0, "the lease was not refreshed");
 	free(v);
 	ck_assert_int_eq(a.count, 1);
-	/* Gone from under it: the next refresh says so. */
+	/* Gone from under it (Redis lost its data): written again. */
 	del("k1");
+	double end = ev_time() + WAIT_MAX;
+	while (!(v = get("k1")) && ev_time() < end)
+		run_for(0.02);
+	ck_assert_msg(v && strcmp(v, "node-a") == 0, "k1 was not written again");
+	free(v);
+	ck_assert_int_eq(a.count, 1);
+	/* Another's now: the next refresh says so. */
+	set("k1", "node-b");
 	run_until_count(&a.count, 2);
 	ck_assert_int_eq(a.count, 2);
 	ck_assert_int_eq(a.last, MGROK_CLAIM_LOST);
@@ -182,8 +198,8 @@ START_TEST(test_refresh_and_lost)
 }
 END_TEST
 
-/* Redis away: no new claims, held ones lost once their lease could not be
- * refreshed; Redis back: claims again. */
+/* Redis away: no new claims, held ones kept (nobody can take them then);
+ * Redis back, empty: the held claim is written again, new claims work. */
 START_TEST(test_unreachable)
 {
 	struct mgrok_claims *r = claims_connected(0.5);
@@ -192,10 +208,9 @@ START_TEST(test_unreachable)
 	run_until_count(&a.count, 1);
 	ck_assert_int_eq(a.last, MGROK_CLAIM_OK);
 	redis_stop();
-	run_until_count(&a.count, 2);
-	ck_assert_int_eq(a.last, MGROK_CLAIM_LOST);
+	run_for(1.5); /* three leases */
+	ck_assert_int_eq(a.count, 1);
 	ck_assert_ptr_null(mgrok_claim_take(r, "k3", "node-a", on_status, &b));
-	mgrok_claim_release(ca);
 	redis_start();
 	struct mgrok_claim *cb = NULL;
 	double end = ev_time() + WAIT_MAX;
@@ -204,7 +219,46 @@ START_TEST(test_unreachable)
 	ck_assert_msg(cb != NULL, "no reconnection to redis-server");
 	run_until_count(&b.count, 1);
 	ck_assert_int_eq(b.last, MGROK_CLAIM_OK);
+	char *v = NULL;
+	end = ev_time() + WAIT_MAX;
+	while (!(v = get("k2")) && ev_time() < end)
+		run_for(0.05);
+	ck_assert_msg(v && strcmp(v, "node-a") == 0, "the held claim was not written again");
+	free(v);
+	ck_assert_int_eq(a.count, 1);
+	mgrok_claim_release(ca);
 	mgrok_claim_release(cb);
+	mgrok_claims_free(r);
+}
+END_TEST
+
+/* The same OWNER takes a claim over from another holder, who hears it is
+ * LOST at its next refresh; another OWNER, or none, does not. */
+START_TEST(test_takeover)
+{
+	struct mgrok_claims *r = claims_connected(0.6);
+	struct seen a = {0}, b = {0}, c = {0}, d = {0};
+	struct mgrok_claim *ca = mgrok_claim_take(r, "k5", "c1|node-a", on_status, &a);
+	run_until_count(&a.count, 1);
+	ck_assert_int_eq(a.last, MGROK_CLAIM_OK);
+	struct mgrok_claim *cc = mgrok_claim_take(r, "k5", "c2|node-c", on_status, &c);
+	struct mgrok_claim *cd = mgrok_claim_take(r, "k5", "c|node-d", on_status, &d);
+	run_until_count(&d.count, 1);
+	ck_assert_int_eq(c.last, MGROK_CLAIM_TAKEN);
+	ck_assert_int_eq(d.last, MGROK_CLAIM_TAKEN); /* "c|" is no prefix of "c1|" */
+	struct mgrok_claim *cb = mgrok_claim_take(r, "k5", "c1|node-b", on_status, &b);
+	run_until_count(&b.count, 1);
+	ck_assert_int_eq(b.last, MGROK_CLAIM_OK);
+	run_until_count(&a.count, 2);
+	ck_assert_int_eq(a.last, MGROK_CLAIM_LOST);
+	mgrok_claim_release(ca); /* not a's to delete any more */
+	run_for(0.3);
+	char *v = get("k5");
+	ck_assert_msg(v && strcmp(v, "c1|node-b") == 0, "k5 is %s", v ? v : "gone");
+	free(v);
+	mgrok_claim_release(cb);
+	mgrok_claim_release(cc);
+	mgrok_claim_release(cd);
 	mgrok_claims_free(r);
 }
 END_TEST
@@ -253,6 +307,7 @@ int main(void)
 	tcase_add_test(tc, test_take_taken_release);
 	tcase_add_test(tc, test_refresh_and_lost);
 	tcase_add_test(tc, test_unreachable);
+	tcase_add_test(tc, test_takeover);
 	tcase_add_test(tc, test_release_while_asking);
 	tcase_add_test(tc, test_bad_address);
 	suite_add_tcase(s, tc);
