@@ -1,6 +1,9 @@
 #include "claims.h"
+#include <stdio.h>
 
 #if HAVE_HIREDIS
+
+const bool mgrok_claims_available = true;
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -62,6 +65,7 @@ struct mgrok_claims {
 	long long lease_ms;
 	redisAsyncContext *ac; /* NULL while not connected */
 	bool connected;
+	bool failing; /* the last attempt failed, and was logged */
 	ev_timer reconnect, refresh;
 	struct mgrok_claim *claims;
 };
@@ -99,16 +103,36 @@ static void report(struct mgrok_claim *c, enum mgrok_claim_status st)
 
 static void connect_now(struct mgrok_claims *r);
 
+/* A failed attempt: said once, until it is connected again (an outage
+ * must not fill the log with a line a second). */
+static void connect_failed(struct mgrok_claims *r, const char *why)
+{
+	if (!r->failing)
+		MGROK_WARN("registry %s: cannot connect: %s (trying again every %.0f s)", r->host,
+		           why, RECONNECT_DELAY);
+	else
+		MGROK_DEBUG("registry %s: cannot connect: %s", r->host, why);
+	r->failing = true;
+}
+
+/* Set each time: a timer that ran keeps no delay of its own. */
+static void reconnect_later(struct mgrok_claims *r)
+{
+	ev_timer_set(&r->reconnect, RECONNECT_DELAY, 0.);
+	ev_timer_start(r->loop, &r->reconnect);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	struct mgrok_claims *r = ac->data;
 	if (status != REDIS_OK) {
-		MGROK_WARN("registry %s: cannot connect: %s", r->host, ac->errstr);
+		connect_failed(r, ac->errstr);
 		r->ac = NULL; /* hiredis frees it */
-		ev_timer_start(r->loop, &r->reconnect);
+		reconnect_later(r);
 		return;
 	}
 	r->connected = true;
+	r->failing = false;
 	MGROK_INFO("registry %s: connected", r->host);
 	/* Claims held while it was away are written again now, not a third of
 	 * a lease later: Redis may have come back empty. */
@@ -123,7 +147,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		           status == REDIS_OK ? "closed" : ac->errstr);
 	r->connected = false;
 	r->ac = NULL;
-	ev_timer_start(r->loop, &r->reconnect);
+	reconnect_later(r);
 }
 
 static void connect_now(struct mgrok_claims *r)
@@ -131,10 +155,10 @@ static void connect_now(struct mgrok_claims *r)
 	redisAsyncContext *ac =
 	        r->port ? redisAsyncConnect(r->host, r->port) : redisAsyncConnectUnix(r->host);
 	if (!ac || ac->err) {
-		MGROK_WARN("registry %s: %s", r->host, ac ? ac->errstr : "out of memory");
+		connect_failed(r, ac ? ac->errstr : "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
-		ev_timer_start(r->loop, &r->reconnect);
+		reconnect_later(r);
 		return;
 	}
 	ac->data = r;
@@ -233,6 +257,15 @@ void mgrok_claim_release(struct mgrok_claim *c)
 	claim_maybe_free(c);
 }
 
+void mgrok_claim_forget(struct mgrok_claim *c)
+{
+	if (!c)
+		return;
+	c->released = true;
+	c->state = OVER;
+	claim_maybe_free(c);
+}
+
 static void on_refreshed(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct mgrok_claim *c = privdata;
@@ -307,5 +340,30 @@ void mgrok_claims_free(struct mgrok_claims *r)
 	free(r->host);
 	free(r);
 }
+
+#else /* a build without hiredis: a "cluster" section is refused */
+
+const bool mgrok_claims_available = false;
+
+struct mgrok_claims *mgrok_claims_new(struct ev_loop *loop, const char *addr, double lease,
+                                      char *err, size_t errlen)
+{
+	(void)loop, (void)addr, (void)lease;
+	snprintf(err, errlen, "this build has no cluster support (configure found no hiredis)");
+	return NULL;
+}
+
+void mgrok_claims_free(struct mgrok_claims *r) { (void)r; }
+
+struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, const char *value,
+                                     mgrok_claim_cb cb, void *arg)
+{
+	(void)r, (void)key, (void)value, (void)cb, (void)arg;
+	return NULL;
+}
+
+void mgrok_claim_release(struct mgrok_claim *c) { (void)c; }
+
+void mgrok_claim_forget(struct mgrok_claim *c) { (void)c; }
 
 #endif

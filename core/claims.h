@@ -15,12 +15,16 @@
 #define MGROK_CLAIMS_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct mgrok_claims;
 struct mgrok_claim;
 
 #define MGROK_CLAIM_OWNER_MAX 64
+
+/* false in a build without hiredis: nothing here works then. */
+extern const bool mgrok_claims_available;
 
 enum mgrok_claim_status {
 	MGROK_CLAIM_OK,          /* held: ours until released or lost */
@@ -50,5 +54,8 @@ struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, co
 /* Done with it: a held claim is given back; one still asked for is given
  * back if the answer grants it. */
 void mgrok_claim_release(struct mgrok_claim *c);
+/* Done with it, but others hold it with the same value (a group's
+ * members): no callback comes any more, the lease is left to them. */
+void mgrok_claim_forget(struct mgrok_claim *c);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "admin.h" /* mgrok_admin_available */
 #include "buf.h"
+#include "claims.h" /* mgrok_claims_available */
 #include "codec.h"
 #include "defaults.h"
 #include "group.h"        /* MGROK_GROUP_KEY_MAX */
@@ -321,6 +322,24 @@ static int take_admin(const struct ctx *x, const char *key, json_t *v, void *dst
 	return conf_walk(x, key, v, admin_fields, a);
 }
 
+#define K(f) offsetof(struct mgrok_cluster_conf, f), NULL
+static const struct field cluster_fields[] = {
+        {"redis", conf_take_string, K(redis)},
+        {"node", conf_take_string, K(node)},
+        {"lease", conf_take_seconds, K(lease)},
+        FIELDS_END,
+};
+#undef K
+
+static int take_cluster(const struct ctx *x, const char *key, json_t *v, void *dst)
+{
+	struct mgrok_cluster_conf *c = dst;
+	if (!json_is_object(v))
+		return conf_wrong_type(x, key, "an object", v);
+	c->given = true;
+	return conf_walk(x, key, v, cluster_fields, c);
+}
+
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
         {"listen", conf_take_hostport, S(listen)},
@@ -341,6 +360,7 @@ static const struct field server_fields[] = {
         {"http", take_proxy_section, 0, NULL},
         {"tls_sni", take_proxy_section, 0, NULL},
         {"admin", take_admin, S(admin)},
+        {"cluster", take_cluster, S(cluster)},
         FIELDS_END,
 };
 #undef S
@@ -605,11 +625,32 @@ static int admin_check(const struct ctx *x, const struct mgrok_admin_conf *a)
 	return 0;
 }
 
+/* A node's name goes into claim values ("OWNER|NODE ..."): a name, then. */
+static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c)
+{
+	if (!c->given)
+		return 0;
+	if (!mgrok_claims_available)
+		return conf_bad(x, "cluster",
+		                "this build has no cluster support (configure found no hiredis)");
+	if (!c->redis)
+		return conf_bad(x, "cluster.redis",
+		                "required: Redis's \"host:port\" or \"unix:/path\"");
+	if (strncmp(c->redis, "unix:/", 6) != 0 && mgrok_hostport_problem(c->redis))
+		return conf_bad(x, "cluster.redis", "expected \"host:port\" or \"unix:/path\"");
+	if (c->node && !mgrok_name_valid(c->node, strlen(c->node)))
+		return conf_bad(x, "cluster.node", "expected a name: " MGROK_NAME_RULE);
+	if (c->lease < MGROK_CLUSTER_LEASE_MIN)
+		return conf_bad(x, "cluster.lease", "must be at least %g s",
+		                MGROK_CLUSTER_LEASE_MIN);
+	return 0;
+}
+
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls) || admin_check(x, &c->admin))
+	    tls_check(x, &c->tls) || admin_check(x, &c->admin) || cluster_check(x, &c->cluster))
 		return -1;
 	return 0;
 }
@@ -671,6 +712,7 @@ void mgrok_server_conf_defaults(struct mgrok_server_conf *c)
 	c->log_level = MGROK_LOG_INFO;
 	c->auth_failures = MGROK_DEFAULT_AUTH_FAILURES;
 	c->auth_interval = MGROK_DEFAULT_AUTH_INTERVAL;
+	c->cluster.lease = MGROK_DEFAULT_CLUSTER_LEASE;
 }
 
 void mgrok_client_conf_defaults(struct mgrok_client_conf *c)
@@ -747,6 +789,8 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	json_decref(c->proxy_sections);
 	mgrok_tls_conf_free(&c->tls);
 	mgrok_admin_conf_free(&c->admin);
+	free(c->cluster.redis);
+	free(c->cluster.node);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -64,6 +64,14 @@ struct mgrok_admin_conf {
 	char *token, *token_file, *token_env;
 };
 
+/* A node of a cluster (doc/cluster.md): off while redis is NULL. */
+struct mgrok_cluster_conf {
+	bool given;   /* the section is there: redis is required */
+	char *redis;  /* "host:port" or "unix:/path" */
+	char *node;   /* this node's name in the registry; default: the host name */
+	double lease; /* s a claim lives without its holder's refresh, default 6 */
+};
+
 struct mgrok_server_conf {
 	char *listen;      /* "host:port"; default "0.0.0.0:7000" */
 	char *proxy_bind;  /* host to bind public ports on; NULL: the listen host */
@@ -96,6 +104,7 @@ struct mgrok_server_conf {
 	 * the file's "tls_sni"), handed to their init; NULL when none. */
 	json_t *proxy_sections;
 	struct mgrok_admin_conf admin;
+	struct mgrok_cluster_conf cluster;
 };
 
 struct mgrok_proxy_conf {

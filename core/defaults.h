@@ -15,9 +15,11 @@
 #define MGROK_DEFAULT_HEARTBEAT_TIMEOUT 30.0  /* s */
 #define MGROK_DEFAULT_HANDSHAKE_TIMEOUT 10.0  /* s */
 #define MGROK_DEFAULT_SHUTDOWN_TIMEOUT 10.0   /* s open streams get to finish on SIGTERM */
-#define MGROK_DEFAULT_MAX_PROXIES 64          /* per session */
-#define MGROK_DEFAULT_MAX_STREAMS 4096        /* per session; the client's fixed bound too */
-#define MGROK_DEFAULT_MAX_PENDING 256         /* connections in the handshake */
+#define MGROK_DEFAULT_CLUSTER_LEASE 6.0       /* s a claim outlives its node */
+#define MGROK_CLUSTER_LEASE_MIN 0.5
+#define MGROK_DEFAULT_MAX_PROXIES 64   /* per session */
+#define MGROK_DEFAULT_MAX_STREAMS 4096 /* per session; the client's fixed bound too */
+#define MGROK_DEFAULT_MAX_PENDING 256  /* connections in the handshake */
 #define MGROK_DEFAULT_MAX_PENDING_PER_ADDRESS 8
 #define MGROK_DEFAULT_AUTH_FAILURES 10   /* failed handshakes per address ... */
 #define MGROK_DEFAULT_AUTH_INTERVAL 60.0 /* ... within this many s block it as long */

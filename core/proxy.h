@@ -29,6 +29,7 @@ struct mgrok_proxy {
 	struct mgrok_name *names; /* server: host names it holds (names.h) */
 	struct mgrok_traffic *traffic; /* its counters (traffic.h); NULL until bound or set up */
 	struct mgrok_group *group;     /* server: the group it anchors or belongs to (group.h) */
+	struct srv_claims *claims;     /* server: its claims in a cluster (server_cluster.c) */
 	struct mgrok_proxy *next;
 };
 

@@ -504,7 +504,8 @@ int mgrok_server_listen(struct mgrok_server *srv, char *err, size_t errlen)
 	MGROK_INFO("listening on %s%s",
 	           mgrok_addr_format((struct sockaddr *)&srv->listen_addr.ss, text, sizeof(text)),
 	           srv->tls ? " (TLS)" : "");
-	if (mgrok_server_admin_start(srv, err, errlen) < 0)
+	if (mgrok_server_admin_start(srv, err, errlen) < 0 ||
+	    mgrok_server_cluster_start(srv, err, errlen) < 0)
 		return -1;
 	return start_proxy_plugins(srv, err, errlen);
 }
@@ -585,6 +586,7 @@ void mgrok_server_free(struct mgrok_server *srv)
 		return;
 	mgrok_server_shutdown(srv);
 	mgrok_server_admin_free(srv);
+	mgrok_server_cluster_free(srv);
 	mgrok_registry_free(&srv->reg);
 	mgrok_names_free(&srv->names);
 	if (srv->ctx->server == srv)

@@ -83,7 +83,9 @@ struct mgrok_server {
 	struct srv_counters counters;
 	struct srv_ban *bans; /* clientIds refused for a while (DELETE ...?ban=) */
 	struct mgrok_admin *admin;
-	struct mgrok_group *groups; /* ports held for client groups (group.h) */
+	struct mgrok_group *groups;  /* ports held for client groups (group.h) */
+	struct mgrok_claims *claims; /* a cluster's registry; NULL on a node alone */
+	char node[MGROK_NAME_MAX + 1];
 };
 
 /* The server's side of one session. */
@@ -116,6 +118,26 @@ struct mgrok_proxy;
 void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *f);
 void mgrok_server_on_unregister(struct srv_session *ss, const struct mgrok_frame *f);
 void mgrok_server_proxy_free(struct srv_session *ss, struct mgrok_proxy *px);
+
+/* A REGISTER's answer once what it binds is bound (and, in a cluster,
+ * claimed): OK, or refused (px unlinked from its session and freed). */
+void mgrok_server_register_ok(struct srv_session *ss, struct mgrok_proxy *px);
+void mgrok_server_register_refused(struct srv_session *ss, struct mgrok_proxy *px, uint8_t status,
+                                   const char *msg);
+/* Port 0 again: px's port given back and another one bound. */
+uint8_t mgrok_server_rebind_port(struct srv_session *ss, struct mgrok_proxy *px, char *msg,
+                                 size_t len);
+
+/* server_cluster.c: the registry, started with the control port; claims
+ * for a REGISTER whose proxy is bound and linked to its session: the
+ * answer comes from there (at once on a node alone). pick_port: the client
+ * asked for port 0. */
+int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errlen);
+void mgrok_server_cluster_free(struct mgrok_server *srv);
+void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pick_port);
+/* The REGISTER is still waiting for its claims. */
+bool mgrok_server_claim_pending(const struct mgrok_proxy *px);
+void mgrok_server_unclaim(struct mgrok_proxy *px);
 
 /* server_reload.c. allow_ports into the server's own copy. */
 void mgrok_server_copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c);

@@ -26,14 +26,14 @@
 #include "session.h"
 #include "stream.h"
 
-static void send_ack(struct srv_session *ss, const struct mgrok_frame *reg, uint8_t status,
-                     uint16_t port, const char *message)
+static void send_ack(struct srv_session *ss, uint8_t proxy_type, struct mgrok_bytes name,
+                     uint8_t status, uint16_t port, const char *message)
 {
 	struct mgrok_frame f = {.type = MGROK_FRAME_REGISTER_ACK};
 	f.u.ack.status = status;
-	f.u.ack.proxy_type = reg->u.reg.proxy_type;
+	f.u.ack.proxy_type = proxy_type;
 	f.u.ack.remote_port = port;
-	f.u.ack.name = reg->u.reg.name;
+	f.u.ack.name = name;
 	if (f.u.ack.name.len > UINT8_MAX) /* a str8 echoes at most that much */
 		f.u.ack.name.len = UINT8_MAX;
 	f.u.ack.message.p = (const uint8_t *)message;
@@ -63,6 +63,7 @@ static void group_leave(struct mgrok_server *srv, struct mgrok_proxy *px);
 
 void mgrok_server_proxy_free(struct srv_session *ss, struct mgrok_proxy *px)
 {
+	mgrok_server_unclaim(px); /* first: a group member asks its group who is left */
 	if (ss->sess) {
 		mgrok_visitor_drop_proxy(&ss->sess->relay, px);
 		mgrok_stream_reset_proxy(&ss->sess->relay, px, MGROK_RESET_CANCEL);
@@ -539,7 +540,7 @@ void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *
 		json_decref(options);
 		if (px)
 			mgrok_server_proxy_free(ss, px);
-		send_ack(ss, f, status, 0, msg);
+		send_ack(ss, f->u.reg.proxy_type, f->u.reg.name, status, 0, msg);
 		return;
 	}
 	px->bound = !px->group;          /* a member's port is its group's anchor's */
@@ -549,12 +550,50 @@ void mgrok_server_on_register(struct srv_session *ss, const struct mgrok_frame *
 	px->next = ss->proxies;
 	ss->proxies = px;
 	ss->nproxies++;
+	mgrok_server_claim(ss, px, port == 0);
+}
+
+static struct mgrok_bytes name_bytes(const struct mgrok_proxy *px)
+{
+	return (struct mgrok_bytes){.p = (const uint8_t *)px->name, .len = strlen(px->name)};
+}
+
+void mgrok_server_register_ok(struct srv_session *ss, struct mgrok_proxy *px)
+{
 	uint16_t public_port = px->group ? px->spec.remote_port : public_address(ss, px);
-	send_ack(ss, f, MGROK_ACK_OK, public_port, px->public_addr);
+	send_ack(ss, px->spec.type, name_bytes(px), MGROK_ACK_OK, public_port, px->public_addr);
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
 	                  px->public_addr, px->spec.local_port);
 	mgrok_server_counts_changed(ss->srv);
+}
+
+/* Unlinks px from its session. */
+static void unlink_proxy(struct srv_session *ss, struct mgrok_proxy *px)
+{
+	struct mgrok_proxy **pp = &ss->proxies;
+	while (*pp != px)
+		pp = &(*pp)->next;
+	*pp = px->next;
+	ss->nproxies--;
+}
+
+void mgrok_server_register_refused(struct srv_session *ss, struct mgrok_proxy *px, uint8_t status,
+                                   const char *msg)
+{
+	unlink_proxy(ss, px);
+	send_ack(ss, px->spec.type, name_bytes(px), status, 0, msg);
+	mgrok_server_proxy_free(ss, px);
+}
+
+uint8_t mgrok_server_rebind_port(struct srv_session *ss, struct mgrok_proxy *px, char *msg,
+                                 size_t len)
+{
+	px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
+	px->bound = false;
+	uint8_t st = bind_ack(bind_port(ss, px, 0, msg, len));
+	px->bound = st == MGROK_ACK_OK;
+	return st;
 }
 
 void mgrok_server_on_unregister(struct srv_session *ss, const struct mgrok_frame *f)

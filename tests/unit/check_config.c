@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "claims.h" /* mgrok_claims_available */
 #include "config.h"
 #include "mgrok/plugin.h"
 
@@ -678,6 +679,40 @@ START_TEST(test_cross_checks)
 	ck_error(e, "reconnect.max", 1, 2, "must not be less than the initial delay (40 s)");
 
 	ck_assert_int_eq(client_load("{\"reconnect\": {\"initial\": 5, \"max\": 5}}", &e), 0);
+}
+END_TEST
+
+/* The cluster section: its address, node name and lease, each checked
+ * where it is written. */
+START_TEST(test_cluster_section)
+{
+	struct mgrok_conf_error e;
+	struct mgrok_server_conf c;
+	mgrok_server_conf_defaults(&c);
+	ck_assert_double_eq(c.cluster.lease, 6.0);
+	ck_assert(!c.cluster.given);
+	mgrok_server_conf_free(&c);
+	if (!mgrok_claims_available) {
+		ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:6379\"}}", &e), -1);
+		ck_error(e, "cluster", 1, 2, "no cluster support");
+		return;
+	}
+	ck_assert_int_eq(server_load("{\"cluster\": {\"node\": \"n1\"}}", &e), -1);
+	ck_error(e, "cluster.redis", 1, 2, "required");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"redis\"}}", &e), -1);
+	ck_error(e, "cluster.redis", 1, 14, "\"unix:/path\"");
+	ck_assert_int_eq(
+	        server_load("{\n \"cluster\": {\"redis\": \"r:1\", \"node\": \"a|b\"}}", &e), -1);
+	ck_error(e, "cluster.node", 2, 31, "expected a name");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\", \"lease\": 0.1}}", &e),
+	                 -1);
+	ck_error(e, "cluster.lease", 1, 30, "at least 0.5 s");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\", \"nodes\": 3}}", &e), -1);
+	ck_error(e, "cluster.nodes", 1, 30, "unknown key");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"unix:/run/redis.sock\", "
+	                             "\"node\": \"edge-1\", \"lease\": 2.5}}",
+	                             &e),
+	                 0);
 }
 END_TEST
 
