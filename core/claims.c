@@ -295,6 +295,54 @@ static void on_refresh_tick(struct ev_loop *loop, ev_timer *w, int revents)
 			        r->lease_ms);
 }
 
+/* ---- listing ---------------------------------------------------------------- */
+
+static const char LIST[] = "local out = {} "
+                           "for _, k in ipairs(redis.call('keys', ARGV[1] .. '*')) do "
+                           "local v = redis.call('get', k) "
+                           "if v then out[#out + 1] = k out[#out + 1] = v end end "
+                           "return out";
+
+struct list_req {
+	mgrok_claims_list_cb cb;
+	void *arg;
+};
+
+static void on_list(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct list_req *q = privdata;
+	redisReply *rep = reply;
+	if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements % 2 == 0) {
+		size_t n = rep->elements / 2;
+		const char **keys = mgrok_xcalloc(n + 1, sizeof(*keys));
+		const char **values = mgrok_xcalloc(n + 1, sizeof(*values));
+		size_t got = 0;
+		for (size_t i = 0; i < n; i++) {
+			redisReply *k = rep->element[2 * i], *v = rep->element[2 * i + 1];
+			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+				continue;
+			keys[got] = k->str;
+			values[got++] = v->str;
+		}
+		q->cb(q->arg, got, keys, values);
+		free(keys);
+		free(values);
+	}
+	free(q);
+}
+
+void mgrok_claims_list(struct mgrok_claims *r, const char *prefix, mgrok_claims_list_cb cb,
+                       void *arg)
+{
+	if (!r->ac || !r->connected)
+		return;
+	struct list_req *q = mgrok_xmalloc(sizeof(*q));
+	q->cb = cb;
+	q->arg = arg;
+	if (redisAsyncCommand(r->ac, on_list, q, "EVAL %s 0 %s", LIST, prefix) != REDIS_OK)
+		free(q);
+}
+
 /* ---- life cycle ----------------------------------------------------------------- */
 
 struct mgrok_claims *mgrok_claims_new(struct ev_loop *loop, const char *addr, double lease,
@@ -365,5 +413,11 @@ struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, co
 void mgrok_claim_release(struct mgrok_claim *c) { (void)c; }
 
 void mgrok_claim_forget(struct mgrok_claim *c) { (void)c; }
+
+void mgrok_claims_list(struct mgrok_claims *r, const char *prefix, mgrok_claims_list_cb cb,
+                       void *arg)
+{
+	(void)r, (void)prefix, (void)cb, (void)arg;
+}
 
 #endif

@@ -54,6 +54,13 @@ struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, co
 /* Done with it: a held claim is given back; one still asked for is given
  * back if the answer grants it. */
 void mgrok_claim_release(struct mgrok_claim *c);
+/* Every key that starts with prefix, and its value: n pairs, once, when
+ * Redis answers (never when it cannot be asked, or the claims are freed
+ * first). For a small set of keys: it walks them all. */
+typedef void (*mgrok_claims_list_cb)(void *arg, size_t n, const char *const *keys,
+                                     const char *const *values);
+void mgrok_claims_list(struct mgrok_claims *r, const char *prefix, mgrok_claims_list_cb cb,
+                       void *arg);
 /* Done with it, but others hold it with the same value (a group's
  * members): no callback comes any more, the lease is left to them. */
 void mgrok_claim_forget(struct mgrok_claim *c);

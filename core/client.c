@@ -26,7 +26,8 @@ static void stop(struct mgrok_client *cl, int code)
 	cl->stopping = true;
 	cl->exit_code = code;
 	ev_timer_stop(cl->ctx->loop, &cl->retry);
-	ev_break(cl->ctx->loop, EVBREAK_ALL);
+	if (!cl->conf->embedded) /* the loop is the server's */
+		ev_break(cl->ctx->loop, EVBREAK_ALL);
 }
 
 static void schedule_reconnect(struct mgrok_client *cl)
@@ -72,6 +73,40 @@ static void send_register(struct mgrok_session *s, struct mgrok_proxy *px)
 	free(opts);
 }
 
+/* A relay's answer: logged only; a refusal is tried again (the node that
+ * held the port may not have let it go yet). */
+static void embedded_ack(struct mgrok_client *cl, struct mgrok_proxy *px,
+                         const struct mgrok_frame *f)
+{
+	if (!px->refused) {
+		px->bound = true;
+		px->public_port = f->u.ack.remote_port;
+		MGROK_DEBUG("relay %s: proxy %s up", cl->conf->server, px->name);
+		return;
+	}
+	MGROK_SESSION_LOG(cl->sess, MGROK_LOGK_REGISTER, MGROK_LOG_INFO,
+	                  "relay %s: proxy %s refused (status %u): %.*s; trying again",
+	                  cl->conf->server, px->name, f->u.ack.status, (int)f->u.ack.message.len,
+	                  (const char *)f->u.ack.message.p);
+	if (!ev_is_active(&cl->reregister)) {
+		ev_timer_set(&cl->reregister, MGROK_RELAY_RETRY, 0.);
+		ev_timer_start(cl->ctx->loop, &cl->reregister);
+	}
+}
+
+static void on_reregister(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgrok_client *cl = MGROK_CONTAINER_OF(w, struct mgrok_client, reregister);
+	if (!cl->sess || !cl->sess->open)
+		return; /* the next session registers them all */
+	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next)
+		if (px->refused) {
+			px->refused = false;
+			send_register(cl->sess, px);
+			cl->acks_pending++;
+		}
+}
+
 static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 {
 	struct mgrok_proxy *px = find_proxy(cl, f->u.ack.name.p, f->u.ack.name.len);
@@ -87,6 +122,11 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 		return;
 	}
 	cl->acks_pending--;
+	px->refused = f->u.ack.status != MGROK_ACK_OK;
+	if (cl->conf->embedded) {
+		embedded_ack(cl, px, f);
+		return;
+	}
 	if (f->u.ack.status == MGROK_ACK_OK) {
 		px->bound = true;
 		px->public_port = f->u.ack.remote_port;
@@ -167,6 +207,12 @@ static int on_new_stream(struct mgrok_client *cl, struct mgrok_session *s,
 		MGROK_DEBUG("session %u proxy %s stream %u: visitor %s", s->id, px->name,
 		            f->stream_id, src);
 	}
+	if (px->open_here) {
+		struct sockaddr_storage src;
+		bool known = mgrok_wire_addr_to_sockaddr(&f->u.new_stream.source, &src) != 0;
+		px->open_here(px->open_arg, st, known ? (struct sockaddr *)&src : NULL);
+		return 0;
+	}
 	if (px->proxy_protocol)
 		proxy_header(cl, px, st, &f->u.new_stream.source);
 	px->plugin->desc->proxy->client_open(px->plugin->inst, &px->spec, st);
@@ -195,6 +241,7 @@ static void cl_on_open(struct mgrok_session *s)
 	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next) {
 		px->sess = s;
 		px->bound = false;
+		px->refused = false;
 		send_register(s, px);
 		cl->acks_pending++;
 	}
@@ -224,7 +271,9 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	}
 	if (cl->stopping)
 		return;
-	if (why == MGROK_CLOSE_DENIED || why == MGROK_CLOSE_TLS_CERT) {
+	if (cl->conf->embedded) {
+		MGROK_WARN("relay %s: session %u: %s", cl->conf->server, s->id, reason);
+	} else if (why == MGROK_CLOSE_DENIED || why == MGROK_CLOSE_TLS_CERT) {
 		/* The server said no, or is not who it should be: retrying cannot
 		 * change that (unless asked to). The reason is its text or TLS's. */
 		if (why == MGROK_CLOSE_DENIED)
@@ -330,6 +379,8 @@ static struct mgrok_proxy *proxy_make(struct mgrok_client *cl, const struct mgro
 	snprintf(px->name, sizeof(px->name), "%s", pc->name);
 	snprintf(px->local, sizeof(px->local), "%s", pc->local);
 	px->proxy_protocol = pc->proxy_protocol;
+	px->open_here = pc->open_here;
+	px->open_arg = pc->open_arg;
 	px->options = json_deep_copy(pc->options);
 	int (*prepare)(void *, json_t *, char *, size_t) =
 	        MGROK_PLUGIN_OP(p, proxy, client_options);
@@ -394,7 +445,9 @@ static void proxy_drop(struct mgrok_client *cl, struct mgrok_proxy *px)
 		struct mgrok_frame f = {.type = MGROK_FRAME_UNREGISTER};
 		f.u.unreg_name.p = (const uint8_t *)px->name;
 		f.u.unreg_name.len = strlen(px->name);
-		if (px->bound)
+		/* A relay's REGISTER may be unanswered still: the server takes
+		 * the UNREGISTER after it, and nothing waits for its answer. */
+		if (px->bound || (cl->conf->embedded && cl->sess->open && !px->refused))
 			mgrok_session_send(cl->sess, &f);
 	}
 	proxy_free(cl, px);
@@ -444,6 +497,27 @@ static void apply_entry(struct mgrok_client *cl, const struct mgrok_proxy_conf *
 	proxy_add(cl, px);
 }
 
+int mgrok_client_add_proxy(struct mgrok_client *cl, const struct mgrok_proxy_conf *pc, char *err,
+                           size_t errlen)
+{
+	if (find_proxy(cl, (const uint8_t *)pc->name, strlen(pc->name))) {
+		snprintf(err, errlen, "proxy %s: already there", pc->name);
+		return -1;
+	}
+	struct mgrok_proxy *px = proxy_make(cl, pc, err, errlen);
+	if (!px)
+		return -1;
+	proxy_add(cl, px);
+	return 0;
+}
+
+void mgrok_client_remove_proxy(struct mgrok_client *cl, const char *name)
+{
+	struct mgrok_proxy *px = find_proxy(cl, (const uint8_t *)name, strlen(name));
+	if (px)
+		proxy_drop(cl, px);
+}
+
 void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf *fresh)
 {
 	if (strcmp(fresh->server, cl->conf->server) != 0)
@@ -470,6 +544,7 @@ struct mgrok_client *mgrok_client_new(struct mgrok_ctx *ctx, const struct mgrok_
 	cl->conf = c;
 	cl->backoff = c->reconnect_initial;
 	ev_timer_init(&cl->retry, on_retry, 0., 0.);
+	ev_timer_init(&cl->reregister, on_reregister, MGROK_RELAY_RETRY, 0.);
 	const char *dir = c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir();
 	if (mgrok_registry_load_dir(&cl->reg, dir, c->plugins, c->n_plugins, err, errlen) < 0)
 		goto fail;
@@ -515,6 +590,7 @@ void mgrok_client_shutdown(struct mgrok_client *cl)
 {
 	cl->stopping = true;
 	ev_timer_stop(cl->ctx->loop, &cl->retry);
+	ev_timer_stop(cl->ctx->loop, &cl->reregister);
 	if (cl->sess)
 		mgrok_session_close(cl->sess, MGROK_GOAWAY_NORMAL, MGROK_CLOSE_LOCAL,
 		                    "client shutting down");

@@ -23,6 +23,11 @@ void mgrok_client_shutdown(struct mgrok_client *cl);
  * ones registered again; the session and the streams of the others stay.
  * What takes a restart (the server) is named in the log. */
 void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf *fresh);
+/* A proxy more, registered at once when a session is up; one less, its
+ * streams reset and UNREGISTER sent (mgrokd's relays, doc/cluster.md). */
+int mgrok_client_add_proxy(struct mgrok_client *cl, const struct mgrok_proxy_conf *pc, char *err,
+                           size_t errlen);
+void mgrok_client_remove_proxy(struct mgrok_client *cl, const char *name);
 /* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */
 int mgrok_client_exit_code(const struct mgrok_client *cl);
 void mgrok_client_free(struct mgrok_client *cl);

@@ -28,6 +28,7 @@ struct mgrok_client {
 	struct mgrok_tls *tls;             /* NULL: plaintext */
 	struct mgrok_sockaddr server_addr; /* as last resolved: the public address's host */
 	ev_timer retry;
+	ev_timer reregister; /* embedded: refused proxies, asked again */
 	double backoff;
 	double opened_at;
 	bool ever_registered; /* a proxy has been up once: refusals no longer end the client */

@@ -327,6 +327,9 @@ static const struct field cluster_fields[] = {
         {"redis", conf_take_string, K(redis)},
         {"node", conf_take_string, K(node)},
         {"lease", conf_take_seconds, K(lease)},
+        {"secret", conf_take_string, K(secret)},
+        {"secret_file", conf_take_string, K(secret_file)},
+        {"address", conf_take_hostport, K(address)},
         FIELDS_END,
 };
 #undef K
@@ -643,6 +646,9 @@ static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c
 	if (c->lease < MGROK_CLUSTER_LEASE_MIN)
 		return conf_bad(x, "cluster.lease", "must be at least %g s",
 		                MGROK_CLUSTER_LEASE_MIN);
+	if (!c->secret == !c->secret_file)
+		return conf_bad(x, c->secret ? "cluster.secret_file" : "cluster.secret",
+		                "give one of secret and secret_file: the nodes' shared secret");
 	return 0;
 }
 
@@ -791,6 +797,9 @@ void mgrok_server_conf_free(struct mgrok_server_conf *c)
 	mgrok_admin_conf_free(&c->admin);
 	free(c->cluster.redis);
 	free(c->cluster.node);
+	free(c->cluster.secret);
+	free(c->cluster.secret_file);
+	free(c->cluster.address);
 	memset(c, 0, sizeof(*c));
 }
 

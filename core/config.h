@@ -70,6 +70,9 @@ struct mgrok_cluster_conf {
 	char *redis;  /* "host:port" or "unix:/path" */
 	char *node;   /* this node's name in the registry; default: the host name */
 	double lease; /* s a claim lives without its holder's refresh, default 6 */
+	/* The nodes' shared secret (auth method "cluster"): one of the two. */
+	char *secret, *secret_file;
+	char *address; /* "host:port" the other nodes reach this one's control port at */
 };
 
 struct mgrok_server_conf {
@@ -107,6 +110,9 @@ struct mgrok_server_conf {
 	struct mgrok_cluster_conf cluster;
 };
 
+struct mgrok_stream;
+struct sockaddr;
+
 struct mgrok_proxy_conf {
 	char *name;
 	char *type;              /* proxy plugin name: "tcp" */
@@ -115,6 +121,11 @@ struct mgrok_proxy_conf {
 	json_t *options;         /* owned reference, a JSON object (empty when absent) */
 	int proxy_protocol;      /* 0, or the PROXY protocol version written to the local service */
 	char *group, *group_key; /* a client group on the server (group.h); both or neither */
+	/* Not keys: set by mgrokd for its relays to the other nodes of a
+	 * cluster. A visitor's stream goes to open_here instead of the plugin's
+	 * client_open (which then never connects to local). */
+	void (*open_here)(void *arg, struct mgrok_stream *st, const struct sockaddr *source);
+	void *open_arg;
 };
 
 struct mgrok_client_conf {
@@ -134,6 +145,10 @@ struct mgrok_client_conf {
 	int log_format;
 	struct mgrok_tls_conf tls;
 	struct mgrok_admin_conf admin;
+	/* Not a key: a client inside mgrokd (a relay to another node), which
+	 * prints nothing, tells no service manager, never ends the loop, and
+	 * registers a refused proxy again every second. */
+	bool embedded;
 };
 
 void mgrok_tls_conf_free(struct mgrok_tls_conf *t);

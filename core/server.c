@@ -105,6 +105,7 @@ static void srv_on_open(struct mgrok_session *s)
 	ss->method = (struct srv_method *)s->hs.method;
 	if (ss->method)
 		ss->method->handshakes[SRV_HS_OK]++;
+	ss->node = ss->method && ss->method == ss->srv->node_method;
 	unsigned (*op)(void *, const char *) =
 	        ss->method ? MGROK_PLUGIN_OP(ss->method->plugin, auth, max_streams) : NULL;
 	unsigned own = op ? op(ss->method->m.inst, ss->identity) : 0;
@@ -364,11 +365,38 @@ static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- set-up ---------------------------------------------------------------- */
 
+/* Method "cluster", with the cluster's secret: the other nodes' sessions. */
+static int setup_node_method(struct mgrok_server *srv, char *err, size_t errlen)
+{
+	const struct mgrok_cluster_conf *c = &srv->conf->cluster;
+	struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, "cluster");
+	if (!p) {
+		snprintf(err, errlen, "cluster: no auth-cluster plugin in %s",
+		         srv->conf->plugin_dir ? srv->conf->plugin_dir
+		                               : mgrok_default_plugin_dir());
+		return -1;
+	}
+	json_t *opts = c->secret ? json_pack("{ss}", "token", c->secret)
+	                         : json_pack("{ss}", "token_file", c->secret_file);
+	int rc = mgrok_plugin_init(p, opts, err, errlen);
+	json_decref(opts);
+	if (rc < 0)
+		return -1;
+	struct srv_method *m = &srv->methods[srv->n_methods++];
+	m->m = (struct mgrok_auth_method){.name = p->desc->name,
+	                                  .id = p->desc->wire_id,
+	                                  .ops = p->desc->auth,
+	                                  .inst = p->inst};
+	m->plugin = p;
+	srv->node_method = m;
+	return 0;
+}
+
 static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 {
 	const struct mgrok_server_conf *c = srv->conf;
 	size_t n = c->n_auth ? c->n_auth : 1;
-	srv->methods = mgrok_xcalloc(n, sizeof(*srv->methods));
+	srv->methods = mgrok_xcalloc(n + 1, sizeof(*srv->methods)); /* + "cluster", last */
 	for (size_t i = 0; i < n; i++) {
 		const char *name = c->n_auth ? c->auth[i].method : "none";
 		struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, name);
@@ -386,6 +414,8 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 		                                  .inst = p->inst};
 		m->plugin = p;
 	}
+	if (c->cluster.given && setup_node_method(srv, err, errlen) < 0)
+		return -1;
 	if (!c->n_auth)
 		MGROK_WARN("no auth configured: anyone who reaches this server may use it "
 		           "(set \"auth\" or --token)");

@@ -37,6 +37,7 @@ struct srv_claims {
 	unsigned waiting; /* answers still to come */
 	unsigned tries;   /* port 0: ports claimed so far */
 	bool pick_port;   /* port 0 was asked for: a lost race tries another */
+	bool relayed;     /* held, and so served by the other nodes too */
 	uint8_t status;   /* the first refusal, or OK */
 	char msg[MGROK_MESSAGE_MAX];
 	size_t n;
@@ -55,12 +56,15 @@ int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errle
 	srv->claims = mgrok_claims_new(srv->ctx->loop, c->redis, c->lease, err, errlen);
 	if (!srv->claims)
 		return -1;
+	srv->relays = mgrok_relays_new(srv);
 	MGROK_INFO("cluster node %s: registry %s, lease %g s", srv->node, c->redis, c->lease);
 	return 0;
 }
 
 void mgrok_server_cluster_free(struct mgrok_server *srv)
 {
+	mgrok_relays_free(srv->relays);
+	srv->relays = NULL;
 	mgrok_claims_free(srv->claims);
 	srv->claims = NULL;
 }
@@ -102,8 +106,9 @@ static void value_of(const struct srv_session *ss, const struct mgrok_proxy *px,
 		         ss->sess->id, px->name);
 }
 
-/* What px binds: its group's anchor's port or names, or its own. */
-static size_t keys_of(const struct mgrok_proxy *px, char ***keys)
+/* What px binds -- its group's anchor's port or names, or its own -- as
+ * claim keys: keys[i], with hostnames[i] for a name (NULL for a port). */
+static size_t keys_of(const struct mgrok_proxy *px, char ***keys, const char ***hostnames)
 {
 	const struct mgrok_proxy *b = px->group ? px->group->anchor : px;
 	const char *type = px->plugin->desc->name;
@@ -111,6 +116,7 @@ static size_t keys_of(const struct mgrok_proxy *px, char ***keys)
 	for (const struct mgrok_name *nm = b->names; nm; nm = nm->px_next)
 		n++;
 	*keys = mgrok_xcalloc(n ? n : 1, sizeof(**keys));
+	*hostnames = mgrok_xcalloc(n ? n : 1, sizeof(**hostnames));
 	char buf[sizeof(KEY_PREFIX) + 16 + MGROK_HOSTNAME_MAX];
 	if (!n) {
 		snprintf(buf, sizeof(buf), KEY_PREFIX "%s/%u", type, b->spec.remote_port);
@@ -118,11 +124,36 @@ static size_t keys_of(const struct mgrok_proxy *px, char ***keys)
 		return 1;
 	}
 	size_t i = 0;
-	for (const struct mgrok_name *nm = b->names; nm; nm = nm->px_next) {
+	for (const struct mgrok_name *nm = b->names; nm; nm = nm->px_next, i++) {
 		snprintf(buf, sizeof(buf), KEY_PREFIX "%s/%s", type, nm->name);
-		(*keys)[i++] = mgrok_xstrdup(buf);
+		(*keys)[i] = mgrok_xstrdup(buf);
+		(*hostnames)[i] = nm->name;
 	}
 	return n;
+}
+
+static void keys_free(char **keys, const char **hostnames, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+	free(hostnames);
+}
+
+/* Held: served on the other nodes too (or no more). */
+static void relay(struct srv_claims *sc, bool on)
+{
+	char **keys;
+	const char **hostnames;
+	size_t n = keys_of(sc->px, &keys, &hostnames);
+	for (size_t i = 0; i < n; i++) {
+		if (on)
+			mgrok_relays_bind(sc->ss->srv->relays, sc->px, keys[i], hostnames[i]);
+		else
+			mgrok_relays_unbind(sc->ss->srv->relays, keys[i]);
+	}
+	keys_free(keys, hostnames, n);
+	sc->relayed = on;
 }
 
 /* Gives every claim back, or (a group member not the last) leaves it to
@@ -146,6 +177,7 @@ static void settle(struct srv_claims *sc)
 	struct srv_session *ss = sc->ss;
 	struct mgrok_proxy *px = sc->px;
 	if (sc->status == MGROK_ACK_OK) {
+		relay(sc, true);
 		mgrok_server_register_ok(ss, px);
 		return;
 	}
@@ -198,8 +230,9 @@ static void on_claim(void *arg, struct mgrok_claim *c, enum mgrok_claim_status s
 static void take_all(struct srv_claims *sc)
 {
 	char **keys;
+	const char **hostnames;
 	char value[MGROK_CLAIM_OWNER_MAX + 2 * MGROK_NAME_MAX + 32];
-	size_t n = keys_of(sc->px, &keys);
+	size_t n = keys_of(sc->px, &keys, &hostnames);
 	value_of(sc->ss, sc->px, value, sizeof(value));
 	sc->tries++;
 	sc->waiting = 0;
@@ -213,24 +246,21 @@ static void take_all(struct srv_claims *sc)
 			         "the cluster registry cannot be reached");
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
+	keys_free(keys, hostnames, n);
 	if (!sc->waiting)
 		settle(sc);
 }
 
 void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pick_port)
 {
-	if (!ss->srv->claims) {
+	if (!ss->srv->claims || ss->node) { /* a node's relay: that node claimed it */
 		mgrok_server_register_ok(ss, px);
 		return;
 	}
 	char **keys;
-	size_t n = keys_of(px, &keys);
-	for (size_t i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
+	const char **hostnames;
+	size_t n = keys_of(px, &keys, &hostnames);
+	keys_free(keys, hostnames, n);
 	struct srv_claims *sc = mgrok_xcalloc(1, sizeof(*sc) + n * sizeof(sc->c[0]));
 	sc->ss = ss;
 	sc->px = px;
@@ -250,6 +280,8 @@ void mgrok_server_unclaim(struct mgrok_proxy *px)
 	struct srv_claims *sc = px->claims;
 	if (!sc)
 		return;
+	if (sc->relayed)
+		relay(sc, false);
 	claims_end(sc, !px->group || px->group->n <= 1);
 	px->claims = NULL;
 	free(sc);

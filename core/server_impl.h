@@ -83,8 +83,10 @@ struct mgrok_server {
 	struct srv_counters counters;
 	struct srv_ban *bans; /* clientIds refused for a while (DELETE ...?ban=) */
 	struct mgrok_admin *admin;
-	struct mgrok_group *groups;  /* ports held for client groups (group.h) */
-	struct mgrok_claims *claims; /* a cluster's registry; NULL on a node alone */
+	struct mgrok_group *groups;     /* ports held for client groups (group.h) */
+	struct mgrok_claims *claims;    /* a cluster's registry; NULL on a node alone */
+	struct srv_method *node_method; /* "cluster": how the other nodes authenticate */
+	struct mgrok_relays *relays;    /* to the other nodes; NULL on a node alone */
 	char node[MGROK_NAME_MAX + 1];
 };
 
@@ -101,6 +103,9 @@ struct srv_session {
 	char identity[MGROK_IDENTITY_MAX + 1];
 	char client_id[MGROK_NAME_MAX + 1];
 	json_t *info; /* HELLO's, when a JSON object */
+	/* Another node of the cluster (method "cluster"): its REGISTERs relay
+	 * what that node has claimed, and are taken as they come. */
+	bool node;
 	struct mgrok_proxy *proxies;
 	unsigned nproxies;
 };
@@ -138,6 +143,16 @@ void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pic
 /* The REGISTER is still waiting for its claims. */
 bool mgrok_server_claim_pending(const struct mgrok_proxy *px);
 void mgrok_server_unclaim(struct mgrok_proxy *px);
+
+/* server_relay.c: this node's claims registered on every other node
+ * (doc/cluster.md 3, 4). bind and unbind: one of px's claims, by key; a
+ * name's claim with its hostname. */
+struct mgrok_relays;
+struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv);
+void mgrok_relays_free(struct mgrok_relays *rs);
+void mgrok_relays_bind(struct mgrok_relays *rs, const struct mgrok_proxy *px, const char *key,
+                       const char *hostname);
+void mgrok_relays_unbind(struct mgrok_relays *rs, const char *key);
 
 /* server_reload.c. allow_ports into the server's own copy. */
 void mgrok_server_copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c);

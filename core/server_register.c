@@ -171,7 +171,7 @@ int mgrok_server_name_claim(struct mgrok_proxy *px, const char *name, const char
 	        .hostname = folded,
 	        .domain = domain,
 	};
-	int verdict = authorize_as(ss, px, &a, reason, len);
+	int verdict = ss->node ? MGROK_AUTHZ_OK : authorize_as(ss, px, &a, reason, len);
 	if (verdict != MGROK_AUTHZ_OK) {
 		if (!reason[0])
 			snprintf(reason, len, "'%s' may not use %s", ss->identity, folded);
@@ -318,7 +318,7 @@ static uint8_t check_register(struct srv_session *ss, const struct mgrok_frame *
 		snprintf(msg, len, "a proxy of that name is already registered");
 		return MGROK_ACK_NAME_IN_USE;
 	}
-	if (ss->nproxies >= ss->srv->conf->max_proxies) {
+	if (ss->nproxies >= ss->srv->conf->max_proxies && !ss->node) {
 		snprintf(msg, len, "at most %u proxies per session", ss->srv->conf->max_proxies);
 		return MGROK_ACK_LIMIT;
 	}
@@ -333,6 +333,8 @@ static uint8_t check_identity(struct srv_session *ss, const struct mgrok_proxy *
 {
 	const struct mgrok_server *srv = ss->srv;
 	uint16_t control = mgrok_addr_port((struct sockaddr *)&srv->listen_addr.ss);
+	if (ss->node) /* what another node claimed was allowed there */
+		return MGROK_ACK_OK;
 	int verdict = authorize(ss, px, 0, msg, len);
 	if (verdict == MGROK_AUTHZ_OK && port &&
 	    (port == control || !mgrok_port_allowed(srv->allow_ports, srv->n_allow_ports, port))) {

@@ -187,6 +187,8 @@ static int reload_auth(struct mgrok_server *srv, struct mgrok_server_conf *fresh
 	for (size_t i = 0; i < srv->n_methods; i++) {
 		struct srv_method *m = &srv->methods[i];
 		char err[512] = "";
+		if (m == srv->node_method) /* not of "auth": the cluster's secret */
+			continue;
 		if (options && srv->conf->n_auth &&
 		    !json_equal(srv->conf->auth[i].options, fresh->auth[i].options)) {
 			rc |= reconfigure_method(srv, m, &srv->conf->auth[i], &fresh->auth[i]);

@@ -10,6 +10,10 @@
  * Options, exactly one of: "token" (the secret inline), "token_file" (a
  * file holding it; trailing whitespace is dropped), "token_env" (the name of
  * an environment variable holding it). No error text carries the secret.
+ *
+ * Built a second time as plugin auth-cluster: method "cluster" (id 0x03),
+ * the same handshake under labels of its own, for the sessions between the
+ * nodes of a cluster (doc/cluster.md); its identity is "cluster".
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -25,8 +29,14 @@
 #define NONCE_LEN MGROK_AUTH_NONCE_LEN
 #define MAC_LEN MGROK_AUTH_MAC_LEN
 
-static const char label_client[] = "mgrok-token-v1 client";
-static const char label_server[] = "mgrok-token-v1 server";
+#ifndef TOKEN_METHOD
+#define TOKEN_METHOD "token"
+#define TOKEN_WIRE_ID 0x01
+#define TOKEN_LABEL "mgrok-token-v1"
+#endif
+
+static const char label_client[] = TOKEN_LABEL " client";
+static const char label_server[] = TOKEN_LABEL " server";
 
 struct token {
 	const struct mgrok_host *host;
@@ -111,7 +121,7 @@ static int token_init(const struct mgrok_host *host, const struct mgrok_plugin *
 	t->self = self;
 	if (parse_options(t, conf, msg, sizeof(msg)) < 0) {
 		token_fini(t);
-		return fail(err, errlen, "auth token: %s", msg);
+		return fail(err, errlen, "auth " TOKEN_METHOD ": %s", msg);
 	}
 	*inst = t;
 	return 0;
@@ -216,7 +226,7 @@ static int token_server_step(void *inst, void **state, unsigned round, struct mg
 		return MGROK_AUTH_DENIED;
 	}
 	m->out_len = MAC_LEN;
-	set_text(m, "token");
+	set_text(m, TOKEN_METHOD); /* the identity */
 	return MGROK_AUTH_OK;
 }
 
@@ -236,5 +246,5 @@ static const struct mgrok_auth_ops ops = {
         .end = token_end,
 };
 
-MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = "token", .wire_id = 0x01, .init = token_init,
-                    .fini = token_fini, .auth = &ops)
+MGROK_PLUGIN_DEFINE(.kind = MGROK_PLUGIN_AUTH, .name = TOKEN_METHOD, .wire_id = TOKEN_WIRE_ID,
+                    .init = token_init, .fini = token_fini, .auth = &ops)

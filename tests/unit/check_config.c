@@ -709,8 +709,15 @@ START_TEST(test_cluster_section)
 	ck_error(e, "cluster.lease", 1, 30, "at least 0.5 s");
 	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\", \"nodes\": 3}}", &e), -1);
 	ck_error(e, "cluster.nodes", 1, 30, "unknown key");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\"}}", &e), -1);
+	ck_error(e, "cluster.secret", 1, 2, "shared secret");
+	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\", \"secret\": \"s\", "
+	                             "\"secret_file\": \"/f\"}}",
+	                             &e),
+	                 -1);
+	ck_error(e, "cluster.secret_file", 1, 2, "one of");
 	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"unix:/run/redis.sock\", "
-	                             "\"node\": \"edge-1\", \"lease\": 2.5}}",
+	                             "\"node\": \"edge-1\", \"lease\": 2.5, \"secret\": \"s\"}}",
 	                             &e),
 	                 0);
 }

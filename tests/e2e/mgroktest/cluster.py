@@ -12,6 +12,9 @@ from .env import write_json
 from .procs import Proc
 
 
+CLUSTER_SECRET = "cluster-Secret-8d2c6a0e4f1b3957"
+
+
 class Redis:
     def __init__(self, env):
         self.env = env
@@ -62,7 +65,8 @@ def node_config(env, name, host, port, allow, redis, token, lease=1.5, extra=Non
     conf = {"listen": "%s:%d" % (host, port), "allow_ports": ["%d-%d" % allow],
             "auth": {"method": "token", "token": token},
             "heartbeat": {"interval": 1, "timeout": 5},
-            "cluster": {"redis": redis.addr, "node": name, "lease": lease}}
+            "cluster": {"redis": redis.addr, "node": name, "lease": lease,
+                        "secret": CLUSTER_SECRET, "address": "%s:%d" % (host, port)}}
     conf.update(extra or {})
     return write_json(env, "%s.json" % name, conf)
 
