@@ -73,6 +73,14 @@ static void send_register(struct mgrok_session *s, struct mgrok_proxy *px)
 	free(opts);
 }
 
+static void ask_again_later(struct mgrok_client *cl)
+{
+	if (!ev_is_active(&cl->reregister)) {
+		ev_timer_set(&cl->reregister, MGROK_RELAY_RETRY, 0.);
+		ev_timer_start(cl->ctx->loop, &cl->reregister);
+	}
+}
+
 /* A relay's answer: logged only; a refusal is tried again (the node that
  * held the port may not have let it go yet). */
 static void embedded_ack(struct mgrok_client *cl, struct mgrok_proxy *px,
@@ -88,10 +96,7 @@ static void embedded_ack(struct mgrok_client *cl, struct mgrok_proxy *px,
 	                  "relay %s: proxy %s refused (status %u): %.*s; trying again",
 	                  cl->conf->server, px->name, f->u.ack.status, (int)f->u.ack.message.len,
 	                  (const char *)f->u.ack.message.p);
-	if (!ev_is_active(&cl->reregister)) {
-		ev_timer_set(&cl->reregister, MGROK_RELAY_RETRY, 0.);
-		ev_timer_start(cl->ctx->loop, &cl->reregister);
-	}
+	ask_again_later(cl);
 }
 
 static void on_reregister(struct ev_loop *loop, ev_timer *w, int revents)
@@ -100,7 +105,7 @@ static void on_reregister(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!cl->sess || !cl->sess->open)
 		return; /* the next session registers them all */
 	for (struct mgrok_proxy *px = cl->proxies; px; px = px->next)
-		if (px->refused) {
+		if (px->refused && (cl->conf->embedded || px->was_up)) {
 			px->refused = false;
 			send_register(cl->sess, px);
 			cl->acks_pending++;
@@ -129,6 +134,7 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 	}
 	if (f->u.ack.status == MGROK_ACK_OK) {
 		px->bound = true;
+		px->was_up = true;
 		px->public_port = f->u.ack.remote_port;
 		cl->acks_ok++;
 		cl->ever_registered = true;
@@ -140,8 +146,12 @@ static void on_ack(struct mgrok_client *cl, const struct mgrok_frame *f)
 	} else {
 		fprintf(stderr, "mgrok: proxy %s: registration refused (status %u): %.*s\n",
 		        px->name, f->u.ack.status, mlen, msg);
-		MGROK_ERROR("proxy %s: registration refused (status %u): %.*s", px->name,
-		            f->u.ack.status, mlen, msg);
+		MGROK_ERROR("proxy %s: registration refused (status %u): %.*s%s", px->name,
+		            f->u.ack.status, mlen, msg, px->was_up ? "; asking again" : "");
+		/* It was up before this session: what holds it now (the session
+		 * it had, on another node) is likely to let go soon. */
+		if (px->was_up)
+			ask_again_later(cl);
 	}
 	if (!cl->acks_pending && cl->acks_ok && !cl->ready) {
 		cl->ready = true;

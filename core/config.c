@@ -629,7 +629,8 @@ static int admin_check(const struct ctx *x, const struct mgrok_admin_conf *a)
 }
 
 /* A node's name goes into claim values ("OWNER|NODE ..."): a name, then. */
-static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c)
+static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c,
+                         const char *listen)
 {
 	if (!c->given)
 		return 0;
@@ -649,6 +650,10 @@ static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c
 	if (!c->secret == !c->secret_file)
 		return conf_bad(x, c->secret ? "cluster.secret_file" : "cluster.secret",
 		                "give one of secret and secret_file: the nodes' shared secret");
+	if (!c->address && (!strncmp(listen, "0.0.0.0:", 8) || !strncmp(listen, "[::]:", 5)))
+		return conf_bad(x, "cluster.address",
+		                "required when listen is a wildcard address: where the other "
+		                "nodes reach this one");
 	return 0;
 }
 
@@ -656,7 +661,8 @@ static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls) || admin_check(x, &c->admin) || cluster_check(x, &c->cluster))
+	    tls_check(x, &c->tls) || admin_check(x, &c->admin) ||
+	    cluster_check(x, &c->cluster, c->listen))
 		return -1;
 	return 0;
 }

@@ -17,8 +17,8 @@
 #define MGROK_DEFAULT_SHUTDOWN_TIMEOUT 10.0   /* s open streams get to finish on SIGTERM */
 #define MGROK_DEFAULT_CLUSTER_LEASE 6.0       /* s a claim outlives its node */
 #define MGROK_CLUSTER_LEASE_MIN 0.5
-#define MGROK_RELAY_RETRY 1.0        /* s: a relay asks again for a port another node still held */
-#define MGROK_DEFAULT_MAX_PROXIES 64 /* per session */
+#define MGROK_RELAY_RETRY 1.0 /* s: a refused proxy that was up before (or a relay) asks again */
+#define MGROK_DEFAULT_MAX_PROXIES 64   /* per session */
 #define MGROK_DEFAULT_MAX_STREAMS 4096 /* per session; the client's fixed bound too */
 #define MGROK_DEFAULT_MAX_PENDING 256  /* connections in the handshake */
 #define MGROK_DEFAULT_MAX_PENDING_PER_ADDRESS 8

@@ -12,17 +12,21 @@ static bool takes_streams(const struct mgrok_proxy *px)
 	return s && s->open && !s->closing && !s->draining;
 }
 
-struct mgrok_proxy *mgrok_group_pick(struct mgrok_group *g)
+static struct mgrok_proxy *pick(struct mgrok_group *g, bool local)
 {
 	for (size_t i = 0; i < g->n; i++) {
 		size_t k = (g->turn + i) % g->n;
-		if (takes_streams(g->members[k])) {
+		if (takes_streams(g->members[k]) && !(local && g->members[k]->relayed)) {
 			g->turn = k + 1;
 			return g->members[k];
 		}
 	}
 	return NULL;
 }
+
+struct mgrok_proxy *mgrok_group_pick(struct mgrok_group *g) { return pick(g, false); }
+
+struct mgrok_proxy *mgrok_group_pick_local(struct mgrok_group *g) { return pick(g, true); }
 
 void mgrok_group_add(struct mgrok_group *g, struct mgrok_proxy *px)
 {

@@ -30,6 +30,9 @@ struct mgrok_group {
 /* The member the next visitor goes to (one whose session takes streams),
  * or NULL when none does. */
 struct mgrok_proxy *mgrok_group_pick(struct mgrok_group *g);
+/* The same among the members of this node's own sessions: a visitor
+ * another node relayed here never goes back to a node. */
+struct mgrok_proxy *mgrok_group_pick_local(struct mgrok_group *g);
 void mgrok_group_add(struct mgrok_group *g, struct mgrok_proxy *px);
 /* Returns the members left. */
 size_t mgrok_group_remove(struct mgrok_group *g, struct mgrok_proxy *px);

@@ -31,6 +31,8 @@ struct mgrok_proxy {
 	struct mgrok_group *group;     /* server: the group it anchors or belongs to (group.h) */
 	struct srv_claims *claims;     /* server: its claims in a cluster (server_cluster.c) */
 	bool refused;                  /* client: its last REGISTER was refused */
+	bool was_up;                   /* client: registered once: a refusal is asked again */
+	bool relayed;                  /* server: another node's, relaying what it holds */
 	void (*open_here)(void *arg, struct mgrok_stream *st, const struct sockaddr *source);
 	void *open_arg; /* client: mgrok_proxy_conf's */
 	struct mgrok_proxy *next;

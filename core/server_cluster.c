@@ -8,8 +8,10 @@
  * A claim's value is "OWNER|NODE SESSION PROXY" (claims.h): OWNER is the
  * session's identity and clientId, hashed, so that a client that comes
  * back through another node takes its claims over at once instead of
- * waiting for the old node's lease. The members of a group on one node
- * share one value, "OWNER|NODE group NAME", and the last one gives it back.
+ * waiting for the old node's lease. The members of a group, on every
+ * node, share one value, "OWNER|group NAME" (OWNER: a hash of the group's
+ * name and key), and each holds it; nobody gives it back, it ends a lease
+ * after the last member anywhere has gone.
  */
 #include "server_impl.h"
 
@@ -77,8 +79,8 @@ static void owner_of(const struct srv_session *ss, const struct mgrok_proxy *px,
 	unsigned mdlen = 0;
 	EVP_MD_CTX *h = EVP_MD_CTX_new();
 	const char *what = px->group ? "group" : "client";
-	const char *a = px->group ? ss->srv->node : ss->identity;
-	const char *b = px->group ? px->group->name : ss->client_id;
+	const char *a = px->group ? px->group->name : ss->identity;
+	const char *b = px->group ? px->group->key : ss->client_id;
 	if (!h || !EVP_DigestInit_ex(h, EVP_sha256(), NULL) ||
 	    !EVP_DigestUpdate(h, what, strlen(what) + 1) ||
 	    !EVP_DigestUpdate(h, a, strlen(a) + 1) || !EVP_DigestUpdate(h, b, strlen(b)) ||
@@ -99,8 +101,8 @@ static void value_of(const struct srv_session *ss, const struct mgrok_proxy *px,
 	char owner[MGROK_CLAIM_OWNER_MAX + 1] = "";
 	if (px->group || ss->client_id[0])
 		owner_of(ss, px, owner, sizeof(owner));
-	if (px->group)
-		snprintf(out, len, "%s|%s group %s", owner, ss->srv->node, px->group->name);
+	if (px->group) /* the same on every node: they all hold it */
+		snprintf(out, len, "%s|group %s", owner, px->group->name);
 	else
 		snprintf(out, len, "%s%s%s %u %s", owner, owner[0] ? "|" : "", ss->srv->node,
 		         ss->sess->id, px->name);
@@ -156,8 +158,8 @@ static void relay(struct srv_claims *sc, bool on)
 	sc->relayed = on;
 }
 
-/* Gives every claim back, or (a group member not the last) leaves it to
- * the other members. */
+/* Gives every claim back, or (a group's) leaves it to the other members
+ * and to its lease. */
 static void claims_end(struct srv_claims *sc, bool give_back)
 {
 	for (size_t i = 0; i < sc->n; i++) {
@@ -282,7 +284,7 @@ void mgrok_server_unclaim(struct mgrok_proxy *px)
 		return;
 	if (sc->relayed)
 		relay(sc, false);
-	claims_end(sc, !px->group || px->group->n <= 1);
+	claims_end(sc, !px->group);
 	px->claims = NULL;
 	free(sc);
 }

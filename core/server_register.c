@@ -357,6 +357,7 @@ static struct mgrok_proxy *proxy_new(struct srv_session *ss, const struct mgrok_
 	struct mgrok_proxy *px = mgrok_xcalloc(1, sizeof(*px));
 	px->sess = ss->sess;
 	px->plugin = plugin;
+	px->relayed = ss->node;
 	memcpy(px->name, f->u.reg.name.p, f->u.reg.name.len);
 	px->options = options;
 	px->spec.name = px->name;
@@ -564,7 +565,8 @@ void mgrok_server_register_ok(struct srv_session *ss, struct mgrok_proxy *px)
 {
 	uint16_t public_port = px->group ? px->spec.remote_port : public_address(ss, px);
 	send_ack(ss, px->spec.type, name_bytes(px), MGROK_ACK_OK, public_port, px->public_addr);
-	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
+	/* Another node's relays: as many as that node's tunnels, said there. */
+	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, ss->node ? MGROK_LOG_DEBUG : MGROK_LOG_INFO,
 	                  "session %u proxy %s: %s (client local port %u)", ss->sess->id, px->name,
 	                  px->public_addr, px->spec.local_port);
 	mgrok_server_counts_changed(ss->srv);

@@ -92,7 +92,10 @@ static void open_here(void *arg, struct mgrok_stream *st, const struct sockaddr 
 		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
 		return;
 	}
-	struct mgrok_stream *in = mgrok_stream_open_visitor(b->target, src, len);
+	struct mgrok_proxy *to = b->target;
+	if (to->group && to->group->anchor == to)
+		to = mgrok_group_pick_local(to->group);
+	struct mgrok_stream *in = to ? mgrok_stream_open_visitor(to, src, len) : NULL;
 	if (!in) {
 		close(sv[0]);
 		close(sv[1]);
@@ -128,9 +131,15 @@ static struct relay_binding *binding_new(struct mgrok_relays *rs, const char *ke
 	b->pc.name = b->name;
 	b->pc.type = (char *)px->plugin->desc->name;
 	b->pc.options = json_deep_copy(b->target->options);
-	if (hostname) {
-		json_object_del(b->pc.options, "subdomain");
+	/* A name the options do not say (a random one) is said outright. */
+	if (hostname && !json_object_get(b->pc.options, "subdomain") &&
+	    !json_object_get(b->pc.options, "hostname"))
 		json_object_set_new(b->pc.options, "hostname", json_string(hostname));
+	/* A group's relay joins the group on the other node: its visitors
+	 * are spread over this node's members and that node's alike. */
+	if (px->group) {
+		b->pc.group = px->group->name;
+		b->pc.group_key = px->group->key;
 	}
 	/* A datagram proxy's streams are not byte streams to join. */
 	bool datagrams = MGROK_PLUGIN_OP(px->plugin, proxy, on_datagram) != NULL;

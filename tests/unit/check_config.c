@@ -703,7 +703,7 @@ START_TEST(test_cluster_section)
 	ck_error(e, "cluster.redis", 1, 14, "\"unix:/path\"");
 	ck_assert_int_eq(
 	        server_load("{\n \"cluster\": {\"redis\": \"r:1\", \"node\": \"a|b\"}}", &e), -1);
-	ck_error(e, "cluster.node", 2, 31, "expected a name");
+	ck_error(e, "cluster.node", 2, 30, "expected a name");
 	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"r:1\", \"lease\": 0.1}}", &e),
 	                 -1);
 	ck_error(e, "cluster.lease", 1, 30, "at least 0.5 s");
@@ -715,9 +715,15 @@ START_TEST(test_cluster_section)
 	                             "\"secret_file\": \"/f\"}}",
 	                             &e),
 	                 -1);
-	ck_error(e, "cluster.secret_file", 1, 2, "one of");
+	ck_error(e, "cluster.secret_file", 1, 45, "one of");
+	ck_assert_int_eq(server_load("{\"listen\": \"0.0.0.0:7000\", \"cluster\": "
+	                             "{\"redis\": \"r:1\", \"secret\": \"s\"}}",
+	                             &e),
+	                 -1);
+	ck_error(e, "cluster.address", 1, 28, "wildcard");
 	ck_assert_int_eq(server_load("{\"cluster\": {\"redis\": \"unix:/run/redis.sock\", "
-	                             "\"node\": \"edge-1\", \"lease\": 2.5, \"secret\": \"s\"}}",
+	                             "\"node\": \"edge-1\", \"lease\": 2.5, \"secret\": \"s\", "
+	                             "\"address\": \"10.0.0.11:7000\"}}",
 	                             &e),
 	                 0);
 }
@@ -1314,6 +1320,7 @@ static Suite *config_suite(void)
 	tcase_add_test(errors, test_wrong_type);
 	tcase_add_test(errors, test_impossible_values);
 	tcase_add_test(errors, test_cross_checks);
+	tcase_add_test(errors, test_cluster_section);
 	tcase_add_test(errors, test_plugin_names);
 	tcase_add_test(errors, test_integer_too_large);
 	tcase_add_test(errors, test_load_text);

@@ -1,7 +1,7 @@
 /*
  * Check suite "plugin_loader": core/plugin_loader.c with the real plugins
  * of the build tree ($MGROK_PLUGIN_DIR: tcp.so, udp.so, auth-none.so,
- * auth-token.so, auth-users.so)
+ * auth-token.so, auth-users.so, auth-cluster.so)
  * and two broken ones built by `make check` under
  * $MGROK_BUILDDIR/tests/unit/.libs/ (bad-abi.so, no-entry.so).
  *
@@ -178,11 +178,12 @@ static int init_with(struct mgrok_plugin *p, const char *conf, char *err, size_t
 
 /* ---- loading -------------------------------------------------------------- */
 
-/* tcp, udp, tls, none, token, users; http when configure found http-parser. */
+/* tcp, udp, tls, none, token, users, cluster; http when configure found
+ * http-parser. */
 #ifdef HAVE_HTTP_PARSER
-#define BUILT_PLUGINS 7
+#define BUILT_PLUGINS 8
 #else
-#define BUILT_PLUGINS 6
+#define BUILT_PLUGINS 7
 #endif
 
 START_TEST(test_load_dir_all)
@@ -294,7 +295,10 @@ START_TEST(test_find)
 	ck_assert_uint_ge(tls->desc->abi_minor, 4);
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_PROXY, 0x05));
 	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x02), users);
-	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x03));
+	struct mgrok_plugin *cluster = mgrok_registry_find(&r, MGROK_PLUGIN_AUTH, "cluster");
+	ck_assert_ptr_nonnull(cluster);
+	ck_assert_ptr_eq(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x03), cluster);
+	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0x04));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, MGROK_PLUGIN_AUTH, 0xff));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, 0, 0x01));
 	ck_assert_ptr_null(mgrok_registry_find_id(&r, 3, 0x01));

@@ -87,3 +87,68 @@ def echo_once(host, port, data, timeout=DEADLINE):
 def check_echo(host, port, data, what):
     got = echo_once(host, port, data)
     check(got == data, "%s: the echo differs" % what, sent=len(data), got=len(got))
+
+
+# ---- HAProxy in front -------------------------------------------------------------------
+
+HAPROXY_CFG = """global
+    maxconn 4000
+defaults
+    mode tcp
+    source {front}
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+    retries 3
+    option redispatch
+frontend control
+    bind {front}:{control}
+    default_backend control
+backend control
+    balance roundrobin
+{control_servers}
+frontend public
+    bind {front}:{lo}-{hi}
+    default_backend public
+backend public
+    balance roundrobin
+{public_servers}
+frontend http
+    bind {front}:{http}
+    default_backend http
+backend http
+    balance roundrobin
+{http_servers}
+"""
+
+
+def haproxy_config(env, front, nodes, control, allow, http):
+    """etc/haproxy-cluster.cfg's shape, on loopback: the control port, the
+    public ports and the http port of every node (name -> host), PROXY v2
+    to each, each node checked on its control port every 0.3 s."""
+    def servers(port):
+        line = ("    server {n} {h}{p} check port {c} inter 300 fall 2 rise 2 "
+                "send-proxy-v2 check-send-proxy")
+        return "\n".join(line.format(n=n, h=h, p=":%d" % port if port else "", c=control)
+                         for n, h in sorted(nodes.items()))
+    return env.write_file("haproxy.cfg", HAPROXY_CFG.format(
+        front=front, control=control, lo=allow[0], hi=allow[1], http=http,
+        control_servers=servers(control), public_servers=servers(None),
+        http_servers=servers(http)))
+
+
+def start_haproxy(env, cfg, front, control):
+    if not shutil.which("haproxy"):
+        raise TestFailure("haproxy is needed (./bootstrap installs it)")
+    p = env.spawn("haproxy", ["haproxy", "-db", "-f", cfg], Proc)
+
+    def up():
+        if not p.alive():
+            raise TestFailure("haproxy exited: %s" % p.stderr_text()[-2000:])
+        try:
+            socket.create_connection((front, control), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, DEADLINE, "haproxy to listen")
+    return p
