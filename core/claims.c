@@ -295,6 +295,8 @@ static void on_refresh_tick(struct ev_loop *loop, ev_timer *w, int revents)
 			        r->lease_ms);
 }
 
+bool mgrok_claims_connected(const struct mgrok_claims *r) { return r->ac && r->connected; }
+
 /* ---- listing ---------------------------------------------------------------- */
 
 static const char LIST[] = "local out = {} "
@@ -324,7 +326,7 @@ static void on_list(redisAsyncContext *ac, void *reply, void *privdata)
 			keys[got] = k->str;
 			values[got++] = v->str;
 		}
-		q->cb(q->arg, got, keys, values);
+		q->cb(q->arg, got, (const char *const *)keys, (const char *const *)values);
 		free(keys);
 		free(values);
 	}
@@ -418,6 +420,12 @@ void mgrok_claims_list(struct mgrok_claims *r, const char *prefix, mgrok_claims_
                        void *arg)
 {
 	(void)r, (void)prefix, (void)cb, (void)arg;
+}
+
+bool mgrok_claims_connected(const struct mgrok_claims *r)
+{
+	(void)r;
+	return false;
 }
 
 #endif

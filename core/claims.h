@@ -54,6 +54,8 @@ struct mgrok_claim *mgrok_claim_take(struct mgrok_claims *r, const char *key, co
 /* Done with it: a held claim is given back; one still asked for is given
  * back if the answer grants it. */
 void mgrok_claim_release(struct mgrok_claim *c);
+/* Connected to Redis now (for the metrics). */
+bool mgrok_claims_connected(const struct mgrok_claims *r);
 /* Every key that starts with prefix, and its value: n pairs, once, when
  * Redis answers (never when it cannot be asked, or the claims are freed
  * first). For a small set of keys: it walks them all. */

@@ -606,6 +606,8 @@ void mgrok_client_shutdown(struct mgrok_client *cl)
 		                    "client shutting down");
 }
 
+bool mgrok_client_connected(const struct mgrok_client *cl) { return cl->sess && cl->sess->open; }
+
 int mgrok_client_exit_code(const struct mgrok_client *cl) { return cl->exit_code; }
 
 void mgrok_client_free(struct mgrok_client *cl)

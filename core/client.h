@@ -28,6 +28,8 @@ void mgrok_client_reload(struct mgrok_client *cl, const struct mgrok_client_conf
 int mgrok_client_add_proxy(struct mgrok_client *cl, const struct mgrok_proxy_conf *pc, char *err,
                            size_t errlen);
 void mgrok_client_remove_proxy(struct mgrok_client *cl, const char *name);
+/* A session is up (authenticated). */
+bool mgrok_client_connected(const struct mgrok_client *cl);
 /* 0 after a clean shutdown, 1 when the client gave up (auth failed, replaced, refused). */
 int mgrok_client_exit_code(const struct mgrok_client *cl);
 void mgrok_client_free(struct mgrok_client *cl);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "claims.h"
 #include "group.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -85,6 +86,25 @@ static void proxies_family(struct mgrok_buf *out, const struct mgrok_server *srv
 	}
 }
 
+/* A node of a cluster (doc/cluster.md): the registry, and the other nodes. */
+static void cluster_families(struct mgrok_buf *out, const struct mgrok_server *srv)
+{
+	unsigned known, up;
+	mgrok_relays_count(srv->relays, &known, &up);
+	mgrok_metrics_family(out, "mgrok_cluster_registry_up", "gauge",
+	                     "1 while the cluster's Redis is connected.");
+	mgrok_metrics_u64(out, "mgrok_cluster_registry_up", mgrok_claims_connected(srv->claims),
+	                  NULL);
+	mgrok_metrics_family(out, "mgrok_cluster_claims", "gauge",
+	                     "Ports and names this node holds in the registry.");
+	mgrok_metrics_u64(out, "mgrok_cluster_claims", mgrok_server_claims_held(srv), NULL);
+	mgrok_metrics_family(out, "mgrok_cluster_nodes", "gauge",
+	                     "Other nodes known from the registry, by whether this node's relay "
+	                     "session to them is up.");
+	mgrok_metrics_u64(out, "mgrok_cluster_nodes", up, "relay", "up", NULL);
+	mgrok_metrics_u64(out, "mgrok_cluster_nodes", known - up, "relay", "down", NULL);
+}
+
 static void server_metrics(void *arg, struct mgrok_buf *out)
 {
 	struct mgrok_server *srv = arg;
@@ -107,6 +127,8 @@ static void server_metrics(void *arg, struct mgrok_buf *out)
 	mgrok_metrics_family(out, "mgrok_session_queue_bytes", "gauge",
 	                     "Bytes queued for the sessions' connections, not yet written.");
 	mgrok_metrics_u64(out, "mgrok_session_queue_bytes", queued, NULL);
+	if (srv->claims)
+		cluster_families(out, srv);
 }
 
 /* ---- sessions ------------------------------------------------------------------ */

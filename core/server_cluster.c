@@ -272,6 +272,16 @@ void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pic
 	take_all(sc);
 }
 
+size_t mgrok_server_claims_held(const struct mgrok_server *srv)
+{
+	size_t n = 0;
+	for (const struct srv_session *ss = srv->sessions; ss; ss = ss->next)
+		for (const struct mgrok_proxy *px = ss->proxies; px; px = px->next)
+			if (px->claims && px->claims->relayed)
+				n += px->claims->n;
+	return n;
+}
+
 bool mgrok_server_claim_pending(const struct mgrok_proxy *px)
 {
 	return px->claims && px->claims->waiting;

@@ -140,6 +140,8 @@ uint8_t mgrok_server_rebind_port(struct srv_session *ss, struct mgrok_proxy *px,
 int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errlen);
 void mgrok_server_cluster_free(struct mgrok_server *srv);
 void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pick_port);
+/* The ports and names this node's proxies hold (a group's members each). */
+size_t mgrok_server_claims_held(const struct mgrok_server *srv);
 /* The REGISTER is still waiting for its claims. */
 bool mgrok_server_claim_pending(const struct mgrok_proxy *px);
 void mgrok_server_unclaim(struct mgrok_proxy *px);
@@ -153,6 +155,8 @@ void mgrok_relays_free(struct mgrok_relays *rs);
 void mgrok_relays_bind(struct mgrok_relays *rs, const struct mgrok_proxy *px, const char *key,
                        const char *hostname);
 void mgrok_relays_unbind(struct mgrok_relays *rs, const char *key);
+/* The other nodes known, and how many of our relay sessions to them are up. */
+void mgrok_relays_count(const struct mgrok_relays *rs, unsigned *known, unsigned *up);
 
 /* server_reload.c. allow_ports into the server's own copy. */
 void mgrok_server_copy_allow_ports(struct mgrok_server *srv, const struct mgrok_server_conf *c);

@@ -313,6 +313,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	mgrok_claims_list(srv->claims, NODE_PREFIX, on_nodes, rs);
 }
 
+void mgrok_relays_count(const struct mgrok_relays *rs, unsigned *known, unsigned *up)
+{
+	*known = *up = 0;
+	for (const struct relay_peer *p = rs->peers; p; p = p->next) {
+		(*known)++;
+		*up += p->cl && mgrok_client_connected(p->cl);
+	}
+}
+
 struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv)
 {
 	struct mgrok_relays *rs = mgrok_xcalloc(1, sizeof(*rs));

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """make bench: mgrok against direct, a socat relay chain and `ssh -R`.
 
-Everything runs on 127.0.0.1 and is started here: the services (iperf3 -s,
-nginx, dnsmasq, an echo service), the paths (socat relays, a private sshd and
-ssh -R, mgrokd and mgrok, plaintext and TLS) and the load tools (iperf3, wrk,
-dnsperf). Each measurement is bounded in time, every wait has a timeout, and
-whatever happens, exactly the processes this script started (and their
-children) are stopped at the end. Nothing is installed at run time: a missing
-tool is reported ("run ./bootstrap") and its scenarios show "n/a".
+Everything runs on 127.0.0.1 (the cluster's nodes on 127.0.0.11 and .12) and
+is started here: the services (iperf3 -s, nginx, dnsmasq, an echo service),
+the paths (socat relays, a private sshd and ssh -R, mgrokd and mgrok,
+plaintext and TLS, two mgrokd nodes and a redis-server) and the load tools
+(iperf3, wrk, dnsperf). Each measurement is bounded in time, every wait has
+a timeout, and whatever happens, exactly the processes this script started
+(and their children) are stopped at the end. Nothing is installed at run
+time: a missing tool is reported ("run ./bootstrap") and its scenarios show
+"n/a".
 
 Paths ("a public address that reaches a local service"):
   direct     the service itself
@@ -18,9 +20,16 @@ Paths ("a public address that reaches a local service"):
   ssh        ssh -R through a private sshd on loopback (aes128-gcm); no UDP
   mgrok      mgrokd + mgrok, plaintext
   mgrok-tls  mgrokd + mgrok with TLS (a certificate from mgrokd --gen-cert)
+  mgrok-metrics         mgrok with the admin endpoints scraped every second
+  mgrok-cluster-direct  a cluster of two mgrokd nodes (127.0.0.11 and .12, a
+             redis-server of our own on a unix socket); mgrok on node a, the
+             tools at node a's public port
+  mgrok-cluster-relay   the same, the tools at node b's public port: node b
+             relays to node a over their node-to-node session
+The last three run only when asked for (--path).
 
 Scenarios: iperf3, http, http-close, dns, idle, footprint, fairness, latency,
-vhost (see SCENARIOS below). Usage:
+vhost, cluster-load (see SCENARIOS below). Usage:
 
   bench.py --build-dir BUILD [--scenario a,b] [--path x,y] [--duration S]
            [--json FILE] [--quick] [--conns N] [--keep]
@@ -43,6 +52,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -60,10 +70,24 @@ BULK_OMIT_MS = 1000  # bulkpipe leaves out the first second, like iperf3 -O 1
 # 256 KiB a round trip of 40 ms, times four (the latency target).
 FIXED_WINDOW_MBIT = 256 * 1024 * 8 / 0.040 / 1e6
 
-PATHS = ["direct", "relay", "socat", "ssh", "mgrok", "mgrok-tls", "mgrok-metrics"]
-MGROK_PATHS = ("mgrok", "mgrok-tls", "mgrok-metrics")
-# Run only when asked for (--path): the cost of the admin endpoint.
-OPTIONAL_PATHS = ("mgrok-metrics",)
+PATHS = ["direct", "relay", "socat", "ssh", "mgrok", "mgrok-tls", "mgrok-metrics",
+         "mgrok-cluster-direct", "mgrok-cluster-relay"]
+CLUSTER_PATHS = ("mgrok-cluster-direct", "mgrok-cluster-relay")
+MGROK_PATHS = ("mgrok", "mgrok-tls", "mgrok-metrics") + CLUSTER_PATHS
+# Run only when asked for (--path): the cost of the admin endpoint, and the
+# cluster (its own redis-server and two nodes; a question of its own).
+OPTIONAL_PATHS = ("mgrok-metrics",) + CLUSTER_PATHS
+# The cluster's nodes, each on its own loopback address with the same ports
+# (like tests/e2e/test_cluster_claims.py); the client's session is on a.
+CLUSTER_NODES = (("a", "127.0.0.11"), ("b", "127.0.0.12"))
+CLUSTER_SECRET = "bench-cluster-secret"
+CLUSTER_LEASE = 6  # mgrokd's default: claims refreshed every 2 s
+# cluster-load: tunnels registered on node a, each count in turn (added to
+# those before), by clients of at most CLUSTER_LOAD_PER_CLIENT proxies; Redis
+# and the nodes are sampled for CLUSTER_LOAD_SAMPLE seconds at each count.
+CLUSTER_LOAD_TUNNELS = (0, 100, 500)
+CLUSTER_LOAD_PER_CLIENT = 100
+CLUSTER_LOAD_SAMPLE = 10
 
 
 def log(*a):
@@ -282,6 +306,35 @@ def udp_bound(port):
     return port in _proc_net_ports("udp", "07")
 
 
+def _proc_net_addrs(kind, state):
+    """(IPv4 address, port) of the sockets in state: the cluster's nodes
+    bind the same ports, each on its own address."""
+    found = set()
+    try:
+        with open("/proc/net/%s" % kind) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == state:
+                    addr, port = parts[1].split(":")
+                    # The kernel prints the address as a u32 in host order.
+                    found.add((socket.inet_ntoa(struct.pack("=I", int(addr, 16))), int(port, 16)))
+    except OSError:
+        pass
+    return found
+
+
+def tcp_listening_on(host, ports):
+    """Whether all of ports listen on host (one look at /proc/net/tcp)."""
+    have = _proc_net_addrs("tcp", "0A")
+    return all((host, p) in have for p in ports)
+
+
+def udp_bound_on(host, ports):
+    have = _proc_net_addrs("udp", "07")
+    return all((host, p) in have for p in ports)
+
+
 def port_free(port):
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         s = socket.socket(socket.AF_INET, kind)
@@ -336,11 +389,14 @@ TOOLS = {
     "ssh": ["ssh"],
     "ssh-keygen": ["ssh-keygen"],
     "cc": [os.environ.get("CC", "cc").split()[0], "cc", "gcc"],
+    "redis-server": ["redis-server", "/usr/bin/redis-server"],
+    "redis-cli": ["redis-cli"],
 }
 TOOL_PACKAGES = {"iperf3": "iperf3", "wrk": "wrk", "nginx": "nginx-light",
                  "dnsmasq": "dnsmasq-base", "dnsperf": "dnsperf", "socat": "socat",
                  "sshd": "openssh-server", "ssh": "openssh-client",
-                 "ssh-keygen": "openssh-client", "cc": "gcc"}
+                 "ssh-keygen": "openssh-client", "cc": "gcc", "redis-server": "redis-server",
+                 "redis-cli": "redis-tools"}
 
 
 def find_tool(name):
@@ -516,6 +572,7 @@ class Tunnel:
     def __init__(self, bench):
         self.bench = bench
         self.ports = {}
+        self.addr = "127.0.0.1"  # where the tools connect (the cluster relay: node b)
         self.hosts = {}  # service name -> public host name (http and tls proxies)
         self.procs = []
         self.daemons = {}  # label -> Proc, for RSS and fd counts
@@ -557,11 +614,11 @@ class Path:
     def __init__(self, bench):
         self.bench = bench
 
-    def delay_relay(self, tun, target_port):
+    def delay_relay(self, tun, target_port, target_host="127.0.0.1"):
         """A delay relay in front of target_port (20 ms each way); its port."""
         b = self.bench
         port = b.ports.take()
-        p = tun.start("delayrelay", [b.delayrelay(), port, "127.0.0.1:%d" % target_port, 20])
+        p = tun.start("delayrelay", [b.delayrelay(), port, "%s:%d" % (target_host, target_port), 20])
         wait_for(lambda: tcp_listening(port) or not p.alive(), 10, "the delay relay")
         p.check_alive()
         return port
@@ -711,6 +768,7 @@ LogLevel ERROR
 class MgrokPath(Path):
     name = "mgrok"
     tls = False
+    host = "127.0.0.1"  # mgrokd's control port and public ports
 
     def cert(self):
         b = self.bench
@@ -722,6 +780,30 @@ class MgrokPath(Path):
                 raise BenchError("mgrokd --gen-cert failed: %s" % err)
         return d
 
+    def server_conf(self, ctl, allow):
+        """mgrokd's configuration: control port ctl, public ports allow (lo, hi)."""
+        return {
+            "listen": "%s:%d" % (self.host, ctl),
+            "auth": {"method": "token", "token": TOKEN},
+            "allow_ports": ["%d-%d" % allow],
+            "limits": {"max_proxies": 64, "max_streams": 20000, "max_pending": 256},
+            "log": {"level": "warn"},
+        }
+
+    def start_server(self, tun, sconf, env, name="mgrokd"):
+        """Starts mgrokd with sconf and waits for its control port; its Proc."""
+        b = self.bench
+        host, ctl = sconf["listen"].rsplit(":", 1)
+        spath = os.path.join(b.work, "%s.%s.json" % (name, ctl))
+        with open(spath, "w") as f:
+            json.dump(sconf, f, indent=1)
+        srv = tun.start(name, [b.mgrokd, "-c", spath, "--plugin-dir", b.plugin_dir],
+                        env=env, nofile=True)
+        wait_for(lambda: tcp_listening_on(host, [int(ctl)]) or not srv.alive(), 10,
+                 "%s to listen" % name)
+        srv.check_alive()
+        return srv
+
     def _open(self, tun, services, delay, env):
         b = self.bench
         ctl = b.ports.take()
@@ -729,20 +811,14 @@ class MgrokPath(Path):
         named = {n: s for n, s in services.items() if len(s) == 3}
         ported = {n: s for n, s in services.items() if len(s) == 2}
         pub = b.ports.take(max(1, len(ported)))
-        sconf = {
-            "listen": "127.0.0.1:%d" % ctl,
-            "auth": {"method": "token", "token": TOKEN},
-            "allow_ports": ["%d-%d" % (pub, pub + max(1, len(ported)) - 1)],
-            "limits": {"max_proxies": 64, "max_streams": 20000, "max_pending": 256},
-            "log": {"level": "warn"},
-        }
+        sconf = self.server_conf(ctl, (pub, pub + max(1, len(ported)) - 1))
         shared = {}
         for kind, section in (("http", "http"), ("tls", "tls_sni")):
             if any(s[0] == kind for s in named.values()):
                 shared[kind] = b.ports.take()
-                sconf[section] = {"listen": "127.0.0.1:%d" % shared[kind], "domain": VHOST_DOMAIN}
+                sconf[section] = {"listen": "%s:%d" % (self.host, shared[kind]), "domain": VHOST_DOMAIN}
         cconf = {
-            "server": "127.0.0.1:%d" % ctl,
+            "server": "%s:%d" % (self.host, ctl),
             "auth": {"method": "token", "token": TOKEN},
             "log": {"level": "warn"},
             "proxies": [],
@@ -764,16 +840,10 @@ class MgrokPath(Path):
         if admin:
             sconf["admin"] = {"listen": "127.0.0.1:%d" % admin[0]}
             cconf["admin"] = {"listen": "127.0.0.1:%d" % admin[1]}
-        spath = os.path.join(b.work, "mgrokd.%d.json" % ctl)
         cpath = os.path.join(b.work, "mgrok.%d.json" % ctl)
-        with open(spath, "w") as f:
-            json.dump(sconf, f, indent=1)
-        srv = tun.start("mgrokd", [b.mgrokd, "-c", spath, "--plugin-dir", b.plugin_dir],
-                        env=env, nofile=True)
-        wait_for(lambda: tcp_listening(ctl) or not srv.alive(), 10, "mgrokd to listen")
-        srv.check_alive()
+        srv = self.start_server(tun, sconf, env)
         if delay:
-            cconf["server"] = "127.0.0.1:%d" % self.delay_relay(tun, ctl)
+            cconf["server"] = "127.0.0.1:%d" % self.delay_relay(tun, ctl, self.host)
         with open(cpath, "w") as f:
             json.dump(cconf, f, indent=1)
         cl = tun.start("mgrok", [b.mgrok, "-c", cpath, "--plugin-dir", b.plugin_dir],
@@ -784,7 +854,7 @@ class MgrokPath(Path):
         tun.check_alive()
         if admin:
             self.scrape(tun, env, admin)
-        tun.daemons = {"server": srv, "client": cl}
+        tun.daemons.update({"server": srv, "client": cl})
 
 
 class MgrokTlsPath(MgrokPath):
@@ -809,8 +879,76 @@ class MgrokMetricsPath(MgrokPath):
         tun.start("scraper", [sys.executable, "-c", code] + urls, env=env)
 
 
+def redis_cli(b, sock, *args):
+    """One command's answer as text (--raw), or None when it failed."""
+    code, out, err = run_tool(b, [b.tool("redis-cli"), "-s", sock, "--raw"] + list(args), 10)
+    return out.rstrip("\n") if code == 0 else None
+
+
+class MgrokClusterPath(MgrokPath):
+    """Two mgrokd nodes sharing a redis-server of their own; mgrok on node a.
+    The tools go to node a (the tunnel's own node) here, and to node b (a
+    relay to node a over the node-to-node session) in the relay path: the
+    difference is what a visitor pays for reaching the other node."""
+    name = "mgrok-cluster-direct"
+    tools = ("redis-server", "redis-cli")
+    host = CLUSTER_NODES[0][1]  # the client's node
+    target = CLUSTER_NODES[0][1]  # where the tools connect
+
+    def start_server(self, tun, sconf, env, name="mgrokd"):
+        """redis-server, then every node with sconf at its own address (the
+        same ports) and a "cluster" section; node a's Proc, the first."""
+        b = self.bench
+        ctl = int(sconf["listen"].rsplit(":", 1)[1])
+        sock = os.path.join(b.work, "redis.%d.sock" % ctl)
+        # Its own, per tunnel: an empty registry each time, so that no claim
+        # or node of an earlier tunnel (alive for a lease) is in the way.
+        redis = tun.start("redis", [b.tool("redis-server"), "--port", "0", "--unixsocket", sock,
+                                    "--save", "", "--appendonly", "no", "--dir", b.work,
+                                    "--loglevel", "warning"])
+        wait_for(lambda: not redis.alive() or (os.path.exists(sock) and redis_cli(b, sock, "PING") == "PONG"),
+                 10, "redis-server to answer", interval=0.1)
+        redis.check_alive()
+        tun.redis_sock = sock
+        tun.daemons["redis"] = redis
+        nodes = []
+        for node, host in CLUSTER_NODES:
+            conf = json.loads(json.dumps(sconf))  # a copy for each node
+            conf["listen"] = "%s:%d" % (host, ctl)
+            for section in ("http", "tls_sni"):
+                if section in conf:  # each node's own listener, the same port
+                    conf[section]["listen"] = "%s:%s" % (host, conf[section]["listen"].rsplit(":", 1)[1])
+            conf["cluster"] = {"redis": "unix:" + sock, "node": node, "lease": CLUSTER_LEASE,
+                               "secret": CLUSTER_SECRET, "address": "%s:%d" % (host, ctl)}
+            p = MgrokPath.start_server(self, tun, conf, env, name="mgrokd-" + node)
+            tun.daemons["node-" + node] = p
+            nodes.append(p)
+        return nodes[0]
+
+    def _open(self, tun, services, delay, env):
+        MgrokPath._open(self, tun, services, delay, env)
+        # Node b binds node a's ports once node a has registered them there,
+        # in the background after the client's REGISTER: both paths wait for
+        # it, so that they measure the same cluster at rest. (An http or tls
+        # proxy's name is not seen from here; vhost runs on mgrok only.)
+        relay = CLUSTER_NODES[1][1]
+        tcp = [tun.ports[n] for n, s in services.items() if len(s) == 2 and s[0] == "tcp"]
+        udp = [tun.ports[n] for n, s in services.items() if len(s) == 2 and s[0] == "udp"]
+        wait_for(lambda: (tcp_listening_on(relay, tcp) and udp_bound_on(relay, udp))
+                 or not all(p.alive() for p in tun.procs), 20,
+                 "node b to bind the relayed ports", interval=0.1)
+        tun.check_alive()
+        tun.addr = self.target
+
+
+class MgrokClusterRelayPath(MgrokClusterPath):
+    name = "mgrok-cluster-relay"
+    target = CLUSTER_NODES[1][1]
+
+
 PATH_CLASSES = {c.name: c for c in (DirectPath, BareRelayPath, SocatPath, SshPath, MgrokPath,
-                                     MgrokTlsPath, MgrokMetricsPath)}
+                                     MgrokTlsPath, MgrokMetricsPath, MgrokClusterPath,
+                                     MgrokClusterRelayPath)}
 
 
 # ---- parsing --------------------------------------------------------------------------

@@ -228,6 +228,15 @@ def tunnels(env, s):
     for host in HOSTS.values():
         data = t.payload(30, 1200)
         t.check_eq(udp_roundtrip(host, s.udp_port, data), data, "udp via %s" % host)
+    home = holder(s, "svc")
+    for n in HOSTS:
+        m = A.metrics(s.admin[n], ADMIN_TOKEN, what="node %s's metrics" % n)
+        t.check_eq(m.value("mgrok_cluster_registry_up"), 1, "registry up on node %s" % n)
+        t.check_eq(m.value("mgrok_cluster_nodes", relay="up"), 2, "relays up from node %s" % n)
+        t.check_eq(m.value("mgrok_cluster_nodes", relay="down"), 0,
+                   "relays down from node %s" % n)
+        t.check_eq(m.value("mgrok_cluster_claims"), 3 if n == home else 0,
+                   "claims of node %s (the client is on %s)" % (n, home))
     t.log("tcp, udp and http through every node and HAProxy; tcp visitor address %s kept"
           % VISITOR)
 
@@ -341,6 +350,10 @@ def redis_away(env, s):
     s.redis.stop()
     time.sleep(1)
     late = client_refused(env, s)
+    for n in HOSTS:
+        m = A.metrics(s.admin[n], ADMIN_TOKEN, what="node %s's metrics" % n)
+        t.check_eq(m.value("mgrok_cluster_registry_up"), 0,
+                   "registry up on node %s while Redis is away" % n)
     time.sleep(9)
     s.redis.start()
     t.wait_for(lambda: "mgrok:claim:tcp/%d" % s.tcp_port in s.redis.claims(), t.DEADLINE,

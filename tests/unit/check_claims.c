@@ -288,6 +288,59 @@ START_TEST(test_release_while_asking)
 }
 END_TEST
 
+struct listing {
+	int calls;
+	size_t n;
+	char seen[4][64];
+};
+
+static void on_listing(void *arg, size_t n, const char *const *keys, const char *const *values)
+{
+	struct listing *l = arg;
+	l->calls++;
+	l->n = n;
+	for (size_t i = 0; i < n && i < 4; i++)
+		snprintf(l->seen[i], sizeof(l->seen[i]), "%s=%s", keys[i], values[i]);
+}
+
+/* The nodes' keys, listed with their values; nothing else; no answer
+ * while Redis is away. */
+START_TEST(test_list)
+{
+	struct mgrok_claims *r = claims_connected(5.0);
+	ck_assert(mgrok_claims_connected(r));
+	struct seen a = {0}, b = {0}, c = {0};
+	struct mgrok_claim *ca =
+	        mgrok_claim_take(r, "mgrok:node:a", "a|10.0.0.1:7000", on_status, &a);
+	struct mgrok_claim *cb =
+	        mgrok_claim_take(r, "mgrok:node:b", "b|10.0.0.2:7000", on_status, &b);
+	struct mgrok_claim *cc = mgrok_claim_take(r, "mgrok:claim:tcp/1", "x|y", on_status, &c);
+	run_until_count(&c.count, 1);
+	struct listing l = {0};
+	mgrok_claims_list(r, "mgrok:node:", on_listing, &l);
+	run_until_count(&l.calls, 1);
+	ck_assert_int_eq(l.calls, 1);
+	ck_assert_uint_eq(l.n, 2);
+	bool one = !strcmp(l.seen[0], "mgrok:node:a=a|10.0.0.1:7000") &&
+	           !strcmp(l.seen[1], "mgrok:node:b=b|10.0.0.2:7000");
+	bool other = !strcmp(l.seen[1], "mgrok:node:a=a|10.0.0.1:7000") &&
+	             !strcmp(l.seen[0], "mgrok:node:b=b|10.0.0.2:7000");
+	ck_assert_msg(one || other, "listed %s, %s", l.seen[0], l.seen[1]);
+	redis_stop();
+	run_for(0.2);
+	ck_assert(!mgrok_claims_connected(r));
+	struct listing none = {0};
+	mgrok_claims_list(r, "mgrok:node:", on_listing, &none);
+	run_for(0.2);
+	ck_assert_int_eq(none.calls, 0);
+	mgrok_claim_release(ca);
+	mgrok_claim_release(cb);
+	mgrok_claim_release(cc);
+	mgrok_claims_free(r);
+	redis_start(); /* for the teardown */
+}
+END_TEST
+
 START_TEST(test_bad_address)
 {
 	char err[256];
@@ -310,6 +363,7 @@ int main(void)
 	tcase_add_test(tc, test_takeover);
 	tcase_add_test(tc, test_release_while_asking);
 	tcase_add_test(tc, test_bad_address);
+	tcase_add_test(tc, test_list);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -85,6 +85,23 @@ START_TEST(test_remove_keeps_turn)
 }
 END_TEST
 
+/* Another node's relay is a member like the others for a visitor that
+ * came here, but never for one another node relayed here (no ping-pong). */
+START_TEST(test_local_skips_relays)
+{
+	for (int i = 0; i < 3; i++)
+		mgrok_group_add(&g, &px[i]);
+	px[1].relayed = true;
+	for (int k = 0; k < 6; k++)
+		ck_assert_int_eq(index_of(mgrok_group_route(&anchor)), k % 3);
+	for (int k = 0; k < 6; k++)
+		ck_assert_int_eq(index_of(mgrok_group_pick_local(&g)), (k % 2) * 2);
+	px[0].relayed = px[2].relayed = true;
+	ck_assert_ptr_null(mgrok_group_pick_local(&g));
+	ck_assert_ptr_nonnull(mgrok_group_pick(&g));
+}
+END_TEST
+
 START_TEST(test_grows)
 {
 	static struct mgrok_proxy many[40];
@@ -108,6 +125,7 @@ int main(void)
 	tcase_add_test(tc, test_skips_unusable);
 	tcase_add_test(tc, test_remove_keeps_turn);
 	tcase_add_test(tc, test_grows);
+	tcase_add_test(tc, test_local_skips_relays);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
