@@ -58,7 +58,9 @@ int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errle
 	srv->claims = mgrok_claims_new(srv->ctx->loop, c->redis, c->lease, err, errlen);
 	if (!srv->claims)
 		return -1;
-	srv->relays = mgrok_relays_new(srv);
+	srv->relays = mgrok_relays_new(srv, err, errlen);
+	if (!srv->relays)
+		return -1;
 	MGROK_INFO("cluster node %s: registry %s, lease %g s", srv->node, c->redis, c->lease);
 	return 0;
 }

@@ -150,7 +150,7 @@ void mgrok_server_unclaim(struct mgrok_proxy *px);
  * (doc/cluster.md 3, 4). bind and unbind: one of px's claims, by key; a
  * name's claim with its hostname. */
 struct mgrok_relays;
-struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv);
+struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv, char *err, size_t errlen);
 void mgrok_relays_free(struct mgrok_relays *rs);
 void mgrok_relays_bind(struct mgrok_relays *rs, const struct mgrok_proxy *px, const char *key,
                        const char *hostname);

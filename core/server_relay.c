@@ -30,6 +30,7 @@
 #include "plugin_loader.h"
 #include "proxy.h"
 #include "stream.h"
+#include "tls.h"
 
 #define NODE_PREFIX "mgrok:node:"
 #define RELAY_ADDR_MAX 280 /* "host:port", a host name of 253 at most */
@@ -58,6 +59,9 @@ struct relay_binding {
 
 struct mgrok_relays {
 	struct mgrok_server *srv;
+	/* With TLS on the control port: this node's certificate, which every
+	 * node serves (one public name behind one balancer), pinned. */
+	char pin[MGROK_FINGERPRINT_LEN];
 	struct mgrok_ctx ctx; /* the relays' own: session ids and counters apart */
 	struct mgrok_claim *self;
 	ev_timer tick;
@@ -226,7 +230,8 @@ static struct relay_peer *peer_new(struct mgrok_relays *rs, const char *name, co
 	c->reconnect_initial = MGROK_RELAY_RETRY / 2;
 	c->reconnect_max = MGROK_RELAY_RETRY * 2;
 	c->retry_on_deny = true;
-	c->tls.enabled = rs->srv->tls != NULL;
+	c->tls.enabled = rs->pin[0] != '\0';
+	c->tls.fingerprint = rs->pin;
 	c->embedded = true;
 	char err[512];
 	p->cl = mgrok_client_new(&rs->ctx, c, false, err, sizeof(err));
@@ -322,10 +327,15 @@ void mgrok_relays_count(const struct mgrok_relays *rs, unsigned *known, unsigned
 	}
 }
 
-struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv)
+struct mgrok_relays *mgrok_relays_new(struct mgrok_server *srv, char *err, size_t errlen)
 {
 	struct mgrok_relays *rs = mgrok_xcalloc(1, sizeof(*rs));
 	rs->srv = srv;
+	if (srv->conf->tls.cert && mgrok_tls_fingerprint_file(srv->conf->tls.cert, rs->pin,
+	                                                      sizeof(rs->pin), err, errlen) < 0) {
+		free(rs);
+		return NULL;
+	}
 	mgrok_ctx_init(&rs->ctx, srv->ctx->loop);
 	/* Far from the server's own, so that a log line tells them apart. */
 	rs->ctx.next_session_id = 1000000;

@@ -60,6 +60,11 @@ static void restart_needed(const struct mgrok_server *srv, const struct mgrok_se
 	    !same_str(fresh->admin.token_file, c->admin.token_file) ||
 	    !same_str(fresh->admin.token_env, c->admin.token_env))
 		MGROK_WARN("reload: \"admin\" changed: that takes a restart");
+	const struct mgrok_cluster_conf *a = &c->cluster, *b = &fresh->cluster;
+	if (a->given != b->given || !same_str(a->redis, b->redis) || !same_str(a->node, b->node) ||
+	    a->lease != b->lease || !same_str(a->secret, b->secret) ||
+	    !same_str(a->secret_file, b->secret_file) || !same_str(a->address, b->address))
+		MGROK_WARN("reload: \"cluster\" changed: that takes a restart");
 }
 
 /* Numbers read as they are needed (new sessions take theirs at the start). */
