@@ -22,9 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin.h" /* mgrok_admin_available */
 #include "buf.h"
-#include "claims.h" /* mgrok_claims_available */
 #include "codec.h"
 #include "defaults.h"
 #include "group.h"        /* MGROK_GROUP_KEY_MAX */
@@ -301,48 +299,6 @@ static const struct field server_tls[] = {
         FIELDS_END,
 };
 
-/* The admin section: the same keys in both files, at the offsets of
- * struct mgrok_admin_conf (take_admin hands walk the section itself). */
-#define A(f) offsetof(struct mgrok_admin_conf, f), NULL
-static const struct field admin_fields[] = {
-        {"listen", conf_take_hostport, A(listen)},
-        {"token", conf_take_string, A(token)},
-        {"token_file", conf_take_string, A(token_file)},
-        {"token_env", conf_take_string, A(token_env)},
-        FIELDS_END,
-};
-#undef A
-
-static int take_admin(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	struct mgrok_admin_conf *a = dst;
-	if (!json_is_object(v))
-		return conf_wrong_type(x, key, "an object", v);
-	a->given = true;
-	return conf_walk(x, key, v, admin_fields, a);
-}
-
-#define K(f) offsetof(struct mgrok_cluster_conf, f), NULL
-static const struct field cluster_fields[] = {
-        {"redis", conf_take_string, K(redis)},
-        {"node", conf_take_string, K(node)},
-        {"lease", conf_take_seconds, K(lease)},
-        {"secret", conf_take_string, K(secret)},
-        {"secret_file", conf_take_string, K(secret_file)},
-        {"address", conf_take_hostport, K(address)},
-        FIELDS_END,
-};
-#undef K
-
-static int take_cluster(const struct ctx *x, const char *key, json_t *v, void *dst)
-{
-	struct mgrok_cluster_conf *c = dst;
-	if (!json_is_object(v))
-		return conf_wrong_type(x, key, "an object", v);
-	c->given = true;
-	return conf_walk(x, key, v, cluster_fields, c);
-}
-
 /* Lists that need more than one field get the whole struct (offset 0). */
 static const struct field server_fields[] = {
         {"listen", conf_take_hostport, S(listen)},
@@ -362,8 +318,8 @@ static const struct field server_fields[] = {
         {"proxy_protocol_from", take_proxy_protocol_from, 0, NULL},
         {"http", take_proxy_section, 0, NULL},
         {"tls_sni", take_proxy_section, 0, NULL},
-        {"admin", take_admin, S(admin)},
-        {"cluster", take_cluster, S(cluster)},
+        {"admin", conf_take_admin, S(admin)},
+        {"cluster", conf_take_cluster, S(cluster)},
         FIELDS_END,
 };
 #undef S
@@ -581,7 +537,7 @@ static const struct field client_fields[] = {
         {"log", NULL, 0, client_log},
         {"proxies", take_proxies, 0, NULL},
         {"tls", take_client_tls, 0, NULL},
-        {"admin", take_admin, C(admin)},
+        {"admin", conf_take_admin, C(admin)},
         FIELDS_END,
 };
 #undef C
@@ -611,58 +567,12 @@ static int tls_check(const struct ctx *x, const struct mgrok_tls_conf *t)
 	return 0;
 }
 
-static int admin_check(const struct ctx *x, const struct mgrok_admin_conf *a)
-{
-	if (!a->given)
-		return 0;
-	if (!mgrok_admin_available)
-		return conf_bad(x, "admin",
-		                "this build has no admin endpoint (configure found no "
-		                "http-parser)");
-	if (!a->listen)
-		return conf_bad(x, "admin.listen",
-		                "required: the address to serve the endpoint on");
-	if (!!a->token + !!a->token_file + !!a->token_env > 1)
-		return conf_bad(x, a->token_env ? "admin.token_env" : "admin.token_file",
-		                "give one of token, token_file and token_env");
-	return 0;
-}
-
-/* A node's name goes into claim values ("OWNER|NODE ..."): a name, then. */
-static int cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c,
-                         const char *listen)
-{
-	if (!c->given)
-		return 0;
-	if (!mgrok_claims_available)
-		return conf_bad(x, "cluster",
-		                "this build has no cluster support (configure found no hiredis)");
-	if (!c->redis)
-		return conf_bad(x, "cluster.redis",
-		                "required: Redis's \"host:port\" or \"unix:/path\"");
-	if (strncmp(c->redis, "unix:/", 6) != 0 && mgrok_hostport_problem(c->redis))
-		return conf_bad(x, "cluster.redis", "expected \"host:port\" or \"unix:/path\"");
-	if (c->node && !mgrok_name_valid(c->node, strlen(c->node)))
-		return conf_bad(x, "cluster.node", "expected a name: " MGROK_NAME_RULE);
-	if (c->lease < MGROK_CLUSTER_LEASE_MIN)
-		return conf_bad(x, "cluster.lease", "must be at least %g s",
-		                MGROK_CLUSTER_LEASE_MIN);
-	if (!c->secret == !c->secret_file)
-		return conf_bad(x, c->secret ? "cluster.secret_file" : "cluster.secret",
-		                "give one of secret and secret_file: the nodes' shared secret");
-	if (!c->address && (!strncmp(listen, "0.0.0.0:", 8) || !strncmp(listen, "[::]:", 5)))
-		return conf_bad(x, "cluster.address",
-		                "required when listen is a wildcard address: where the other "
-		                "nodes reach this one");
-	return 0;
-}
-
 static int server_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_server_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls) || admin_check(x, &c->admin) ||
-	    cluster_check(x, &c->cluster, c->listen))
+	    tls_check(x, &c->tls) || conf_admin_check(x, &c->admin) ||
+	    conf_cluster_check(x, &c->cluster, c->listen))
 		return -1;
 	return 0;
 }
@@ -671,7 +581,7 @@ static int client_after(const struct ctx *x, const void *conf)
 {
 	const struct mgrok_client_conf *c = conf;
 	if (heartbeat_check(x, c->heartbeat_interval, c->heartbeat_timeout) ||
-	    tls_check(x, &c->tls) || admin_check(x, &c->admin))
+	    tls_check(x, &c->tls) || conf_admin_check(x, &c->admin))
 		return -1;
 	if (c->reconnect_max < c->reconnect_initial)
 		return conf_bad(x, "reconnect.max",

@@ -61,6 +61,12 @@ void conf_replace_string(char **dst, const char *s);
 /* The value types every section has. */
 take_fn conf_take_string, conf_take_seconds, conf_take_count, conf_take_bool, conf_take_hostport;
 
+/* config_sections.c: the "admin" and "cluster" sections, and their checks
+ * once the whole file is read (listen: the server's, for cluster). */
+take_fn conf_take_admin, conf_take_cluster;
+int conf_admin_check(const struct ctx *x, const struct mgrok_admin_conf *a);
+int conf_cluster_check(const struct ctx *x, const struct mgrok_cluster_conf *c, const char *listen);
+
 /* Whole-config checks, after the walk. */
 typedef int after_fn(const struct ctx *x, const void *conf);
 /* Parses text (name stands for the file), walks it against f into conf,

@@ -163,8 +163,9 @@ def table_parents(tables, funcs, name):
 
 
 def config_keys():
-    """{page: {section: set of keys}} of core/config.c's tables."""
-    text = src("core", "config.c")
+    """{page: {section: set of keys}} of core/config.c's tables (and
+    config_sections.c's)."""
+    text = src("core", "config.c") + src("core", "config_sections.c")
     tables, funcs = field_tables(text), functions(text)
     t.check(set(ROOT_TABLES) <= set(tables), "core/config.c: no table %s" %
             sorted(set(ROOT_TABLES) - set(tables)))
