@@ -615,6 +615,11 @@ void mgrok_server_on_unregister(struct srv_session *ss, const struct mgrok_frame
 	struct mgrok_proxy *px = *pp;
 	*pp = px->next;
 	ss->nproxies--;
+	/* Its REGISTER still waits for the cluster's registry: it is answered
+	 * now, so that every REGISTER gets its answer. */
+	if (mgrok_server_claim_pending(px))
+		send_ack(ss, px->spec.type, name_bytes(px), MGROK_ACK_INVALID, 0,
+		         "unregistered before the cluster's registry answered");
 	MGROK_SESSION_LOG(ss->sess, MGROK_LOGK_PROXIES, MGROK_LOG_INFO,
 	                  "session %u proxy %s: unregistered", ss->sess->id, px->name);
 	mgrok_server_proxy_free(ss, px);

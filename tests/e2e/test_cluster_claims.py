@@ -15,10 +15,15 @@ same control port and public ports.
    back, empty: node a writes its claim again, node b is still refused
    that port, and a new port is granted.
 5. Names: an http name held through node b is NAME_IN_USE through node a.
-6. Node a killed (SIGKILL): its claims end with their lease, and node b
+6. Redis stopped (SIGSTOP): a REGISTER waits for its claim while the
+   node goes on serving (a tunnel through it echoes); an UNREGISTER of it
+   meanwhile gets the REGISTER answered (INVALID) first; another REGISTER
+   is answered OK once Redis continues.
+7. Node a killed (SIGKILL): its claims end with their lease, and node b
    grants the port then (the time it took is logged).
 """
 import os
+import signal
 import sys
 import threading
 import time
@@ -174,6 +179,25 @@ def names(env, s):
     r.close()
 
 
+def redis_slow(env, s):
+    r = session(s, "a")
+    s.redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        r.send(t.f_register("slow", s.allow[0] + 3))
+        r.send(t.f_register("gone", s.allow[0] + 4))
+        check_echo(HOSTS["a"], s.held, t.payload(3, 30000), "through node a, Redis stopped")
+        r.send(t.f_unregister("gone"))
+        ack = r.next_frame(t.REGISTER_ACK, "the answer to REGISTER gone")
+        t.check_eq((ack.name, ack.status), (b"gone", t.ACK_INVALID),
+                   "REGISTER answered at its UNREGISTER", message=ack.message)
+    finally:
+        s.redis.proc.send_signal(signal.SIGCONT)
+    ack = r.next_frame(t.REGISTER_ACK, "the answer to REGISTER slow")
+    t.check_eq((ack.name, ack.status), (b"slow", t.ACK_OK), "REGISTER once Redis continues",
+               message=ack.message)
+    r.close()
+
+
 def node_dies(env, s):
     key = "mgrok:claim:tcp/%d" % s.held
     s.nodes["a"].stop(sig=9)
@@ -205,7 +229,8 @@ def main(env):
                      ("3. the same client takes its port over", takeover),
                      ("4. Redis away and back", redis_away),
                      ("5. names", names),
-                     ("6. a node killed", node_dies)):
+                     ("6. Redis stopped, REGISTERs wait", redis_slow),
+                     ("7. a node killed", node_dies)):
         t.log("---- %s" % what)
         with env.case(what):
             fn(env, s)
