@@ -4,10 +4,11 @@ redis-server and HAProxy on 127.0.0.10, all started and stopped here
 (doc/cluster.md).
 
 1. Tunnels: a client through HAProxy registers a tcp proxy (PROXY v2 to
-   its service), a udp and an http one; visitors from 127.0.0.77 to each
-   node and through HAProxy reach the service byte for byte, and the tcp
-   service sees 127.0.0.77 as the visitor every time; udp through each
-   node, http by name through each node and HAProxy.
+   its service), a udp and an http one (with a login); visitors from
+   127.0.0.77 to each node and through HAProxy reach the service byte for
+   byte, and the tcp service sees 127.0.0.77 as the visitor every time; udp
+   through each node, http by name through each node and HAProxy, refused
+   (401) without the login on every node; each node's cluster metrics.
 2. Twenty clients, seven or six on each node, each a tcp proxy on port 0
    and an http proxy on a random name, started at once: forty different
    ports and names, each reachable through HAProxy.
@@ -25,7 +26,7 @@ redis-server and HAProxy on 127.0.0.10, all started and stopped here
    client moves and its visitors work again; a connection in flight
    through another node keeps echoing throughout.
 """
-import json
+import base64
 import os
 import socket
 import sys
@@ -41,6 +42,7 @@ A = t.admin
 TOKEN = "cluster-e2e-Token-6f1a9c3e5b7d2048"
 ADMIN_TOKEN = "cluster-e2e-admin-Token-0b9d7f5e3c1a8264"
 GROUP_KEY = "cluster-group-Key-3e5c7a9b1d0f2468"
+WEB_LOGIN = "web:cluster-Basic-Pass-5a7c9e1b3d"
 FRONT = "127.0.0.10"
 HOSTS = {"a": "127.0.0.11", "b": "127.0.0.12", "c": "127.0.0.13"}
 VISITOR = "127.0.0.77"
@@ -99,9 +101,11 @@ def visit_pp(host, port, data):
     return report, got
 
 
-def http_get(host, port, name):
+def http_get(host, port, name, auth=None):
+    fields = b"Authorization: Basic %s\r\n" % base64.b64encode(auth.encode()) if auth else b""
     with socket.create_connection((host, port), timeout=IO) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
+        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
+                  % (name.encode(), fields))
         return t.recv_all(s)
 
 
@@ -212,7 +216,7 @@ def tunnels(env, s):
          "proxy_protocol": "v2"},
         {"name": "dns", "type": "udp", "local": str(s.udp.port), "remote_port": s.udp_port},
         {"name": "web", "type": "http", "local": str(s.web.port),
-         "options": {"subdomain": "app"}}], "first")
+         "options": {"subdomain": "app", "basic_auth": WEB_LOGIN}}], "first")
     hosts = list(HOSTS.values()) + [FRONT]
     for i, host in enumerate(hosts):
         wait_bound(host, s.tcp_port)
@@ -222,9 +226,12 @@ def tunnels(env, s):
                    report=report)
         t.check(got == data, "tcp via %s: the echo differs" % host, sent=len(data),
                 got=len(got))
-        reply = http_get(host, s.http, "app." + DOMAIN)
+        reply = http_get(host, s.http, "app." + DOMAIN, WEB_LOGIN)
         t.check(reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"served by web"),
                 "http via %s" % host, reply=reply[:200])
+        reply = http_get(host, s.http, "app." + DOMAIN)
+        t.check(reply.startswith(b"HTTP/1.1 401"), "http via %s without the login" % host,
+                reply=reply[:200])
     for host in HOSTS.values():
         data = t.payload(30, 1200)
         t.check_eq(udp_roundtrip(host, s.udp_port, data), data, "udp via %s" % host)
@@ -485,7 +492,7 @@ def main(env):
             fn(env, s)
     for p in env.procs:
         p.stop()
-    t.check_no_secrets(env, [TOKEN, ADMIN_TOKEN, GROUP_KEY, CLUSTER_SECRET])
+    t.check_no_secrets(env, [TOKEN, ADMIN_TOKEN, GROUP_KEY, CLUSTER_SECRET, WEB_LOGIN])
 
 
 t.WATCHDOG = 300.0
