@@ -8,7 +8,8 @@ redis-server and HAProxy on 127.0.0.10, all started and stopped here
    127.0.0.77 to each node and through HAProxy reach the service byte for
    byte, and the tcp service sees 127.0.0.77 as the visitor every time; udp
    through each node, http by name through each node and HAProxy, refused
-   (401) without the login on every node; each node's cluster metrics.
+   (401) without the login on every node; tls by name (the service's own
+   certificate, verified) through each node; each node's cluster metrics.
 2. Twenty clients, seven or six on each node, each a tcp proxy on port 0
    and an http proxy on a random name, started at once: forty different
    ports and names, each reachable through HAProxy.
@@ -28,6 +29,7 @@ redis-server and HAProxy on 127.0.0.10, all started and stopped here
 """
 import base64
 import os
+import ssl
 import socket
 import sys
 import threading
@@ -69,6 +71,36 @@ def http_handler(tag):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                      % len(body) + body)
     return handler
+
+
+def tls_echo_handler(cert, key):
+    """A TLS service of its own certificate (the tls proxy passes TLS
+    through): echoes until EOF."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def handler(conn):
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            while True:
+                b = tls.recv(65536)
+                if not b:
+                    break
+                tls.sendall(b)
+    return handler
+
+
+def tls_echo(host, port, name, cafile, data):
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection((host, port), timeout=IO) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                b = tls.recv(65536)
+                if not b:
+                    break
+                got += b
+            return got
 
 
 def tag_handler(tag):
@@ -149,6 +181,7 @@ def start(env, s):
     s.redis.start()
     s.control = env.ports.take()
     s.http = env.ports.take()
+    s.tls = env.ports.take()
     s.public_block = t.PortBlock()  # a second block: every port of it public
     s.allow = s.public_block.take_range(t.PortBlock.SIZE)
     s.admin = {n: env.ports.take() for n in HOSTS}
@@ -156,6 +189,7 @@ def start(env, s):
     for n, host in HOSTS.items():
         extra = {"proxy_protocol_from": [FRONT],
                  "http": {"listen": "%s:%d" % (host, s.http), "domain": DOMAIN},
+                 "tls_sni": {"listen": "%s:%d" % (host, s.tls), "domain": DOMAIN},
                  "admin": {"listen": "127.0.0.1:%d" % s.admin[n], "token": ADMIN_TOKEN},
                  "shutdown_timeout": 3,
                  "heartbeat": {"interval": 1, "timeout": 3}}
@@ -210,13 +244,17 @@ def tunnels(env, s):
     s.pp = env.service(t.pp_echo_handler, name="pp-echo")
     s.udp = env.udp_echo_service()
     s.web = env.service(http_handler("web"), name="web")
+    s.sec_cert, sec_key, _ = t.gen_cert(env, "sec", "sec." + DOMAIN)
+    sec = env.service(tls_echo_handler(s.sec_cert, sec_key), name="sec")
     s.tcp_port, s.udp_port = s.allow[0], s.allow[0] + 1
     s.first = client(env, s, s.front, [
         {"name": "svc", "type": "tcp", "local": str(s.pp.port), "remote_port": s.tcp_port,
          "proxy_protocol": "v2"},
         {"name": "dns", "type": "udp", "local": str(s.udp.port), "remote_port": s.udp_port},
         {"name": "web", "type": "http", "local": str(s.web.port),
-         "options": {"subdomain": "app", "basic_auth": WEB_LOGIN}}], "first")
+         "options": {"subdomain": "app", "basic_auth": WEB_LOGIN}},
+        {"name": "sec", "type": "tls", "local": str(sec.port),
+         "options": {"subdomain": "sec"}}], "first")
     hosts = list(HOSTS.values()) + [FRONT]
     for i, host in enumerate(hosts):
         wait_bound(host, s.tcp_port)
@@ -235,6 +273,10 @@ def tunnels(env, s):
     for host in HOSTS.values():
         data = t.payload(30, 1200)
         t.check_eq(udp_roundtrip(host, s.udp_port, data), data, "udp via %s" % host)
+        data = t.payload(31, 100000)
+        got = tls_echo(host, s.tls, "sec." + DOMAIN, s.sec_cert, data)
+        t.check(got == data, "tls by name via %s: the echo differs" % host, sent=len(data),
+                got=len(got))
     home = holder(s, "svc")
     for n in HOSTS:
         m = A.metrics(s.admin[n], ADMIN_TOKEN, what="node %s's metrics" % n)
@@ -242,9 +284,10 @@ def tunnels(env, s):
         t.check_eq(m.value("mgrok_cluster_nodes", relay="up"), 2, "relays up from node %s" % n)
         t.check_eq(m.value("mgrok_cluster_nodes", relay="down"), 0,
                    "relays down from node %s" % n)
-        t.check_eq(m.value("mgrok_cluster_claims"), 3 if n == home else 0,
+        t.check_eq(m.value("mgrok_cluster_claims"), 4 if n == home else 0,
                    "claims of node %s (the client is on %s)" % (n, home))
-    t.log("tcp, udp and http through every node and HAProxy; tcp visitor address %s kept"
+    t.log("tcp, udp, http and tls through every node (tcp, http through HAProxy too); "
+          "tcp visitor address %s kept"
           % VISITOR)
 
 
