@@ -389,7 +389,7 @@ TOOLS = {
     "ssh": ["ssh"],
     "ssh-keygen": ["ssh-keygen"],
     "cc": [os.environ.get("CC", "cc").split()[0], "cc", "gcc"],
-    "redis-server": ["redis-server", "/usr/bin/redis-server"],
+    "redis-server": ["redis-server"],
     "redis-cli": ["redis-cli"],
 }
 TOOL_PACKAGES = {"iperf3": "iperf3", "wrk": "wrk", "nginx": "nginx-light",
@@ -1112,8 +1112,8 @@ class ToolMissing(Exception):
 # ---- scenarios -------------------------------------------------------------------------
 
 
-def iperf3_run(b, port, extra, duration, env=None):
-    argv = [b.tool("iperf3"), "-c", "127.0.0.1", "-p", port, "-t", duration, "-O", "1", "-J",
+def iperf3_run(b, port, extra, duration, env=None, addr="127.0.0.1"):
+    argv = [b.tool("iperf3"), "-c", addr, "-p", port, "-t", duration, "-O", "1", "-J",
             "--connect-timeout", "5000"] + extra
     end = time.monotonic() + 15
     while True:
@@ -1133,20 +1133,20 @@ def sc_iperf3(b, path):
     with path.open(svc) as tun:
         for key, extra in (("iperf3.single.up", []), ("iperf3.single.down", ["-R"]),
                            ("iperf3.p8.up", ["-P", "8"]), ("iperf3.p8.down", ["-R", "-P", "8"])):
-            bps = iperf3_run(b, tun.ports["iperf3"], extra, d)
+            bps = iperf3_run(b, tun.ports["iperf3"], extra, d, addr=tun.addr)
             b.record(key, path.name, bps / 1e9)
             log("  %-10s %-20s %.2f Gbit/s" % (path.name, key, bps / 1e9))
             tun.check_alive()
 
 
-def wrk_run(b, port, conns, duration, close=False, host=None):
+def wrk_run(b, port, conns, duration, close=False, host=None, addr="127.0.0.1"):
     argv = [b.tool("wrk"), "-t", "2", "-c", conns, "-d", "%ds" % duration, "--latency",
             "--timeout", "5s"]
     if close:
         argv += ["-H", "Connection: close"]
     if host:
         argv += ["-H", "Host: %s" % host]
-    argv.append("http://127.0.0.1:%d/%s" % (port, WEB_FILE))
+    argv.append("http://%s:%d/%s" % (addr, port, WEB_FILE))
     code, out, err = run_tool(b, argv, duration + 30)
     if code:
         raise BenchError("wrk exited %d: %s" % (code, (out + err)[-400:]))
@@ -1158,7 +1158,7 @@ def _http(b, path, close):
     base = "http.close" if close else "http.ka"
     with path.open(svc) as tun:
         for c in (10, 100):
-            r = wrk_run(b, tun.ports["web"], c, b.duration, close=close)
+            r = wrk_run(b, tun.ports["web"], c, b.duration, close=close, addr=tun.addr)
             k = "%s.c%d" % (base, c)
             b.record(k + ".rps", path.name, r["rps"])
             b.record(k + ".p50", path.name, r["p50"])
@@ -1187,7 +1187,7 @@ def sc_dns(b, path):
         with open(qfile, "w") as f:
             f.write("%s A\n" % DNS_NAME)
     with path.open(svc) as tun:
-        code, out, err = run_tool(b, [b.tool("dnsperf"), "-s", "127.0.0.1", "-p", tun.ports["dns"],
+        code, out, err = run_tool(b, [b.tool("dnsperf"), "-s", tun.addr, "-p", tun.ports["dns"],
                                       "-d", qfile, "-l", b.duration, "-c", "10"], b.duration + 30)
         if code:
             raise BenchError("dnsperf exited %d: %s" % (code, (out + err)[-400:]))
@@ -1231,15 +1231,15 @@ def _echo_round(socks, payload, timeout):
     return ok
 
 
-def _connect_batch(port, n, timeout):
-    """n non-blocking connects to 127.0.0.1:port; returns the connected sockets."""
+def _connect_batch(port, n, timeout, addr="127.0.0.1"):
+    """n non-blocking connects to addr:port; returns the connected sockets."""
     socks = []
     ep = select.epoll()
     waiting = {}
     for _ in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
-        e = s.connect_ex(("127.0.0.1", port))
+        e = s.connect_ex((addr, port))
         if e not in (0, errno.EINPROGRESS):
             s.close()
             continue
@@ -1270,7 +1270,7 @@ def sc_idle(b, path):
         srv, cl = tun.daemons["server"], tun.daemons["client"]
         port = tun.ports["echo"]
         # Warm up (first-use allocations), then the baseline.
-        warm = _connect_batch(port, 50, 10)
+        warm = _connect_batch(port, 50, 10, tun.addr)
         _echo_round(warm, b"w", 10)
         for s in warm:
             s.close()
@@ -1285,7 +1285,7 @@ def sc_idle(b, path):
         echoed = 0
         try:
             while len(socks) < n:
-                batch = _connect_batch(port, min(500, n - len(socks)), 20)
+                batch = _connect_batch(port, min(500, n - len(socks)), 20, tun.addr)
                 opened += len(batch)
                 echoed += _echo_round(batch, b"a", 10)
                 socks += batch
@@ -1359,7 +1359,7 @@ def sc_footprint(b, path):
     with path.open(svc) as tun:
         # One request through the session, then let it settle.
         code, out, err = run_tool(b, [b.tool("wrk"), "-t", "1", "-c", "1", "-d", "1s",
-                                      "http://127.0.0.1:%d/%s" % (tun.ports["web"], WEB_FILE)], 30)
+                                      "http://%s:%d/%s" % (tun.addr, tun.ports["web"], WEB_FILE)], 30)
         time.sleep(1.0)
         tun.check_alive()
         srv, cl = tun.daemons["server"], tun.daemons["client"]
@@ -1375,13 +1375,13 @@ def sc_fairness(b, path):
     svc = {"iperf3": b.services.get("iperf3"), "web": b.services.get("web")}
     d = b.duration
     with path.open(svc) as tun:
-        bulk = Proc(b, "iperf3-bulk", [b.tool("iperf3"), "-c", "127.0.0.1", "-p", tun.ports["iperf3"],
+        bulk = Proc(b, "iperf3-bulk", [b.tool("iperf3"), "-c", tun.addr, "-p", tun.ports["iperf3"],
                                        "-t", d + 3, "-J", "--connect-timeout", "5000"])
         tun.procs.append(bulk)
         try:
             time.sleep(1.0)
             bulk.check_alive()
-            r = wrk_run(b, tun.ports["web"], 10, d)
+            r = wrk_run(b, tun.ports["web"], 10, d, addr=tun.addr)
             try:
                 bulk.popen.wait(timeout=d + 30)
             except subprocess.TimeoutExpired:
@@ -1413,7 +1413,7 @@ def sc_latency(b, path):
         with path.open(svc, delay=True, env=env) as tun:
             # The delay is really there: a TCP connect through it takes a round trip.
             for key, extra in (("up", []), ("down", ["-R"])):
-                bps = iperf3_run(b, tun.ports["iperf3"], extra, d)
+                bps = iperf3_run(b, tun.ports["iperf3"], extra, d, addr=tun.addr)
                 b.record("latency.%s.%s" % (label, key), path.name, bps / 1e6)
                 log("  %-10s rtt 40 ms, autotune %-3s %-4s %.1f Mbit/s" % (path.name, label, key, bps / 1e6))
             tun.check_alive()
@@ -1650,6 +1650,95 @@ def sc_vhost(b, path):
             log("  %-10s syscall counts n/a: %s" % (pn, e))
 
 
+def redis_counts(b, sock):
+    """Redis's total_commands_processed and its calls by command (INFO)."""
+    info = redis_cli(b, sock, "INFO", "all")
+    if info is None:
+        raise BenchError("redis-cli INFO failed")
+    m = re.search(r"^total_commands_processed:(\d+)", info, re.M)
+    if not m:
+        raise BenchError("no total_commands_processed in INFO: %s" % info[-300:])
+    calls = {c: int(n) for c, n in re.findall(r"^cmdstat_(\S+?):calls=(\d+)", info, re.M)}
+    return int(m.group(1)), calls
+
+
+def sc_cluster_load(b, path):
+    """What the cluster costs at rest with many tunnels: T tcp proxies (port
+    0) on node a, relayed from node b, and for each T the commands Redis
+    processes per second (the claims' lease refreshes) and each node's RSS."""
+    if path.name not in CLUSTER_PATHS:
+        raise NotApplicable("cluster paths only")
+    first = next(p for p in CLUSTER_PATHS if p in b.paths)
+    if path.name != first:
+        raise NotApplicable("measured once, on %s" % first)  # the same nodes either way
+    echo = b.services.get("echo")
+    pn = path.name
+    most = max(CLUSTER_LOAD_TUNNELS)
+    t_begin = time.monotonic()
+    with Tunnel(b) as tun:
+        ctl = b.ports.take()
+        pub = b.ports.take(most + 10)  # room to spare for port 0's picks
+        sconf = path.server_conf(ctl, (pub, pub + most + 9))
+        sconf["limits"]["max_proxies"] = CLUSTER_LOAD_PER_CLIENT
+        path.start_server(tun, sconf, {})
+        sock = tun.redis_sock
+        nodes = {n: tun.daemons["node-" + n] for n, _ in CLUSTER_NODES}
+        relay = CLUSTER_NODES[1][1]
+        ports = []  # the public ports granted so far, all clients
+        for t in CLUSTER_LOAD_TUNNELS:
+            # Added to those before, by clients of up to CLUSTER_LOAD_PER_CLIENT.
+            while len(ports) < t:
+                k = min(CLUSTER_LOAD_PER_CLIENT, t - len(ports))
+                i = len(ports)
+                cconf = {"server": "%s:%d" % (path.host, ctl),
+                         "auth": {"method": "token", "token": TOKEN}, "log": {"level": "warn"},
+                         "proxies": [{"name": "load%d" % (i + j), "type": "tcp",
+                                      "local": "127.0.0.1:%d" % echo[1], "remote_port": 0}
+                                     for j in range(k)]}
+                cpath = os.path.join(b.work, "mgrok.load%d.json" % i)
+                with open(cpath, "w") as f:
+                    json.dump(cconf, f, indent=1)
+                cl = tun.start("mgrok-load%d" % i, [b.mgrok, "-c", cpath, "--plugin-dir", b.plugin_dir],
+                               nofile=True)
+
+                def granted():
+                    return [int(x) for x in re.findall(r"tcp://[^\s:]+:(\d+)", cl.text("out"))]
+                wait_for(lambda: len(granted()) >= k or not cl.alive(), 30,
+                         "mgrok to register %d proxies" % k, interval=0.1)
+                tun.check_alive()
+                ports += granted()[:k]
+            # Then node b's relays (registered in the background), and a
+            # second for the burst of registering to pass.
+            t0 = time.monotonic()
+            wait_for(lambda: tcp_listening_on(relay, ports) or not all(p.alive() for p in tun.procs),
+                     30, "node b to bind %d relayed ports" % len(ports), interval=0.2)
+            tun.check_alive()
+            settle = time.monotonic() - t0
+            time.sleep(1.0)
+            n0, calls0 = redis_counts(b, sock)
+            s0 = time.monotonic()
+            time.sleep(CLUSTER_LOAD_SAMPLE)
+            n1, calls1 = redis_counts(b, sock)
+            secs = time.monotonic() - s0
+            tun.check_alive()
+            # The first INFO is counted in the second's total: left out. The
+            # total counts the commands a script runs too (the claims' EVALs
+            # run GET and PEXPIRE): the calls by command are kept beside it.
+            cps = (n1 - n0 - 1) / secs
+            per_cmd = {c: (v - calls0.get(c, 0)) / secs for c, v in calls1.items()
+                       if v > calls0.get(c, 0) and c != "info"}
+            rss = {n: rss_kib(p.pid) for n, p in nodes.items()}
+            b.record("cluster.t%d.redis_cps" % t, pn, cps)
+            b.record("cluster.t%d.redis_calls" % t, pn, per_cmd)
+            for n, v in rss.items():
+                b.record("cluster.t%d.rss.%s" % (t, n), pn, v)
+            b.record("cluster.t%d.relays_after" % t, pn, settle)
+            log("  %-10s %3d tunnels: Redis %.1f commands/s (%s); RSS %s; node b's relays %.1f s" % (
+                pn, t, cps, ", ".join("%s %.1f" % kv for kv in sorted(per_cmd.items(), key=lambda kv: -kv[1])),
+                ", ".join("node %s %d KiB" % (n, v or 0) for n, v in sorted(rss.items())), settle))
+    log("  %-10s cluster-load: %.0f s" % (pn, time.monotonic() - t_begin))
+
+
 def check_delay(b):
     """The relay's added round trip, measured once (reported in the JSON)."""
     b.tool("cc")
@@ -1689,6 +1778,7 @@ SCENARIOS = {
     "fairness": (sc_fairness, ("iperf3", "wrk", "nginx")),
     "latency": (sc_latency, ("iperf3", "cc")),
     "vhost": (sc_vhost, ("wrk", "nginx", "cc")),
+    "cluster-load": (sc_cluster_load, ()),
 }
 
 # ---- the table --------------------------------------------------------------------------
@@ -1697,22 +1787,36 @@ SCENARIOS = {
 ROWS = [
     ("iperf3.single.up", "iperf3 1 stream, up", "Gbit/s", "%.2f", True),
     ("iperf3.single.up.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
+    ("iperf3.single.up.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("iperf3.single.down", "iperf3 1 stream, down (-R)", "Gbit/s", "%.2f", True),
     ("iperf3.single.down.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
+    ("iperf3.single.down.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("iperf3.p8.up", "iperf3 -P 8, up", "Gbit/s", "%.2f", True),
     ("iperf3.p8.up.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
+    ("iperf3.p8.up.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("iperf3.p8.down", "iperf3 -P 8, down (-R)", "Gbit/s", "%.2f", True),
     ("iperf3.p8.down.vs_relay", "  ÷ relay chain", "x", "%.2f", False),
+    ("iperf3.p8.down.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c10.rps", "wrk keep-alive -c 10", "req/s", "%.0f", True),
+    ("http.ka.c10.rps.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c10.p50", "  p50", "ms", "%.2f", False),
+    ("http.ka.c10.p50.vs_node", "  p50 relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c10.p99", "  p99", "ms", "%.2f", False),
+    ("http.ka.c10.p99.vs_node", "  p99 relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c100.rps", "wrk keep-alive -c 100", "req/s", "%.0f", True),
+    ("http.ka.c100.rps.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c100.p50", "  p50", "ms", "%.2f", False),
+    ("http.ka.c100.p50.vs_node", "  p50 relay ÷ direct node", "x", "%.2f", False),
     ("http.ka.c100.p99", "  p99", "ms", "%.2f", False),
+    ("http.ka.c100.p99.vs_node", "  p99 relay ÷ direct node", "x", "%.2f", False),
     ("http.close.c10.rps", "wrk Connection: close -c 10", "req/s", "%.0f", True),
+    ("http.close.c10.rps.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("http.close.c10.p99", "  p99", "ms", "%.2f", False),
+    ("http.close.c10.p99.vs_node", "  p99 relay ÷ direct node", "x", "%.2f", False),
     ("http.close.c100.rps", "wrk Connection: close -c 100", "req/s", "%.0f", True),
+    ("http.close.c100.rps.vs_node", "  cluster relay ÷ direct node", "x", "%.2f", False),
     ("http.close.c100.p99", "  p99", "ms", "%.2f", False),
+    ("http.close.c100.p99.vs_node", "  p99 relay ÷ direct node", "x", "%.2f", False),
     ("dns.qps", "dnsperf -c 10 (UDP)", "q/s", "%.0f", True),
     ("dns.lost", "  lost queries", "", "%.0f", False),
     ("idle.per_conn", "idle conns: RSS per conn (mgrokd+mgrok)", "B", "%.0f", False),
@@ -1763,6 +1867,12 @@ ROWS = [
     ("vhost.bulk.down.tcp.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tcp", "s", "%.3f", False),
     ("vhost.bulk.down.tls.cpu_per_gb", "  CPU s per GB (mgrokd+mgrok), tls", "s", "%.3f", False),
 ]
+for _t in CLUSTER_LOAD_TUNNELS:
+    ROWS += [("cluster.t%d.redis_cps" % _t, "cluster, %d tunnels: Redis commands/s" % _t, "cmd/s", "%.1f", False),
+             ("cluster.t%d.rss.a" % _t, "  RSS node a (the client's)", "KiB", "%.0f", False),
+             ("cluster.t%d.rss.b" % _t, "  RSS node b (relays)", "KiB", "%.0f", False)]
+# Cluster relay ÷ direct node: the figures where both cluster paths ran.
+VS_NODE_KEYS = [r[0][:-len(".vs_node")] for r in ROWS if r[0].endswith(".vs_node")]
 
 
 def _val(res, key, path):
@@ -1856,6 +1966,12 @@ def table(b):
             v = _val(res, key, pth)
             if v is not None and ceiling:
                 res.setdefault(key + ".vs_relay", {})[pth] = v / ceiling
+    # Derived: a visitor relayed by node b against one at node a, the same
+    # tunnel (for latencies above 1 the relay is slower, as for rates below).
+    for key in VS_NODE_KEYS:
+        v, node = _val(res, key, "mgrok-cluster-relay"), _val(res, key, "mgrok-cluster-direct")
+        if v is not None and node:
+            res.setdefault(key + ".vs_node", {})["mgrok-cluster-relay"] = v / node
     marks_for = [p for p in MGROK_PATHS if p in b.paths]
     head = ["scenario", "unit"] + paths + ["target"] + ["✓ " + p for p in marks_for]
     rows = []
@@ -1955,8 +2071,9 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description="mgrok benchmark: direct, socat, ssh -R, mgrok, mgrok TLS")
     ap.add_argument("--build-dir", default=os.environ.get("MGROK_BUILDDIR") or SRCDIR,
                     help="where core/mgrokd, core/mgrok and plugins/.libs are (default: the source tree)")
-    ap.add_argument("--scenario", default=",".join(SCENARIOS),
-                    help="comma-separated scenarios: %s (default: all)" % ", ".join(SCENARIOS))
+    ap.add_argument("--scenario",
+                    help="comma-separated scenarios: %s (default: all; cluster-load only with "
+                    "a cluster path)" % ", ".join(SCENARIOS))
     ap.add_argument("--path", default=",".join(p for p in PATHS if p not in OPTIONAL_PATHS),
                     help="comma-separated paths: %s (default: all but %s; direct is always "
                     "added for the ratios unless --no-direct)"
@@ -1972,8 +2089,11 @@ def parse_args(argv):
     a = ap.parse_args(argv)
     if a.echo_server:
         return a
-    a.scenarios = [s.strip() for s in a.scenario.split(",") if s.strip()]
     a.paths = [p.strip() for p in a.path.split(",") if p.strip()]
+    if a.scenario is None:  # cluster-load would be n/a everywhere else
+        a.scenario = ",".join(s for s in SCENARIOS if s != "cluster-load" or
+                              any(p in CLUSTER_PATHS for p in a.paths))
+    a.scenarios = [s.strip() for s in a.scenario.split(",") if s.strip()]
     for s in a.scenarios:
         if s not in SCENARIOS:
             ap.error("unknown scenario %r (have: %s)" % (s, ", ".join(SCENARIOS)))
@@ -2115,6 +2235,7 @@ SCENARIO_KEYS = {
     "fairness": ["fairness.p99", "fairness.rps", "fairness.bulk"],
     "latency": ["latency.on.up", "latency.on.down", "latency.off.up", "latency.off.down"],
     "vhost": [r[0] for r in ROWS if r[0].startswith("vhost.")],
+    "cluster-load": [r[0] for r in ROWS if r[0].startswith("cluster.")],
 }
 SYSCALL_KEYS = [r[0] for r in ROWS if r[0].startswith("vhost.") and
                 (".sys_per_req." in r[0] or r[0].endswith(".us_per_syscall"))]
