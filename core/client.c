@@ -235,6 +235,7 @@ static void cl_on_open(struct mgrok_session *s)
 {
 	struct mgrok_client *cl = s->owner;
 	cl->opened_at = ev_now(cl->ctx->loop);
+	cl->failing = false;
 	MGROK_INFO("session %u: connected to %s", s->id, cl->conf->server);
 
 	struct mgrok_frame hello = {.type = MGROK_FRAME_HELLO};
@@ -282,7 +283,14 @@ static void cl_on_close(struct mgrok_session *s, enum mgrok_close_why why, const
 	if (cl->stopping)
 		return;
 	if (cl->conf->embedded) {
-		MGROK_WARN("relay %s: session %u: %s", cl->conf->server, s->id, reason);
+		/* Said once until a session opens again: a node that stays away
+		 * (or refuses the secret) must not fill the log. */
+		if (!cl->failing)
+			MGROK_WARN("relay %s: session %u: %s (trying again)", cl->conf->server,
+			           s->id, reason);
+		else
+			MGROK_DEBUG("relay %s: session %u: %s", cl->conf->server, s->id, reason);
+		cl->failing = true;
 	} else if (why == MGROK_CLOSE_DENIED || why == MGROK_CLOSE_TLS_CERT) {
 		/* The server said no, or is not who it should be: retrying cannot
 		 * change that (unless asked to). The reason is its text or TLS's. */

@@ -36,6 +36,7 @@ struct mgrok_client {
 	unsigned acks_pending;
 	unsigned acks_ok;
 	bool stopping;
+	bool failing; /* embedded: the last session failed, and that was logged */
 	int exit_code;
 	char client_id[33];
 	struct mgrok_admin *admin; /* NULL: none configured */
