@@ -3,9 +3,10 @@
  * client, method "cluster", of each other node, and registers there every
  * port and name it has claimed. A visitor that reaches another node is a
  * NEW_STREAM on that relay session; here it becomes a stream on the proxy
- * that holds the claim, with the visitor's address, the two joined by a
- * socket pair. UDP is relayed to this node's own public port instead (the
- * visitor's address is not carried there).
+ * that holds the claim, with the visitor's address, and the two streams
+ * are joined (stream.h): DATA in one goes out as DATA of the other, with
+ * the credit passed back. UDP is relayed to this node's own public port
+ * instead (the visitor's address is not carried there).
  *
  * The nodes find each other in Redis: each holds the claim
  * "mgrok:node:NAME" = "NAME|ADDRESS" and lists the others every third of a
@@ -13,13 +14,11 @@
  */
 #include "server_impl.h"
 
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -90,24 +89,15 @@ static void open_here(void *arg, struct mgrok_stream *st, const struct sockaddr 
 	const struct sockaddr *src = source ? source : (const struct sockaddr *)&none;
 	socklen_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                           : sizeof(struct sockaddr_in);
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		MGROK_WARN("relay %s: socketpair: %s", b->name, strerror(errno));
-		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
-		return;
-	}
 	struct mgrok_proxy *to = b->target;
 	if (to->group && to->group->anchor == to)
 		to = mgrok_group_pick_local(to->group);
 	struct mgrok_stream *in = to ? mgrok_stream_open_visitor(to, src, len) : NULL;
 	if (!in) {
-		close(sv[0]);
-		close(sv[1]);
 		mgrok_stream_reset(st, MGROK_RESET_REFUSED);
 		return;
 	}
-	mgrok_stream_attach_fd(st, sv[0], 0);
-	mgrok_stream_attach_fd(in, sv[1], 0);
+	mgrok_stream_join(st, in);
 }
 
 /* Where this node serves b itself: UDP is relayed there. */

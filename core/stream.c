@@ -102,6 +102,25 @@ static void drop_gathered(struct mgrok_stream *st)
 	}
 }
 
+/*
+ * st goes: its partner is reset with it, or, at a clean end, hears it as
+ * its CLOSE if that is still owed (as a socket's close sends a FIN). The
+ * partner's session is another one, maybe not in a callback of its own:
+ * what it sends here is flushed all the same (in_cb).
+ */
+static void unjoin(struct mgrok_stream *st, bool abortive)
+{
+	struct mgrok_stream *other = st->joined;
+	struct mgrok_session *os = other->sess;
+	other->joined = st->joined = NULL;
+	os->in_cb++;
+	if (abortive)
+		mgrok_stream_reset(other, MGROK_RESET_CANCEL);
+	else if (!(other->ms.state & MGROK_MUX_SENT_CLOSE))
+		mgrok_stream_read_eof(other);
+	mgrok_session_leave(os);
+}
+
 void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 {
 	struct mgrok_session *s = st->sess;
@@ -121,6 +140,8 @@ void mgrok_stream_destroy(struct mgrok_stream *st, bool abortive)
 		st->next->prev = st->prev;
 	if (st->filter)
 		mgrok_filter_free(st, abortive);
+	if (st->joined)
+		unjoin(st, abortive);
 	if (st->fd >= 0) {
 		if (abortive) {
 			/* An RST tells the visitor or service the stream failed,
@@ -152,8 +173,14 @@ void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code)
 	mgrok_stream_destroy(st, true);
 }
 
+static void push_joined(struct mgrok_stream *from);
+
 static void update_read(struct mgrok_stream *st)
 {
+	if (st->joined) { /* our window or session has room: the partner's bytes may go */
+		push_joined(st->joined);
+		return;
+	}
 	if (mgrok_stream_may_read(&st->ms, &st->f))
 		ev_io_start(loop_of(st), &st->rio);
 	else
@@ -169,8 +196,13 @@ static bool advance(struct mgrok_stream *st)
 		mgrok_filter_peer_end(st, 0);
 	switch (next) {
 	case MGROK_STREAM_SHUT_WR:
-		shutdown(st->fd, SHUT_WR);
 		st->f.shut_wr = true;
+		if (st->joined) /* the partner's peer hears the end as its CLOSE */
+		{
+			mgrok_stream_read_eof(st->joined);
+			return false;
+		}
+		shutdown(st->fd, SHUT_WR);
 		return false;
 	case MGROK_STREAM_DONE: mgrok_stream_destroy(st, false); return true;
 	default: return false;
@@ -412,6 +444,11 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	}
 	if (!len)
 		return 0;
+	if (st->joined) {
+		mgrok_buf_append(&st->pending, p, len); /* bounded by the window we granted */
+		push_joined(st);
+		return 0;
+	}
 	if (can_write_now(st) && gather(st, p, len))
 		return 0;
 	if (st->gathered && write_gathered(st) < 0)
@@ -467,6 +504,60 @@ static void stall(struct mgrok_stream *st)
 	st->f.stalled = true;
 	st->stall_next = r->stalled;
 	r->stalled = st;
+}
+
+/*
+ * A joined stream's peer bytes (from->pending) out as DATA of its partner,
+ * as far as the partner's window and session take them; the peer is
+ * credited for what went, so back-pressure crosses the join. Then, all
+ * out, what the peer's CLOSE calls for.
+ */
+static void push_joined(struct mgrok_stream *from)
+{
+	struct mgrok_stream *to = from->joined;
+	struct mgrok_session *fs = from->sess, *ts = to ? to->sess : NULL;
+	size_t sent = 0;
+	if (!ts)
+		return;
+	/* Either session may not be in a callback of its own now. */
+	fs->in_cb++;
+	ts->in_cb++;
+	while (to && from->pending.len && to->ms.send_window &&
+	       !(to->ms.state & MGROK_MUX_SENT_CLOSE)) {
+		if (mgrok_session_congested(to->sess)) {
+			if (!to->f.stalled)
+				stall(to);
+			break;
+		}
+		size_t k = from->pending.len;
+		if (k > to->ms.send_window)
+			k = to->ms.send_window;
+		if (k > MGROK_DATA_MAX)
+			k = MGROK_DATA_MAX;
+		uint8_t *frame = mgrok_session_reserve(to->sess, MGROK_DATA_HEADER + k);
+		memcpy(frame + MGROK_DATA_HEADER, mgrok_buf_head(&from->pending), k);
+		mgrok_frame_data_header(frame, to->ms.id, (uint16_t)k);
+		mgrok_session_commit(to->sess, MGROK_DATA_HEADER + k);
+		mgrok_mux_sent_data(&to->ms, k);
+		mgrok_stream_count(to, k, true);
+		mgrok_buf_consume(&from->pending, k);
+		sent += k;
+	}
+	if (sent)
+		send_credit(from, sent);
+	if (!from->pending.len) {
+		mgrok_buf_free(&from->pending);
+		advance(from);
+	}
+	mgrok_session_leave(ts);
+	mgrok_session_leave(fs);
+}
+
+void mgrok_stream_join(struct mgrok_stream *a, struct mgrok_stream *b)
+{
+	a->joined = b;
+	b->joined = a;
+	a->f.attached = b->f.attached = true;
 }
 
 void mgrok_relay_resume_stalled(struct mgrok_relay *r)

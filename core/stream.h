@@ -40,6 +40,11 @@ struct mgrok_stream {
 	size_t uncredited;       /* of pending, bytes that are not the peer's (a PROXY header) */
 	struct mgrok_pp_out *pp; /* client: the PROXY header still to write, made on attach */
 	struct mgrok_stream_filter *filter; /* server: a visitor a plugin filters, else NULL */
+	/* A stream of another session this one is joined to, in place of a
+	 * socket (a cluster's relayed visitor): the peer's bytes go out as
+	 * that stream's DATA, its CLOSE as that stream's CLOSE, a reset of
+	 * either resets both. */
+	struct mgrok_stream *joined;
 };
 
 /* DATA payloads still in the session's read buffer, written per stream with
@@ -76,6 +81,8 @@ void mgrok_relay_destroy_all(struct mgrok_relay *r);
 struct mgrok_stream *mgrok_stream_open_visitor(struct mgrok_proxy *px,
                                                const struct sockaddr *source, socklen_t source_len);
 void mgrok_stream_attach_fd(struct mgrok_stream *st, int fd, int connecting);
+/* Joins two streams of two sessions, neither attached to anything yet. */
+void mgrok_stream_join(struct mgrok_stream *a, struct mgrok_stream *b);
 void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code);
 void mgrok_stream_attach_datagram(struct mgrok_stream *st, void *arg);
 int mgrok_stream_send(struct mgrok_stream *st, const void *data, size_t len);
