@@ -173,12 +173,12 @@ void mgrok_stream_reset(struct mgrok_stream *st, uint8_t code)
 	mgrok_stream_destroy(st, true);
 }
 
-static void push_joined(struct mgrok_stream *from);
+static void push_joined(struct mgrok_stream *from, const uint8_t *p, size_t len);
 
 static void update_read(struct mgrok_stream *st)
 {
 	if (st->joined) { /* our window or session has room: the partner's bytes may go */
-		push_joined(st->joined);
+		push_joined(st->joined, NULL, 0);
 		return;
 	}
 	if (mgrok_stream_may_read(&st->ms, &st->f))
@@ -445,8 +445,7 @@ int mgrok_stream_on_data(struct mgrok_stream *st, const uint8_t *p, size_t len)
 	if (!len)
 		return 0;
 	if (st->joined) {
-		mgrok_buf_append(&st->pending, p, len); /* bounded by the window we granted */
-		push_joined(st);
+		push_joined(st, p, len);
 		return 0;
 	}
 	if (can_write_now(st) && gather(st, p, len))
@@ -506,43 +505,62 @@ static void stall(struct mgrok_stream *st)
 	r->stalled = st;
 }
 
-/*
- * A joined stream's peer bytes (from->pending) out as DATA of its partner,
- * as far as the partner's window and session take them; the peer is
- * credited for what went, so back-pressure crosses the join. Then, all
- * out, what the peer's CLOSE calls for.
- */
-static void push_joined(struct mgrok_stream *from)
+/* Up to len bytes of p out as DATA of from's partner, as far as its window
+ * and session take them; returns how many went. */
+static size_t forward(struct mgrok_stream *from, const uint8_t *p, size_t len)
 {
 	struct mgrok_stream *to = from->joined;
-	struct mgrok_session *fs = from->sess, *ts = to ? to->sess : NULL;
 	size_t sent = 0;
-	if (!ts)
-		return;
-	/* Either session may not be in a callback of its own now. */
-	fs->in_cb++;
-	ts->in_cb++;
-	while (to && from->pending.len && to->ms.send_window &&
-	       !(to->ms.state & MGROK_MUX_SENT_CLOSE)) {
+	while (sent < len && to->ms.send_window && !(to->ms.state & MGROK_MUX_SENT_CLOSE)) {
 		if (mgrok_session_congested(to->sess)) {
 			if (!to->f.stalled)
 				stall(to);
 			break;
 		}
-		size_t k = from->pending.len;
+		size_t k = len - sent;
 		if (k > to->ms.send_window)
 			k = to->ms.send_window;
 		if (k > MGROK_DATA_MAX)
 			k = MGROK_DATA_MAX;
-		uint8_t *frame = mgrok_session_reserve(to->sess, MGROK_DATA_HEADER + k);
-		memcpy(frame + MGROK_DATA_HEADER, mgrok_buf_head(&from->pending), k);
+		uint8_t *frame = mgrok_session_reserve(to->sess, k);
+		memcpy(frame + MGROK_DATA_HEADER, p + sent, k);
 		mgrok_frame_data_header(frame, to->ms.id, (uint16_t)k);
 		mgrok_session_commit(to->sess, MGROK_DATA_HEADER + k);
 		mgrok_mux_sent_data(&to->ms, k);
 		mgrok_stream_count(to, k, true);
-		mgrok_buf_consume(&from->pending, k);
 		sent += k;
 	}
+	return sent;
+}
+
+/*
+ * A joined stream's peer bytes -- what waits in from->pending, then p --
+ * out as DATA of its partner; what does not go waits (bounded by the
+ * window we granted). The peer is credited for what went, so back-pressure
+ * crosses the join. Then, all out, what the peer's CLOSE calls for.
+ */
+static void push_joined(struct mgrok_stream *from, const uint8_t *p, size_t len)
+{
+	struct mgrok_session *fs = from->sess, *ts = from->joined ? from->joined->sess : NULL;
+	if (!ts)
+		return;
+	/* Either session may not be in a callback of its own now. */
+	fs->in_cb++;
+	ts->in_cb++;
+	size_t sent = 0;
+	if (from->pending.len) {
+		size_t n = forward(from, mgrok_buf_head(&from->pending), from->pending.len);
+		mgrok_buf_consume(&from->pending, n);
+		sent += n;
+	}
+	if (len && !from->pending.len) {
+		size_t n = forward(from, p, len);
+		p += n;
+		len -= n;
+		sent += n;
+	}
+	if (len)
+		mgrok_buf_append(&from->pending, p, len);
 	if (sent)
 		send_credit(from, sent);
 	if (!from->pending.len) {
