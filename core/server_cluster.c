@@ -30,7 +30,7 @@
 #include "session.h"
 
 #define KEY_PREFIX "mgrok:claim:"
-#define PORT_TRIES 8 /* port 0: ports tried before giving up on a run of lost races */
+#define PORT_TRIES 64 /* port 0: ports tried, one after another, on lost races */
 
 /* A proxy's claims, and the REGISTER they answer. */
 struct srv_claims {

@@ -195,9 +195,23 @@ struct mgrok_proxy *mgrok_server_name_lookup(struct mgrok_server *srv, const str
 	return mgrok_names_lookup(&srv->names, p, name);
 }
 
-/* Binds px on port, or on a free allowed port when port is 0. */
-static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port, char *err,
-                     size_t errlen)
+/* The index of port in the allowed ranges, walked in order. */
+static uint32_t port_index(const struct mgrok_server *srv, uint16_t port)
+{
+	uint32_t k = 0;
+	for (size_t i = 0; i < srv->n_allow_ports; i++) {
+		const struct mgrok_port_range *r = &srv->allow_ports[i];
+		if (port >= r->lo && port <= r->hi)
+			return k + (uint32_t)(port - r->lo);
+		k += (uint32_t)(r->hi - r->lo) + 1;
+	}
+	return 0;
+}
+
+/* Binds px on port, or on a free allowed port when port is 0: from a
+ * random one, or (after, a port another node had) from the next. */
+static int bind_port_after(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port,
+                           uint16_t after, char *err, size_t errlen)
 {
 	const struct mgrok_server *srv = ss->srv;
 	const struct mgrok_proxy_ops *ops = px->plugin->desc->proxy;
@@ -209,7 +223,9 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 	/* Port 0: walk the allowed ranges from a random point so that
 	 * sessions do not all collide on the first port. */
 	uint32_t start = 0;
-	if (!port && span) {
+	if (!port && span && after) {
+		start = (port_index(srv, after) + 1) % span;
+	} else if (!port && span) {
 		mgrok_host_table.random(&start, sizeof(start));
 		start %= span;
 	}
@@ -248,6 +264,12 @@ static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t po
 	snprintf(err, errlen, port ? "port %u is in use" : "no free port among those you may use",
 	         port);
 	return -EADDRINUSE;
+}
+
+static int bind_port(struct srv_session *ss, struct mgrok_proxy *px, uint16_t port, char *err,
+                     size_t errlen)
+{
+	return bind_port_after(ss, px, port, 0, err, errlen);
 }
 
 /*
@@ -595,7 +617,8 @@ uint8_t mgrok_server_rebind_port(struct srv_session *ss, struct mgrok_proxy *px,
 {
 	px->plugin->desc->proxy->server_unbind(px->plugin->inst, px->state);
 	px->bound = false;
-	uint8_t st = bind_ack(bind_port(ss, px, 0, msg, len));
+	uint16_t after = px->spec.remote_port;
+	uint8_t st = bind_ack(bind_port_after(ss, px, 0, after, msg, len));
 	px->bound = st == MGROK_ACK_OK;
 	return st;
 }
