@@ -365,31 +365,26 @@ static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- set-up ---------------------------------------------------------------- */
 
-/* Method "cluster", with the cluster's secret: the other nodes' sessions. */
-static int setup_node_method(struct mgrok_server *srv, char *err, size_t errlen)
+/* One more method the server offers: its plugin, initialised with options. */
+static struct srv_method *add_method(struct mgrok_server *srv, const char *name,
+                                     const json_t *options, char *err, size_t errlen)
 {
-	const struct mgrok_cluster_conf *c = &srv->conf->cluster;
-	struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, "cluster");
+	struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, name);
 	if (!p) {
-		snprintf(err, errlen, "cluster: no auth-cluster plugin in %s",
+		snprintf(err, errlen, "auth method '%s': no such plugin in %s", name,
 		         srv->conf->plugin_dir ? srv->conf->plugin_dir
 		                               : mgrok_default_plugin_dir());
-		return -1;
+		return NULL;
 	}
-	json_t *opts = c->secret ? json_pack("{ss}", "token", c->secret)
-	                         : json_pack("{ss}", "token_file", c->secret_file);
-	int rc = mgrok_plugin_init(p, opts, err, errlen);
-	json_decref(opts);
-	if (rc < 0)
-		return -1;
+	if (mgrok_plugin_init(p, options, err, errlen) < 0)
+		return NULL;
 	struct srv_method *m = &srv->methods[srv->n_methods++];
 	m->m = (struct mgrok_auth_method){.name = p->desc->name,
 	                                  .id = p->desc->wire_id,
 	                                  .ops = p->desc->auth,
 	                                  .inst = p->inst};
 	m->plugin = p;
-	srv->node_method = m;
-	return 0;
+	return m;
 }
 
 static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
@@ -397,25 +392,18 @@ static int setup_auth(struct mgrok_server *srv, char *err, size_t errlen)
 	const struct mgrok_server_conf *c = srv->conf;
 	size_t n = c->n_auth ? c->n_auth : 1;
 	srv->methods = mgrok_xcalloc(n + 1, sizeof(*srv->methods)); /* + "cluster", last */
-	for (size_t i = 0; i < n; i++) {
-		const char *name = c->n_auth ? c->auth[i].method : "none";
-		struct mgrok_plugin *p = mgrok_registry_find(&srv->reg, MGROK_PLUGIN_AUTH, name);
-		if (!p) {
-			snprintf(err, errlen, "auth method '%s': no such plugin in %s", name,
-			         c->plugin_dir ? c->plugin_dir : mgrok_default_plugin_dir());
+	for (size_t i = 0; i < n; i++)
+		if (!add_method(srv, c->n_auth ? c->auth[i].method : "none",
+		                c->n_auth ? c->auth[i].options : NULL, err, errlen))
 			return -1;
-		}
-		if (mgrok_plugin_init(p, c->n_auth ? c->auth[i].options : NULL, err, errlen) < 0)
+	/* The other nodes of a cluster, with the cluster's secret. */
+	if (c->cluster.given) {
+		json_t *opts = mgrok_cluster_auth_options(&c->cluster);
+		srv->node_method = add_method(srv, "cluster", opts, err, errlen);
+		json_decref(opts);
+		if (!srv->node_method)
 			return -1;
-		struct srv_method *m = &srv->methods[srv->n_methods++];
-		m->m = (struct mgrok_auth_method){.name = p->desc->name,
-		                                  .id = p->desc->wire_id,
-		                                  .ops = p->desc->auth,
-		                                  .inst = p->inst};
-		m->plugin = p;
 	}
-	if (c->cluster.given && setup_node_method(srv, err, errlen) < 0)
-		return -1;
 	if (!c->n_auth)
 		MGROK_WARN("no auth configured: anyone who reaches this server may use it "
 		           "(set \"auth\" or --token)");

@@ -65,6 +65,12 @@ int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errle
 	return 0;
 }
 
+json_t *mgrok_cluster_auth_options(const struct mgrok_cluster_conf *c)
+{
+	return c->secret ? json_pack("{ss}", "token", c->secret)
+	                 : json_pack("{ss}", "token_file", c->secret_file);
+}
+
 void mgrok_server_cluster_free(struct mgrok_server *srv)
 {
 	mgrok_relays_free(srv->relays);
@@ -261,10 +267,11 @@ void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pic
 		mgrok_server_register_ok(ss, px);
 		return;
 	}
-	char **keys;
-	const char **hostnames;
-	size_t n = keys_of(px, &keys, &hostnames);
-	keys_free(keys, hostnames, n);
+	size_t n = 0; /* a claim per name, or one for the port */
+	for (const struct mgrok_name *nm = (px->group ? px->group->anchor : px)->names; nm;
+	     nm = nm->px_next)
+		n++;
+	n = n ? n : 1;
 	struct srv_claims *sc = mgrok_xcalloc(1, sizeof(*sc) + n * sizeof(sc->c[0]));
 	sc->ss = ss;
 	sc->px = px;

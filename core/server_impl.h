@@ -138,6 +138,8 @@ uint8_t mgrok_server_rebind_port(struct srv_session *ss, struct mgrok_proxy *px,
  * answer comes from there (at once on a node alone). pick_port: the client
  * asked for port 0. */
 int mgrok_server_cluster_start(struct mgrok_server *srv, char *err, size_t errlen);
+/* Method "cluster"'s options: the secret, or its file (a new reference). */
+json_t *mgrok_cluster_auth_options(const struct mgrok_cluster_conf *c);
 void mgrok_server_cluster_free(struct mgrok_server *srv);
 void mgrok_server_claim(struct srv_session *ss, struct mgrok_proxy *px, bool pick_port);
 /* The ports and names this node's proxies hold (a group's members each). */

@@ -209,9 +209,7 @@ static struct relay_peer *peer_new(struct mgrok_relays *rs, const char *name, co
 	struct mgrok_client_conf *c = &p->conf;
 	c->server = p->address;
 	c->auth.method = "cluster";
-	c->auth.options = sc->cluster.secret
-	                          ? json_pack("{ss}", "token", sc->cluster.secret)
-	                          : json_pack("{ss}", "token_file", sc->cluster.secret_file);
+	c->auth.options = mgrok_cluster_auth_options(&sc->cluster);
 	c->plugin_dir = sc->plugin_dir;
 	c->plugins = sc->plugins;
 	c->n_plugins = sc->n_plugins;
